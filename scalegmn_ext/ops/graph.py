@@ -99,7 +99,7 @@ def _check_weights(weights, biases, arch: Architecture | None) -> tuple[list[Ten
         raise TypeError(f"weights[0] must be a floating tensor (float16/bfloat16/float32/float64), got {w0.dtype}")
     ws, bs = [], []
     B = w0.shape[0] if batched else None
-    for l, (w, b) in enumerate(zip(weights, biases)):
+    for l, w in enumerate(weights):
         if not isinstance(w, Tensor):
             raise TypeError(f"weights[{l}] must be a Tensor, got {type(w).__name__}")
         if w.dtype != w0.dtype or w.device != w0.device:
@@ -118,6 +118,8 @@ def _check_weights(weights, biases, arch: Architecture | None) -> tuple[list[Ten
             )
         if w.shape[1] == 0 or w.shape[2] == 0:
             raise ValueError(f"weights[{l}] has an empty layer (shape {tuple(w.shape)}); the graph needs >= 1 neuron per layer")
+        ws.append(w)
+    for l, (w, b) in enumerate(zip(ws, biases)):
         if b is None:
             b = w.new_zeros(w.shape[0], w.shape[1])
         else:
@@ -125,11 +127,12 @@ def _check_weights(weights, biases, arch: Architecture | None) -> tuple[list[Ten
                 raise TypeError(f"biases[{l}] must be a Tensor or None, got {type(b).__name__}")
             if b.dtype != w0.dtype or b.device != w0.device:
                 raise TypeError(f"biases[{l}] is {b.dtype} on {b.device}; expected {w0.dtype} on {w0.device}")
+            expected = (w.shape[0], w.shape[1]) if batched else (w.shape[1],)
+            if tuple(b.shape) != expected:
+                kind = "[B, out]" if batched else "[out] (unbatched)"
+                raise ValueError(f"biases[{l}] must have shape {expected} ({kind}), got {tuple(b.shape)}")
             if not batched:
                 b = b.unsqueeze(0)
-            if tuple(b.shape) != (w.shape[0], w.shape[1]):
-                raise ValueError(f"biases[{l}] must have shape {(w.shape[0], w.shape[1])} ([B, out]), got {tuple(b.shape)}")
-        ws.append(w)
         bs.append(b)
     if arch is not None:
         if len(ws) != arch.num_layers:
