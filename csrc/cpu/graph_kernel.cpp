@@ -4,12 +4,16 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "../ops/graph_meta.h"
 
 namespace scalegmn {
 namespace {
 
-constexpr int64_t kGrain = 2048;  // edges per task: small layers stay on one thread
+// Rows per parallel task so that each task moves >= ~32K elements (small batches stay serial).
+inline int64_t row_grain(int64_t row_elems) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(row_elems, 1)); }
 
 std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
                                                         at::TensorList biases, int64_t max_kh,
@@ -26,12 +30,24 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
       const at::Tensor w = weights[l].contiguous();
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
       const KernelPlacement p = placement(lm, m, dense_centre);
-      const int64_t R = lm.out * lm.in;
-      at::parallel_for(0, m.B * R, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t br = begin; br < end; ++br) {
-          const int64_t b = br / R, r = br % R;
-          scalar_t* dst = out + (b * m.E + lm.edge_offset + r) * K;
-          for (int64_t s = 0; s < K; ++s) dst[s] = edge_value(wp, b, r, s, R, p);
+      const int64_t kk = lm.kh * lm.kw;
+      // slot -> kernel index map of this layer (shared math), hoisted out of the edge loop
+      std::vector<int64_t> src_of_slot(K);
+      for (int64_t s = 0; s < K; ++s) src_of_slot[s] = slot_to_kernel_index(s, p);
+      const bool plain_copy = (K == 1 && kk == 1);
+      // one task = rows (b, o) of `in` edges each; rows are contiguous in both layouts
+      at::parallel_for(0, m.B * lm.out, row_grain(lm.in * K), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t b = row / lm.out, o = row % lm.out;
+          scalar_t* dst = out + (b * m.E + lm.edge_offset + o * lm.in) * K;
+          const scalar_t* src = wp + row * lm.in * kk;
+          if (plain_copy) {
+            std::copy(src, src + lm.in, dst);
+            continue;
+          }
+          for (int64_t i = 0; i < lm.in; ++i)
+            for (int64_t s = 0; s < K; ++s)
+              dst[i * K + s] = src_of_slot[s] < 0 ? scalar_t(0) : src[i * kk + src_of_slot[s]];
         }
       });
     }
@@ -54,12 +70,21 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cp
       const LayerMeta& lm = m.layers[l];
       scalar_t* wp = ws[l].data_ptr<scalar_t>();
       const KernelPlacement p = placement(lm, m, dense_centre);
-      const int64_t R = lm.out * lm.in, kk = lm.kh * lm.kw;
-      at::parallel_for(0, m.B * R, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t br = begin; br < end; ++br) {
-          const int64_t b = br / R, r = br % R;
-          for (int64_t k = 0; k < kk; ++k)
-            wp[br * kk + k] = weight_value(ep, b, r, k, m.E, lm.edge_offset, p);
+      const int64_t kk = lm.kh * lm.kw, K = m.Kh * m.Kw;
+      std::vector<int64_t> slot_of_k(kk);
+      for (int64_t k = 0; k < kk; ++k) slot_of_k[k] = kernel_index_to_slot(k, p);
+      const bool plain_copy = (K == 1 && kk == 1);
+      at::parallel_for(0, m.B * lm.out, row_grain(lm.in * K), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t b = row / lm.out, o = row % lm.out;
+          const scalar_t* src = ep + (b * m.E + lm.edge_offset + o * lm.in) * K;
+          scalar_t* dst = wp + row * lm.in * kk;
+          if (plain_copy) {
+            std::copy(src, src + lm.in, dst);
+            continue;
+          }
+          for (int64_t i = 0; i < lm.in; ++i)
+            for (int64_t k = 0; k < kk; ++k) dst[i * kk + k] = src[i * K + slot_of_k[k]];
         }
       });
     }

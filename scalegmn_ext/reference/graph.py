@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["weights_to_graph", "graph_to_weights", "dense_adjacency_graph"]
+__all__ = ["weights_to_graph", "graph_to_weights", "dense_adjacency_graph", "dense_adjacency_inverse"]
 
 
 def _offsets(kh: int, kw: int, Kh: int, Kw: int, centre: bool) -> tuple[int, int]:
@@ -103,3 +103,39 @@ def dense_adjacency_graph(
     if not nodes:
         return weights[0].new_zeros(0, N, 1), weights[0].new_zeros(0, len(src), K)
     return torch.stack(nodes).unsqueeze(-1), torch.stack(edges)
+
+
+def dense_adjacency_inverse(
+    node: Tensor, edge: Tensor, layout: Sequence[int], kernel_h: Sequence[int],
+    kernel_w: Sequence[int], is_conv: Sequence[bool], max_kh: int, max_kw: int,
+    dense_centre: bool = True,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Per-network inverse through a dense ``[N, N, K]`` matrix (the public code's ``graph_to_wb``).
+
+    Scatters each network's edge list into a dense adjacency, then slices the layer blocks.
+    Benchmark baseline for :func:`graph_to_weights`; same outputs.
+    """
+    L = len(layout) - 1
+    N, K = sum(layout), max_kh * max_kw
+    starts = [sum(layout[:i]) for i in range(L + 2)]
+    src, dst = [], []
+    for l in range(L):
+        d, s = torch.meshgrid(torch.arange(layout[l + 1]) + starts[l + 1], torch.arange(layout[l]) + starts[l], indexing="ij")
+        src.append(s.reshape(-1))
+        dst.append(d.reshape(-1))
+    src, dst = torch.cat(src), torch.cat(dst)
+    per_w: list[list[Tensor]] = [[] for _ in range(L)]
+    per_b: list[list[Tensor]] = [[] for _ in range(L)]
+    for b in range(node.shape[0]):
+        dense = edge.new_zeros(N, N, K)
+        dense[src, dst] = edge[b]
+        for l in range(L):
+            blk = dense[starts[l]:starts[l + 1], starts[l + 1]:starts[l + 2]].transpose(0, 1)
+            kh, kw = kernel_h[l], kernel_w[l]
+            oh, ow = _offsets(kh, kw, max_kh, max_kw, is_conv[l] or dense_centre)
+            w = blk.reshape(layout[l + 1], layout[l], max_kh, max_kw)[..., oh:oh + kh, ow:ow + kw]
+            per_w[l].append(w if is_conv[l] else w.reshape(layout[l + 1], layout[l]))
+            per_b[l].append(node[b, starts[l + 1]:starts[l + 2], 0])
+    if node.shape[0] == 0:
+        return graph_to_weights(node, edge, layout, kernel_h, kernel_w, is_conv, max_kh, max_kw, dense_centre)
+    return [torch.stack(w) for w in per_w], [torch.stack(b) for b in per_b]
