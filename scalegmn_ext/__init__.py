@@ -1,11 +1,25 @@
-"""scalegmn_ext: symmetry-aware learning on neural-network weights with compiled torch ops."""
+"""scalegmn_ext: symmetry-aware learning on neural-network weights with compiled torch ops.
+
+Main entry points:
+
+* :class:`Architecture` -- the shared architecture of a batch of networks (and its symmetry group).
+* :func:`weights_to_graph` / :func:`graph_to_weights` -- compiled, differentiable batched graph
+  construction and its inverse (``torch.ops.scalegmn.*``).
+* :mod:`scalegmn_ext.graph` -- graph layout, static structure (edge index, CSR, type ids).
+* :mod:`scalegmn_ext.symmetry` -- random permutation / sign / positive-scale group actions.
+* :mod:`scalegmn_ext.functional` -- batched forward of B networks in one call.
+* :mod:`scalegmn_ext.adapters`, :mod:`scalegmn_ext.nets` -- nn.Module / state_dict / nfn adapters.
+"""
 from ._library import HAS_EXTENSION, has_cuda_kernels
-from .arch import Architecture, LayerSpec, Symmetry
+from .arch import ACTIVATION_SYMMETRY, Architecture, LayerSpec, Symmetry
 from .ops import graph_to_weights, weights_to_graph
+from . import adapters, functional, graph, nets, symmetry  # noqa: E402
+from .graph import GraphStructure, WeightGraph, graph_structure
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Architecture", "LayerSpec", "Symmetry", "HAS_EXTENSION", "has_cuda_kernels",
-    "weights_to_graph", "graph_to_weights",
+    "Architecture", "LayerSpec", "Symmetry", "ACTIVATION_SYMMETRY", "HAS_EXTENSION", "has_cuda_kernels",
+    "weights_to_graph", "graph_to_weights", "GraphStructure", "WeightGraph", "graph_structure",
+    "adapters", "functional", "graph", "nets", "symmetry",
 ]
