@@ -1,0 +1,196 @@
+"""ScaleGMN models: fast vs per-edge reference, exact invariance / equivariance, API and errors."""
+import random
+
+import pytest
+import torch
+
+import scalegmn_ext as sx
+from scalegmn_ext import symmetry
+from scalegmn_ext.graph import WeightGraph
+from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
+from scalegmn_ext.testing import random_weights
+
+ARCHS = {
+    "mlp_sine": sx.Architecture.siren([2, 5, 4, 1]),
+    "mlp_tanh": sx.Architecture.mlp([3, 4, 5, 2], activation="tanh"),
+    "mlp_relu": sx.Architecture.mlp([3, 6, 4, 2], activation="relu"),
+    "cnn_tanh": sx.Architecture.cnn(in_channels=2, channels=(3, 4), kernel_size=(3, (1, 2)), dense=(3,), activation="tanh"),
+    "cnn_relu": sx.Architecture.cnn(in_channels=2, channels=(3, 4), dense=(5, 3), activation="relu"),
+}
+
+
+def _small(**kw):
+    base = dict(d_hid=6, num_layers=2, d_out=3)
+    base.update(kw)
+    return ScaleGMNConfig(**base)
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
+
+
+def _inputs(arch, B=3, seed=None):
+    seed = random.randrange(2**31) if seed is None else seed
+    return random_weights(arch, B, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize("readout", ["full_graph", "last_layer"])
+def test_fast_matches_reference_and_is_invariant(name, direction, readout):
+    arch = ARCHS[name]
+    torch.manual_seed(random.randrange(2**31))
+    m = ScaleGMN(arch, _small(direction=direction, readout=readout)).double().eval()
+    ws, bs = _inputs(arch)
+    z = m(ws, bs)
+    assert z.shape == (3, 3)
+    m.impl = "reference"
+    torch.testing.assert_close(m(ws, bs), z, rtol=1e-10, atol=1e-12)
+    m.impl = "fast"
+    # exact invariance under a random permutation + sign flip / positive scaling of hidden neurons
+    w2, b2, g = symmetry.transform(arch, ws, bs)
+    flat = lambda w, b: torch.cat([t.flatten(1) for t in w + b], 1)
+    assert _rel(flat(ws, bs), flat(w2, b2)) > 0.1  # the input really changed
+    assert _rel(z, m(w2, b2)) <= 1e-10  # float64: ~1e-15 in practice (issue bound: 1e-5)
+    m.impl = "reference"
+    assert _rel(z, m(w2, b2)) <= 1e-10
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_equivariant_head(name, direction):
+    arch = ARCHS[name]
+    torch.manual_seed(random.randrange(2**31))
+    m = ScaleGMNEquivariant(arch, _small(direction=direction)).double().eval()
+    ws, bs = _inputs(arch)
+    ow, ob = m(ws, bs)
+    assert [w.shape for w in ow] == [w.shape for w in ws] and [b.shape for b in ob] == [b.shape for b in bs]
+    m.impl = "reference"
+    rw, rb = m(ws, bs)
+    for a, b in zip(ow + ob, rw + rb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    m.impl = "fast"
+    w2, b2, g = symmetry.transform(arch, ws, bs)
+    tw, tb = symmetry.apply_group_element(arch, ow, ob, g)  # the outputs must move like weights
+    pw, pb = m(w2, b2)
+    for a, b in zip(tw + tb, pw + pb):
+        assert _rel(a, b) <= 1e-10
+
+
+def test_permutation_only_model_is_not_sign_invariant():
+    """Negative control: the plain GMN (permutation only) must notice sign flips."""
+    arch = ARCHS["mlp_tanh"]
+    torch.manual_seed(0)
+    m = ScaleGMN(arch, _small(symmetry="permutation")).double().eval()
+    ws, bs = _inputs(arch, seed=1)
+    z = m(ws, bs)
+    wp, bp, _ = symmetry.transform(arch, ws, bs, symmetry="permutation")
+    assert _rel(z, m(wp, bp)) <= 1e-10  # still permutation invariant
+    w2, b2, _ = symmetry.transform(arch, ws, bs, symmetry="sign")
+    assert _rel(z, m(w2, b2)) > 1e-4
+
+
+def test_public_bidirectional_scale_bug_is_fixed():
+    """With the raw edge in the backward direction (public code) ReLU models are not invariant."""
+    arch = ARCHS["cnn_relu"]
+    torch.manual_seed(0)
+    m = ScaleGMN(arch, _small(direction="bidirectional", num_layers=3)).double().eval()
+    ws, bs = _inputs(arch, seed=2)
+    w2, b2, _ = symmetry.transform(arch, ws, bs)
+    z = m(ws, bs)
+    assert _rel(z, m(w2, b2)) <= 1e-10
+    for layer in m.layers:
+        layer.backward_edge = lambda e: e  # what the public implementation does
+    assert _rel(m(ws, bs), m(w2, b2)) > 1e-4
+
+
+def test_gradients_match_reference():
+    arch = ARCHS["cnn_tanh"]
+    torch.manual_seed(3)
+    m = ScaleGMN(arch, _small(direction="bidirectional")).double()
+    ws, bs = _inputs(arch, seed=3)
+    params = list(m.parameters())
+    g1 = torch.autograd.grad(m(ws, bs).pow(2).sum(), params)
+    m.impl = "reference"
+    g2 = torch.autograd.grad(m(ws, bs).pow(2).sum(), params)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_gradcheck_wrt_input_weights():
+    arch = sx.Architecture.mlp([2, 3, 1], activation="tanh")
+    torch.manual_seed(4)
+    m = ScaleGMNEquivariant(arch, _small(d_hid=3, num_layers=1)).double()
+    ws, bs = random_weights(arch, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: tuple(sum(m(list(t[:2]), list(t[2:])), [])), (*ws, *bs))
+
+
+def test_unbatched_graph_input_and_empty_batch():
+    arch = ARCHS["mlp_sine"]
+    m = ScaleGMN(arch, _small()).double().eval()
+    ws, bs = _inputs(arch, B=2, seed=5)
+    z = m(ws, bs)
+    torch.testing.assert_close(m([w[0] for w in ws], [b[0] for b in bs]), z[0])
+    torch.testing.assert_close(m(WeightGraph.from_weights(arch, ws, bs)), z)
+    e = ScaleGMNEquivariant(arch, _small()).double().eval()
+    uw, ub = e([w[1] for w in ws], [b[1] for b in bs])
+    assert uw[0].shape == ws[0].shape[1:]
+    w0, b0 = _inputs(arch, B=0, seed=0)
+    assert m(w0, b0).shape == (0, 3)
+
+
+def test_residual_head_starts_near_identity():
+    arch = ARCHS["mlp_tanh"]
+    m = ScaleGMNEquivariant(arch, _small(out_scale=0.0), residual=True).double().eval()
+    ws, bs = _inputs(arch, seed=6)
+    ow, ob = m(ws, bs)
+    for a, b in zip(ow + ob, ws + bs):
+        torch.testing.assert_close(a, b)
+
+
+def test_state_dict_is_shared_between_impls():
+    arch = ARCHS["cnn_relu"]
+    a = ScaleGMN(arch, _small()).double().eval()
+    b = ScaleGMN(arch, _small(), impl="reference").double().eval()
+    b.load_state_dict(a.state_dict())
+    ws, bs = _inputs(arch, seed=7)
+    torch.testing.assert_close(a(ws, bs), b(ws, bs), rtol=1e-10, atol=1e-12)
+
+
+def test_torch_compile_fullgraph():
+    arch = ARCHS["mlp_sine"]
+    torch.manual_seed(8)
+    m = ScaleGMN(arch, _small(num_layers=1)).eval()
+    ws, bs = random_weights(arch, 4, generator=torch.Generator().manual_seed(8))
+    eager = m(ws, bs)
+    compiled = torch.compile(m, fullgraph=True)
+    torch.testing.assert_close(compiled(ws, bs), eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(direction="sideways"), "direction must be"),
+        (dict(symmetry="rotation"), "symmetry must be one of"),
+        (dict(d_hid=0), "d_hid must be a positive int"),
+        (dict(readout="mean"), "readout must be"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (dict(sign_canon="square"), "sign_canon must be"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ScaleGMNConfig(**kwargs)
+
+
+def test_model_argument_errors():
+    with pytest.raises(ValueError, match="does not match the input architecture's group 'sign'"):
+        ScaleGMN(ARCHS["mlp_tanh"], _small(symmetry="scale"))
+    with pytest.raises(TypeError, match="arch must be an Architecture"):
+        ScaleGMN([2, 3, 1])
+    m = ScaleGMN(ARCHS["mlp_tanh"], _small())
+    with pytest.raises(ValueError, match="impl must be"):
+        m.impl = "cuda-magic"
+    ws, bs = _inputs(ARCHS["mlp_sine"], seed=0)
+    with pytest.raises(ValueError, match="per-network shape"):
+        m(ws, bs)

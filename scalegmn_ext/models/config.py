@@ -1,0 +1,77 @@
+"""Typed, validated configuration of the ScaleGMN models."""
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["ScaleGMNConfig"]
+
+_SYMMETRIES = ("sign", "scale", "permutation")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleGMNConfig:
+    """Hyper-parameters of :class:`~scalegmn_ext.models.ScaleGMN` / ``ScaleGMNEquivariant``.
+
+    Defaults follow the public MNIST-INR classification configuration (sign symmetry, hidden 128,
+    4 layers, forward direction, skip connections, node and edge positional encodings).
+
+    Attributes:
+        symmetry: ``"sign"`` (tanh/sine nets), ``"scale"`` (ReLU nets), ``"permutation"`` (plain
+            GMN), or None to take the input architecture's group.
+        direction: ``"forward"`` (messages from layer l-1 to l) or ``"bidirectional"`` (also from
+            l+1 to l; for ``scale`` the backward edge feature is ``e / max(||e||^2, eps)``, which
+            transforms with the inverse factor, so the model stays exactly equivariant).
+        d_hid: width of node/edge states and of every MLP.
+        num_layers: message-passing layers.
+        readout: ``"full_graph"`` (sum of canonicalised hidden-node states + the I/O node states)
+            or ``"last_layer"`` (the output-node states); invariant model only.
+        d_out: width of the invariant output.
+        dropout: dropout between layers.
+        layer_norm: LayerNorm inside every MLP.
+        sign_canon: ``"symmetrize"`` (rho(x) + rho(-x)) or ``"abs"`` (|x|) for ``sign``.
+        pos_embed: learned node/edge type embeddings (product on hidden nodes and edges, sum on
+            I/O nodes, so equivariance is kept).
+        edge_update: update edge states in every layer (not after the last invariant layer).
+        skip: bias-free skip connections between layers.
+        input_value: graph feature of input nodes (see :func:`scalegmn_ext.weights_to_graph`).
+        out_scale: initial per-layer output scale of the equivariant head.
+        eps: lower clamp of the norms in the scale canonicaliser and the backward edge feature
+            (a clamp, not an offset, keeps the maps exactly invariant for non-zero vectors).
+    """
+
+    symmetry: str | None = None
+    direction: str = "forward"
+    d_hid: int = 128
+    num_layers: int = 4
+    readout: str = "full_graph"
+    d_out: int = 10
+    dropout: float = 0.0
+    layer_norm: bool = True
+    sign_canon: str = "symmetrize"
+    pos_embed: bool = True
+    edge_update: bool = True
+    skip: bool = True
+    input_value: float = 1.0
+    out_scale: float = 0.01
+    eps: float = 1e-12
+
+    def __post_init__(self) -> None:
+        if self.symmetry is not None and self.symmetry not in _SYMMETRIES:
+            raise ValueError(f"ScaleGMNConfig.symmetry must be one of {_SYMMETRIES} or None, got {self.symmetry!r}")
+        if self.direction not in ("forward", "bidirectional"):
+            raise ValueError(f"ScaleGMNConfig.direction must be 'forward' or 'bidirectional', got {self.direction!r}")
+        if self.readout not in ("full_graph", "last_layer"):
+            raise ValueError(f"ScaleGMNConfig.readout must be 'full_graph' or 'last_layer', got {self.readout!r}")
+        if self.sign_canon not in ("symmetrize", "abs"):
+            raise ValueError(f"ScaleGMNConfig.sign_canon must be 'symmetrize' or 'abs', got {self.sign_canon!r}")
+        for name in ("d_hid", "num_layers", "d_out"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"ScaleGMNConfig.{name} must be a positive int, got {v!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ScaleGMNConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.eps > 0:
+            raise ValueError(f"ScaleGMNConfig.eps must be > 0, got {self.eps!r}")
+
+    def replace(self, **changes) -> "ScaleGMNConfig":
+        return dataclasses.replace(self, **changes)

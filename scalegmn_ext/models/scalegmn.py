@@ -1,0 +1,292 @@
+"""ScaleGMN (Kalogeropoulos et al., NeurIPS 2024): permutation- and scale/sign-equivariant
+graph metanetworks on the weights of MLPs and CNNs.
+
+Two implementations share every parameter (one ``state_dict``):
+
+* ``impl="fast"`` (default): the *dense-layer* layout. All networks of a batch share one
+  architecture, so the edges of weight layer l are a ``[B, out, in, d]`` block and a message sum
+  is a reduction over ``in`` -- no index arithmetic. Per-node work is done per node (the sender
+  projection, the canonicalisation and first edge-MLP layer of the edge update), each row runs
+  only its own branch (hidden vs I/O), and ``rho(x) + rho(-x)`` costs two GEMMs.
+* ``impl="reference"``: the straightforward per-edge computation of the public implementation
+  (gather node states to edges, project per edge, run both branches on every row and mask, four
+  GEMMs for the symmetrisation, scatter-add). It is the test oracle and the benchmark baseline.
+
+Symmetry (per hidden neuron i: permutation and ``q_i`` in {+-1} or ``q_i > 0``): hidden node
+states transform as ``h_i -> q_i h_i``, edge states as ``e_ij -> (q_i / q_j) e_ij``, I/O states
+are invariant. Forward message into i: ``ScaleEq(G_e e_ij * G_v h_j)`` scales with ``q_i``.
+Backward (bidirectional) message into j from i: for ``sign`` ``e_ij * h_i`` scales with
+``q_i^2 / q_j = q_j``; for ``scale`` the edge feature ``e / max(||e||^2, eps)`` scales with
+``q_j / q_i``, so the message scales with ``q_j`` as required.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..arch import Architecture
+from ..graph import WeightGraph, graph_structure
+from ..ops.graph import graph_to_weights
+from .config import ScaleGMNConfig
+from .layers import MLP, Canonicalizer, ScaleEq
+
+__all__ = ["ScaleGMN", "ScaleGMNEquivariant"]
+
+
+class _GNNLayer(nn.Module):
+    def __init__(self, sym: str, cfg: ScaleGMNConfig, d_node_out: int, d_edge_out: int | None):
+        super().__init__()
+        d, ln, sc = cfg.d_hid, cfg.layer_norm, cfg.sign_canon
+        self.bidir = cfg.direction == "bidirectional"
+        self.msg_v = nn.Linear(d, d, bias=False)
+        self.msg_e = nn.Linear(d, d, bias=False)
+        self.msg_hidden = ScaleEq(sym, d, d, d, sc, ln, eps=cfg.eps)  # messages into hidden neurons
+        self.msg_io = MLP(d, d, d, ln)  # messages into output neurons are invariant
+        if self.bidir:
+            self.bw_v = nn.Linear(d, d, bias=False)
+            self.bw_e = nn.Linear(d, d, bias=False)
+            self.bw_hidden = ScaleEq(sym, d, d, d, sc, ln, eps=cfg.eps)
+            self.bw_io = MLP(d, d, d, ln)  # messages into input neurons
+        k = 3 if self.bidir else 2
+        self.upd_hidden = ScaleEq(sym, k * d, d_node_out, d, sc, ln, eps=cfg.eps)
+        self.upd_in = MLP(k * d, d, d_node_out, ln)
+        self.upd_out = MLP(k * d, d, d_node_out, ln)
+        self.edge_out = d_edge_out
+        if d_edge_out is not None:
+            self.edge_canon = Canonicalizer(sym, d, sc, ln, cfg.eps)
+            self.psi = MLP(2 * d, d, d_edge_out, ln)  # on [c(h_sender) || c(h_receiver)]
+            self.edge_gamma = nn.Linear(d, d_edge_out, bias=False)
+        self.skip = nn.Linear(d, d, bias=False) if (cfg.skip and d_node_out == d) else None
+        self.sym, self.eps = sym, cfg.eps
+
+    def backward_edge(self, e: Tensor) -> Tensor:
+        if self.sym == "scale":
+            return e / e.pow(2).sum(-1, keepdim=True).clamp_min(self.eps)
+        return e
+
+    # ---------------------------------------------------------------- dense-layer layout ----
+    def forward_dense(self, H: list[Tensor], E: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        L = len(E)
+        hv = [self.msg_v(h) for h in H[:-1]]  # per node, not per edge
+        agg = [torch.zeros_like(H[0])]
+        for l in range(1, L + 1):
+            x = self.msg_e(E[l - 1]) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]
+            net = self.msg_hidden if l < L else self.msg_io
+            agg.append(net(x).sum(2))
+        parts = [[h, a] for h, a in zip(H, agg)]
+        if self.bidir:
+            bv = [self.bw_v(h) for h in H[1:]]
+            bw = []
+            for l in range(1, L + 1):  # layer-l edges carry messages back to layer l-1
+                y = self.bw_e(self.backward_edge(E[l - 1])) * bv[l - 1].unsqueeze(2)
+                net = self.bw_hidden if l - 1 > 0 else self.bw_io
+                bw.append(net(y).sum(1))
+            bw.append(torch.zeros_like(H[-1]))
+            for p, b in zip(parts, bw):
+                p.append(b)
+        new_H = []
+        for l, p in enumerate(parts):
+            net = self.upd_in if l == 0 else (self.upd_out if l == L else self.upd_hidden)
+            new_H.append(net(torch.cat(p, -1)))
+        new_E = E
+        if self.edge_out is not None:
+            cn = [h if (l == 0 or l == L) else self.edge_canon(h) for l, h in enumerate(H)]
+            w = self.psi.lin1.weight
+            d = cn[0].shape[-1]
+            src = [F.linear(c, w[:, :d]) for c in cn[:-1]]  # first psi layer, per node
+            dst = [F.linear(c, w[:, d:], self.psi.lin1.bias) for c in cn[1:]]
+            new_E = [self.psi.lin2(self.psi.hidden(dst[l].unsqueeze(2) + src[l].unsqueeze(1))) * self.edge_gamma(E[l])
+                     for l in range(L)]
+        if self.skip is not None:
+            new_H = [self.skip(h) + n for h, n in zip(H, new_H)]
+        return new_H, new_E
+
+    # ---------------------------------------------------------------- per-edge reference ----
+    def forward_flat(self, x: Tensor, e: Tensor, g: dict) -> tuple[Tensor, Tensor]:
+        src, dst = g["edge_index"]
+        recv_hidden = g["hidden"][dst].unsqueeze(-1)
+        m_in = self.msg_e(e) * self.msg_v(x[src])  # projection per edge after the gather
+        mu = torch.where(recv_hidden, self.msg_hidden.forward_reference(m_in), self.msg_io(m_in))
+        parts = [x, torch.zeros_like(x).index_add_(0, dst, mu)]
+        if self.bidir:
+            send_hidden = g["hidden"][src].unsqueeze(-1)
+            b_in = self.bw_e(self.backward_edge(e)) * self.bw_v(x[dst])
+            mu_b = torch.where(send_hidden, self.bw_hidden.forward_reference(b_in), self.bw_io(b_in))
+            parts.append(torch.zeros_like(x).index_add_(0, src, mu_b))
+        inp = torch.cat(parts, -1)
+        hid, inn = g["hidden"].unsqueeze(-1), g["input"].unsqueeze(-1)
+        new_x = torch.where(hid, self.upd_hidden.forward_reference(inp),
+                            torch.where(inn, self.upd_in(inp), self.upd_out(inp)))
+        new_e = e
+        if self.edge_out is not None:
+            def canon(idx):
+                h = x[idx]
+                return torch.where(g["hidden"][idx].unsqueeze(-1), self.edge_canon.forward_reference(h), h)
+            new_e = self.psi(torch.cat([canon(src), canon(dst)], -1)) * self.edge_gamma(e)
+        if self.skip is not None:
+            new_x = self.skip(x) + new_x
+        return new_x, new_e
+
+
+class _ScaleGMNBase(nn.Module):
+    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast",
+                 equivariant: bool = False):
+        super().__init__()
+        if not isinstance(arch, Architecture):
+            raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
+        cfg = config or ScaleGMNConfig()
+        if not isinstance(cfg, ScaleGMNConfig):
+            raise TypeError(f"config must be a ScaleGMNConfig, got {type(cfg).__name__}")
+        sym = cfg.symmetry or arch.symmetry.value
+        if sym != "permutation" and sym != arch.symmetry.value:
+            raise ValueError(f"config.symmetry={sym!r} does not match the input architecture's group "
+                             f"{arch.symmetry.value!r} ({arch.activation} activation)")
+        self.arch, self.config, self.symmetry = arch, cfg, sym
+        self.impl = impl
+        self.structure = graph_structure(arch)
+        d, K = cfg.d_hid, arch.edge_dim
+        self.node_init = nn.Linear(1, d, bias=False)
+        self.edge_init = nn.Linear(K, d, bias=False)
+        if cfg.pos_embed:
+            self.node_pos = nn.Parameter(torch.randn(self.structure.num_node_types, d))
+            self.edge_pos = nn.Parameter(torch.randn(self.structure.num_edge_types, d))
+        layers = []
+        for i in range(cfg.num_layers):
+            last = i == cfg.num_layers - 1
+            if equivariant and last:
+                layers.append(_GNNLayer(sym, cfg, 1, K))
+            else:
+                layers.append(_GNNLayer(sym, cfg, d, None if (not cfg.edge_update or last) else d))
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    @property
+    def impl(self) -> str:
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        if value not in ("fast", "reference"):
+            raise ValueError(f"impl must be 'fast' or 'reference', got {value!r}")
+        self._impl = value
+
+    # ---------------------------------------------------------------- inputs ----------------
+    def _graph(self, weights, biases) -> tuple[Tensor, Tensor, bool]:
+        if isinstance(weights, WeightGraph):
+            if weights.arch != self.arch:
+                raise ValueError(f"graph architecture {weights.arch} does not match the model's {self.arch}")
+            return weights.node, weights.edge, True
+        if isinstance(weights, Tensor) or not isinstance(weights, Sequence):
+            raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
+        batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
+        g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
+        return g.node, g.edge, batched
+
+    def _embed(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
+        s = self.structure
+        h = self.node_init(node)
+        e = self.edge_init(edge)
+        if self.config.pos_embed:
+            hidden = s.hidden_mask.to(h.device).unsqueeze(-1)
+            p = self.node_pos[s.node_type.to(h.device)]
+            h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
+            e = e * self.edge_pos[s.edge_type.to(h.device)]
+        return h, e
+
+    def _run(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
+        """Message passing; returns node states [B, N, d'] and edge states [B, E, d'']."""
+        h, e = self._embed(node, edge)
+        B = h.shape[0]
+        s = self.structure
+        if self.impl == "fast":
+            no, eo = s.node_offsets, s.edge_offsets
+            H = [h[:, no[l]:no[l + 1]] for l in range(len(no) - 1)]
+            E = [e[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
+                 for l, spec in enumerate(self.arch.layers)]
+            for i, layer in enumerate(self.layers):
+                H, E = layer.forward_dense(H, E)
+                if i < len(self.layers) - 1:
+                    H, E = [self.dropout(x) for x in H], [self.dropout(x) for x in E]
+            return torch.cat(H, 1), torch.cat([x.flatten(1, 2) for x in E], 1)
+        dev = h.device
+        ei, _, _ = s.to(dev).batch(B)
+        g = {"edge_index": ei, "hidden": s.hidden_mask.to(dev).repeat(B), "input": s.input_mask.to(dev).repeat(B)}
+        x, ef = h.reshape(B * s.num_nodes, -1), e.reshape(B * s.num_edges, -1)
+        for i, layer in enumerate(self.layers):
+            x, ef = layer.forward_flat(x, ef, g)
+            if i < len(self.layers) - 1:
+                x, ef = self.dropout(x), self.dropout(ef)
+        return x.reshape(B, s.num_nodes, -1), ef.reshape(B, s.num_edges, -1)
+
+
+class ScaleGMN(_ScaleGMNBase):
+    """Invariant ScaleGMN encoder: a batch of networks -> ``[B, d_out]`` (unbatched: ``[d_out]``).
+
+    The output is invariant to hidden-neuron permutations and to the activation's sign / positive
+    scale symmetry. Call with per-layer ``weights``/``biases`` (batched or a single network) or a
+    :class:`~scalegmn_ext.graph.WeightGraph`.
+    """
+
+    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast"):
+        super().__init__(arch, config, impl=impl)
+        cfg, d = self.config, self.config.d_hid
+        n_in, n_out = arch.layout[0], arch.layout[-1]
+        if cfg.readout == "full_graph":
+            self.readout_canon = Canonicalizer(self.symmetry, d, cfg.sign_canon, cfg.layer_norm, cfg.eps)
+            self.readout_mlp = MLP(d + d * (n_in + n_out), d, cfg.d_out, cfg.layer_norm)
+        else:
+            self.readout_mlp = MLP(d * n_out, d, cfg.d_out, cfg.layer_norm)
+
+    def forward(self, weights, biases=None) -> Tensor:
+        node, edge, batched = self._graph(weights, biases)
+        h, _ = self._run(node, edge)
+        s = self.structure
+        n_in, n_out = self.arch.layout[0], self.arch.layout[-1]
+        if self.config.readout == "last_layer":
+            z = self.readout_mlp(h[:, -n_out:].flatten(1))
+        else:
+            hid = h[:, n_in:h.shape[1] - n_out]
+            if self.impl == "fast":
+                pooled = self.readout_canon(hid).sum(1)
+            else:
+                mask = s.hidden_mask.to(h.device).view(1, -1, 1)
+                pooled = (self.readout_canon.forward_reference(h) * mask).sum(1)
+            io = torch.cat([h[:, :n_in], h[:, -n_out:]], 1).flatten(1)
+            z = self.readout_mlp(torch.cat([pooled, io], -1))
+        return z if batched else z[0]
+
+
+class ScaleGMNEquivariant(_ScaleGMNBase):
+    """Equivariant ScaleGMN: a batch of networks -> per-layer weight and bias outputs of the same
+    shapes, transforming exactly like the input weights under the symmetry group.
+
+    The last layer emits one channel per node (bias) and ``Kh*Kw`` per edge (weight), scaled by a
+    learned per-layer scalar (initialised to ``config.out_scale``) and turned back into weights
+    with the differentiable inverse graph op. With ``residual=True`` the input weights are added
+    (an update ``theta' = theta + f(theta)``).
+    """
+
+    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast",
+                 residual: bool = False):
+        super().__init__(arch, config, impl=impl, equivariant=True)
+        self.residual = residual
+        L = arch.num_layers
+        self.weight_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
+        self.bias_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
+
+    def forward(self, weights, biases=None) -> tuple[list[Tensor], list[Tensor]]:
+        node, edge, batched = self._graph(weights, biases)
+        h, e = self._run(node, edge)
+        ws, bs = graph_to_weights(h, e, self.arch)
+        ws = [w * self.weight_scale[l] for l, w in enumerate(ws)]
+        bs = [b * self.bias_scale[l] for l, b in enumerate(bs)]
+        if self.residual:
+            iw, ib = graph_to_weights(node, edge, self.arch)
+            ws = [a + b for a, b in zip(ws, iw)]
+            bs = [a + b for a, b in zip(bs, ib)]
+        if not batched:
+            ws, bs = [w[0] for w in ws], [b[0] for b in bs]
+        return ws, bs
