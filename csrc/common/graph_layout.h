@@ -34,34 +34,18 @@ SGMN_HD_INLINE KernelPlacement make_placement(int64_t kh, int64_t kw, int64_t Kh
   return p;
 }
 
-// Flattened kernel index (y * kw + x) that grid slot `s` holds, or -1 for a zero-padding slot.
-SGMN_HD_INLINE int64_t slot_to_kernel_index(int64_t s, const KernelPlacement& p) {
-  const int64_t y = s / p.Kw - p.oh;
-  const int64_t x = s % p.Kw - p.ow;
-  return (y >= 0 && y < p.kh && x >= 0 && x < p.kw) ? y * p.kw + x : -1;
-}
-
-// Grid slot that holds flattened kernel index `k` (inverse of slot_to_kernel_index).
+// Grid slot that holds flattened kernel index `k` (k = y * kw + x) of a layer's kernel.
 SGMN_HD_INLINE int64_t kernel_index_to_slot(int64_t k, const KernelPlacement& p) {
   return (k / p.kw + p.oh) * p.Kw + (k % p.kw + p.ow);
 }
 
-// Edge feature element (b, r, s) of one layer, read from that layer's weight w laid out as
-// [B, R, kh * kw] (R = out * in): the per-element body of weights_to_graph.
-template <typename scalar_t>
-SGMN_HD_INLINE scalar_t edge_value(const scalar_t* w, int64_t b, int64_t r, int64_t s, int64_t R,
-                                   const KernelPlacement& p) {
-  const int64_t k = slot_to_kernel_index(s, p);
-  return k < 0 ? scalar_t(0) : w[(b * R + r) * (p.kh * p.kw) + k];
-}
-
-// Weight element (b, r, k) of one layer, read from edge features [B, E, Kh * Kw] at the layer's
-// edge offset: the per-element body of graph_to_weights.
-template <typename scalar_t>
-SGMN_HD_INLINE scalar_t weight_value(const scalar_t* edge, int64_t b, int64_t r, int64_t k,
-                                     int64_t E, int64_t edge_offset, const KernelPlacement& p) {
-  const int64_t K = p.Kh * p.Kw;
-  return edge[(b * E + edge_offset + r) * K + kernel_index_to_slot(k, p)];
+// Flat index into edge features [B, E, Kh * Kw] of weight element (b, r, k) of one layer, where
+// r = o * in + i enumerates the layer's edges receiver-major and k its kernel entries. The
+// weight element itself sits at flat index (b * R + r) * kh * kw + k of the contiguous weight.
+// Every kernel (CPU and CUDA, both directions) moves data along this one map.
+SGMN_HD_INLINE int64_t edge_element(int64_t b, int64_t r, int64_t k, int64_t E, int64_t edge_offset,
+                                    const KernelPlacement& p) {
+  return (b * E + edge_offset + r) * (p.Kh * p.Kw) + kernel_index_to_slot(k, p);
 }
 
 }  // namespace scalegmn

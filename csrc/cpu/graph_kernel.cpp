@@ -1,5 +1,5 @@
-// CPU kernels of weights_to_graph / graph_to_weights: a parallel loop over edges per layer; the
-// per-element math is the shared graph_layout.h (also used by the CUDA kernels).
+// CPU kernels of weights_to_graph / graph_to_weights: a parallel loop over rows (b, o) of each
+// layer; the kernel -> grid slot map is the shared graph_layout.h math that the CUDA kernels use.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -31,23 +31,23 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
       const scalar_t* wp = w.const_data_ptr<scalar_t>();
       const KernelPlacement p = placement(lm, m, dense_centre);
       const int64_t kk = lm.kh * lm.kw;
-      // slot -> kernel index map of this layer (shared math), hoisted out of the edge loop
-      std::vector<int64_t> src_of_slot(K);
-      for (int64_t s = 0; s < K; ++s) src_of_slot[s] = slot_to_kernel_index(s, p);
-      const bool plain_copy = (K == 1 && kk == 1);
+      // kernel index -> grid slot map of this layer (shared math), hoisted out of the edge loop
+      std::vector<int64_t> slot_of_k(kk);
+      for (int64_t k = 0; k < kk; ++k) slot_of_k[k] = kernel_index_to_slot(k, p);
+      const bool fills_grid = (kk == K);  // kernel == grid: the slot map is the identity
       // one task = rows (b, o) of `in` edges each; rows are contiguous in both layouts
       at::parallel_for(0, m.B * lm.out, row_grain(lm.in * K), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           const int64_t b = row / lm.out, o = row % lm.out;
           scalar_t* dst = out + (b * m.E + lm.edge_offset + o * lm.in) * K;
           const scalar_t* src = wp + row * lm.in * kk;
-          if (plain_copy) {
-            std::copy(src, src + lm.in, dst);
+          if (fills_grid) {
+            std::copy(src, src + lm.in * K, dst);
             continue;
           }
+          std::fill(dst, dst + lm.in * K, scalar_t(0));
           for (int64_t i = 0; i < lm.in; ++i)
-            for (int64_t s = 0; s < K; ++s)
-              dst[i * K + s] = src_of_slot[s] < 0 ? scalar_t(0) : src[i * kk + src_of_slot[s]];
+            for (int64_t k = 0; k < kk; ++k) dst[i * K + slot_of_k[k]] = src[i * kk + k];
         }
       });
     }
@@ -73,14 +73,14 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cp
       const int64_t kk = lm.kh * lm.kw, K = m.Kh * m.Kw;
       std::vector<int64_t> slot_of_k(kk);
       for (int64_t k = 0; k < kk; ++k) slot_of_k[k] = kernel_index_to_slot(k, p);
-      const bool plain_copy = (K == 1 && kk == 1);
+      const bool plain_copy = (kk == K);  // kernel == grid: the slot map is the identity
       at::parallel_for(0, m.B * lm.out, row_grain(lm.in * K), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           const int64_t b = row / lm.out, o = row % lm.out;
           const scalar_t* src = ep + (b * m.E + lm.edge_offset + o * lm.in) * K;
           scalar_t* dst = wp + row * lm.in * kk;
           if (plain_copy) {
-            std::copy(src, src + lm.in, dst);
+            std::copy(src, src + lm.in * K, dst);
             continue;
           }
           for (int64_t i = 0; i < lm.in; ++i)

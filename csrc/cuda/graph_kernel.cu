@@ -11,16 +11,18 @@
 namespace scalegmn {
 namespace {
 
+// Both directions loop over the layer's weight elements (coalesced on the weight side) and
+// address the edge tensor through the shared edge_element() map.
 template <typename scalar_t>
 __global__ void weights_to_edges_kernel(const scalar_t* __restrict__ w, scalar_t* __restrict__ edge,
                                         int64_t B, int64_t R, int64_t E, int64_t edge_offset,
                                         KernelPlacement p) {
-  const int64_t K = p.Kh * p.Kw;
-  const int64_t n = B * R * K;
+  const int64_t kk = p.kh * p.kw;
+  const int64_t n = B * R * kk;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t s = i % K, br = i / K, b = br / R, r = br % R;
-    edge[(b * E + edge_offset + r) * K + s] = edge_value(w, b, r, s, R, p);
+    const int64_t k = i % kk, br = i / kk;
+    edge[edge_element(br / R, br % R, k, E, edge_offset, p)] = w[i];
   }
 }
 
@@ -32,8 +34,8 @@ __global__ void edges_to_weights_kernel(const scalar_t* __restrict__ edge, scala
   const int64_t n = B * R * kk;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t k = i % kk, br = i / kk, b = br / R, r = br % R;
-    w[i] = weight_value(edge, b, r, k, E, edge_offset, p);
+    const int64_t k = i % kk, br = i / kk;
+    w[i] = edge[edge_element(br / R, br % R, k, E, edge_offset, p)];
   }
 }
 
@@ -51,7 +53,9 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cuda(at::TensorList weights,
       const LayerMeta& lm = m.layers[l];
       const at::Tensor w = weights[l].contiguous();
       const int64_t R = lm.out * lm.in;
-      weights_to_edges_kernel<scalar_t><<<grid_for(m.B * R * m.Kh * m.Kw), kThreads, 0, stream>>>(
+      // padding slots of the grid must read as zero
+      if (lm.kh * lm.kw < m.Kh * m.Kw) edge.narrow(1, lm.edge_offset, R).zero_();
+      weights_to_edges_kernel<scalar_t><<<grid_for(m.B * R * lm.kh * lm.kw), kThreads, 0, stream>>>(
           w.const_data_ptr<scalar_t>(), edge.data_ptr<scalar_t>(), m.B, R, m.E, lm.edge_offset,
           placement(lm, m, dense_centre));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
