@@ -117,6 +117,19 @@ def test_gradients_match_reference():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_checkpointing_gives_same_gradients():
+    arch = ARCHS["mlp_sine"]
+    torch.manual_seed(9)
+    a = ScaleGMN(arch, _small(num_layers=3)).double()
+    b = ScaleGMN(arch, _small(num_layers=3, checkpoint=True)).double()
+    b.load_state_dict(a.state_dict())
+    ws, bs = _inputs(arch, seed=9)
+    ga = torch.autograd.grad(a(ws, bs).sum(), list(a.parameters()))
+    gb = torch.autograd.grad(b(ws, bs).sum(), list(b.parameters()))
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-13)
+
+
 def test_gradcheck_wrt_input_weights():
     arch = sx.Architecture.mlp([2, 3, 1], activation="tanh")
     torch.manual_seed(4)

@@ -35,6 +35,8 @@ class ScaleGMNConfig:
         skip: bias-free skip connections between layers.
         input_value: graph feature of input nodes (see :func:`scalegmn_ext.weights_to_graph`).
         out_scale: initial per-layer output scale of the equivariant head.
+        checkpoint: recompute each layer's activations in backward instead of keeping them
+            (``torch.utils.checkpoint``; fast path only): a fraction of the memory for ~1.3x time.
         eps: lower clamp of the norms in the scale canonicaliser and the backward edge feature
             (a clamp, not an offset, keeps the maps exactly invariant for non-zero vectors).
     """
@@ -54,6 +56,7 @@ class ScaleGMNConfig:
     input_value: float = 1.0
     out_scale: float = 0.01
     eps: float = 1e-12
+    checkpoint: bool = False
 
     def __post_init__(self) -> None:
         if self.symmetry is not None and self.symmetry not in _SYMMETRIES:

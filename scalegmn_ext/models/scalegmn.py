@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ..arch import Architecture
@@ -206,8 +207,12 @@ class _ScaleGMNBase(nn.Module):
             H = [h[:, no[l]:no[l + 1]] for l in range(len(no) - 1)]
             E = [e[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
                  for l, spec in enumerate(self.arch.layers)]
+            ckpt = self.config.checkpoint and torch.is_grad_enabled()
             for i, layer in enumerate(self.layers):
-                H, E = layer.forward_dense(H, E)
+                if ckpt:
+                    H, E = torch.utils.checkpoint.checkpoint(layer.forward_dense, H, E, use_reentrant=False)
+                else:
+                    H, E = layer.forward_dense(H, E)
                 if i < len(self.layers) - 1:
                     H, E = [self.dropout(x) for x in H], [self.dropout(x) for x in E]
             return torch.cat(H, 1), torch.cat([x.flatten(1, 2) for x in E], 1)
