@@ -1,0 +1,39 @@
+# Developer entry points. Quick start: `make demo`, `make test`.
+# `setup` (run by demo/test/bench) creates .venv with torch 2.13 (CPU) and builds the extension;
+# it is idempotent and only rebuilds when setup.py/pyproject.toml/csrc/** change.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: all setup demo test bench cuda-check clean distclean
+
+all: test
+
+setup:
+	bash scripts/setup_env.sh
+
+demo: setup
+	$(VENV)/bin/scalegmn-ext demo $(DEMO_ARGS)
+
+test: setup
+	$(PY) -m pytest -q python_tests $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/bench_graph.py
+
+# Compile check of the CUDA kernels without a GPU (torch 2.14.1 CUDA build, nvcc in CUDA_HOME).
+# Set VENV_CU=/path/to/venv to reuse a venv that already has torch 2.14.1.
+cuda-check:
+	bash scripts/cuda_build_check.sh
+
+# Removes build outputs (including the in-tree scalegmn_ext/_C*.so); keeps .venv.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	rm -f scalegmn_ext/_C*.so $(VENV)/.scalegmn_ext_stamp
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# clean + remove .venv.
+distclean: clean
+	rm -rf $(VENV)
