@@ -20,4 +20,37 @@ TORCH_LIBRARY(scalegmn, m) {
   m.def(
       "graph_to_weights(Tensor node, Tensor edge, SymInt[] layout, int[] kernel_h, int[] kernel_w, "
       "bool[] is_conv, SymInt max_kh, SymInt max_kw, bool dense_centre) -> (Tensor[], Tensor[])");
+
+  // ---- CSR message passing (csrc/{cpu,cuda}/segment_gather_mul.*; contracts in
+  // ops/message_meta.h). rowptr/col/perm: CSR by receiver (perm[p] = edge id of position p, None
+  // = identity); t_rowptr/t_col/t_perm: the same edges by sender (used by the backward only).
+  // Fused gather * edge -> segment sum: out[i] = sum_p x[col[p]] * edge[perm[p]]; edge [E, C] or
+  // [E, 1] (scalar weight per edge). Returns [N_dst, C].
+  m.def(
+      "segment_gather_mul(Tensor x, Tensor edge, Tensor rowptr, Tensor col, Tensor? perm, "
+      "Tensor? t_rowptr, Tensor? t_col, Tensor? t_perm) -> Tensor");
+  // Per-edge product out[perm[p]] = a[row(p)] * b[col[p]] -> [E, C] (edge grad of the above).
+  m.def(
+      "gather_mul_csr(Tensor a, Tensor b, Tensor rowptr, Tensor col, Tensor? perm, "
+      "Tensor? t_rowptr, Tensor? t_col, Tensor? t_perm) -> Tensor");
+  // Per-edge dot product out[perm[p]] = <a[row(p)], b[col[p]]> -> [E, 1] (edge grad for [E, 1]).
+  m.def(
+      "gather_dot_csr(Tensor a, Tensor b, Tensor rowptr, Tensor col, Tensor? perm, "
+      "Tensor? t_rowptr, Tensor? t_col, Tensor? t_perm) -> Tensor");
+  // ---- Canonical readout (csrc/{cpu,cuda}/canonical_readout.*; ops/readout_meta.h):
+  // out[g] = sum_{i in [ptr[g], ptr[g+1]), mask[i]} c(h[i]); mode 0 identity, 1 abs, 2 l2 norm.
+  m.def("canonical_segment_sum(Tensor h, Tensor ptr, Tensor? mask, int mode, float eps) -> Tensor");
+  m.def(
+      "canonical_segment_sum_backward(Tensor grad, Tensor h, Tensor ptr, Tensor? mask, int mode, "
+      "float eps) -> Tensor");
+  // ---- Fused ScaleGMN edge message, dense-layer layout (csrc/ops/scale_eq_message.cpp):
+  // out[b, o] = sum_i ScaleEq((w_e e[b, o, i]) * hv[b, i]), tiled, recomputed in backward.
+  m.def(
+      "scale_eq_message(Tensor edge, Tensor hv, Tensor w_e, Tensor w_in, Tensor? b1, Tensor? ln1_w, "
+      "Tensor? ln1_b, Tensor w_f, Tensor b_f, Tensor? ln2_w, Tensor? ln2_b, Tensor w_2, Tensor b_2, "
+      "int mode, float eps, SymInt tile_edges) -> Tensor");
+  m.def(
+      "scale_eq_message_backward(Tensor grad, Tensor edge, Tensor hv, Tensor w_e, Tensor w_in, "
+      "Tensor? b1, Tensor? ln1_w, Tensor? ln1_b, Tensor w_f, Tensor b_f, Tensor? ln2_w, "
+      "Tensor? ln2_b, Tensor w_2, Tensor b_2, int mode, float eps, SymInt tile_edges) -> Tensor[]");
 }

@@ -96,3 +96,144 @@ def graph_table(rows):
             f"{r['ref_inv']*1e3:.3f} | {r['pernet_inv']*1e3:.1f}{'*' if r['per_net_batch'] < r['B'] else ''} | "
             f"{r['pernet_inv']/r['op_inv']:.0f}x | {r['op_fwd_GBps']:.2f} |")
     return "\n".join(lines)
+
+
+# ================================================================ message / readout ops =========
+# Used by benchmarks/bench_message.py: the fused CSR message op (segment_gather_mul) and the
+# canonical readout (canonical_segment_sum) vs their unfused pure-PyTorch formulations, on
+# batches of INR graphs (Architecture.siren(): 67 nodes / 1120 edges per network).
+
+MESSAGE_CASES = [(128, 128), (128, 32), (1024, 32)]  # (B, C)
+MESSAGE_CASES_BIG = [(1024, 128)]
+MESSAGE_SMOKE = [(4, 16)]
+
+
+def _best_and_median(fns, device, min_run_time, repeats):
+    """{name: (best, median)} of `repeats` interleaved blocked_autorange medians per function."""
+    samples = {k: [] for k in fns}
+    for fn in fns.values():  # warm-up (allocator, threads)
+        fn()
+    _sync(device)
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            m = tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
+                min_run_time=min_run_time)
+            samples[k].append(m.median)
+    return {k: (min(v), sorted(v)[len(v) // 2]) for k, v in samples.items()}
+
+
+def run_message_case(B, C, device="cpu", dtype=torch.float32, min_run_time=0.5, repeats=3):
+    """segment_gather_mul (fwd, fwd+bwd w.r.t. x and edge) vs
+    ``zeros(N, C).index_add_(0, dst, x[src] * edge)`` and its autograd backward."""
+    from .graph import graph_structure
+    from .ops import CSR, segment_gather_mul
+
+    s = graph_structure(Architecture.siren())
+    csr = CSR.for_graph(s, B).to(device)
+    ei, _, _ = s.batch(B)
+    src, dst = ei[0].to(device), ei[1].to(device)
+    N, E = csr.num_dst, csr.num_edges
+    g = torch.Generator().manual_seed(B * 1000 + C)
+    x = torch.randn(N, C, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    edge = torch.randn(E, C, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    gout = torch.randn(N, C, generator=g).to(device=device, dtype=dtype)
+
+    def ref_fwd():
+        with torch.no_grad():
+            return x.new_zeros(N, C).index_add_(0, dst, x[src] * edge)
+
+    def op_fwd():
+        with torch.no_grad():
+            return segment_gather_mul(x, edge, csr)
+
+    def ref_fb():
+        out = x.new_zeros(N, C).index_add_(0, dst, x[src] * edge)
+        return torch.autograd.grad(out, (x, edge), gout)
+
+    def op_fb():
+        return torch.autograd.grad(segment_gather_mul(x, edge, csr), (x, edge), gout)
+
+    # correctness before timing
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(op_fwd(), ref_fwd(), **tol)
+    for a, b in zip(op_fb(), ref_fb()):
+        torch.testing.assert_close(a, b, **tol)
+    t = _best_and_median({"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb},
+                         device, min_run_time, repeats)
+    el = x.element_size()
+    fwd_bytes = (2 * E * C + N * C) * el  # x rows gathered + edge read + out written
+    # + bwd x: grad rows gathered + edge read + grad_x written; bwd edge: 2 rows gathered + grad_edge written
+    fb_bytes = fwd_bytes + (2 * E * C + N * C) * el + 3 * E * C * el
+    row = {"B": B, "C": C, "N": N, "E": E, "device": device, "dtype": str(dtype).replace("torch.", ""),
+           "fwd_bytes": fwd_bytes, "fb_bytes": fb_bytes, "threads": torch.get_num_threads()}
+    for k, (best, med) in t.items():
+        row[k], row[k + "_median"] = best, med
+    row["op_fwd_GBps"] = fwd_bytes / row["op_fwd"] / 1e9
+    row["op_fb_GBps"] = fb_bytes / row["op_fb"] / 1e9
+    return row
+
+
+def message_table(rows):
+    head = ("| B | C | E | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) | ref fwd+bwd (ms) "
+            "| fwd+bwd speed-up | op fwd GB/s | op fwd+bwd GB/s |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['B']} | {r['C']} | {r['E']} | {r['device']} | {r['op_fwd']*1e3:.2f} ({r['op_fwd_median']*1e3:.2f}) | "
+            f"{r['ref_fwd']*1e3:.2f} ({r['ref_fwd_median']*1e3:.2f}) | {r['ref_fwd']/r['op_fwd']:.1f}x | "
+            f"{r['op_fb']*1e3:.2f} ({r['op_fb_median']*1e3:.2f}) | {r['ref_fb']*1e3:.2f} ({r['ref_fb_median']*1e3:.2f}) | "
+            f"{r['ref_fb']/r['op_fb']:.1f}x | {r['op_fwd_GBps']:.1f} | {r['op_fb_GBps']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_readout_case(B, C, mode, device="cpu", dtype=torch.float32, min_run_time=0.5, repeats=3):
+    """canonical_segment_sum over the hidden neurons of B INR graphs (one segment per network)
+    vs the unfused reference (canonicalise [N, C], mask, index_add), fwd and fwd+bwd."""
+    from .graph import graph_structure
+    from .ops import canonical_segment_sum
+    from .reference import readout as ref_readout
+
+    s = graph_structure(Architecture.siren())
+    n = s.num_nodes
+    ptr = (torch.arange(B + 1) * n).to(device)
+    mask = s.hidden_mask.repeat(B).to(device)
+    m = {"identity": 0, "abs": 1, "l2": 2}[mode]
+    g = torch.Generator().manual_seed(B + C)
+    h = torch.randn(B * n, C, generator=g).to(device=device, dtype=dtype).requires_grad_()
+    gout = torch.randn(B, C, generator=g).to(device=device, dtype=dtype)
+    eps = 1e-6
+
+    def op_fwd():
+        with torch.no_grad():
+            return canonical_segment_sum(h, ptr, mask, mode, eps)
+
+    def ref_fwd():
+        with torch.no_grad():
+            return ref_readout.canonical_segment_sum(h, ptr, mask, m, eps)
+
+    def op_fb():
+        return torch.autograd.grad(canonical_segment_sum(h, ptr, mask, mode, eps), h, gout)
+
+    def ref_fb():
+        return torch.autograd.grad(ref_readout.canonical_segment_sum(h, ptr, mask, m, eps), h, gout)
+
+    torch.testing.assert_close(op_fwd(), ref_fwd(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(op_fb()[0], ref_fb()[0], rtol=1e-4, atol=1e-4)
+    t = _best_and_median({"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb},
+                         device, min_run_time, repeats)
+    row = {"B": B, "C": C, "N": B * n, "mode": mode, "device": device}
+    for k, (best, med) in t.items():
+        row[k], row[k + "_median"] = best, med
+    return row
+
+
+def readout_table(rows):
+    head = ("| B | C | N | mode | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) "
+            "| ref fwd+bwd (ms) | fwd+bwd speed-up |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r['B']} | {r['C']} | {r['N']} | {r['mode']} | {r['device']} | {r['op_fwd']*1e3:.3f} | "
+            f"{r['ref_fwd']*1e3:.3f} | {r['ref_fwd']/r['op_fwd']:.1f}x | {r['op_fb']*1e3:.3f} | "
+            f"{r['ref_fb']*1e3:.3f} | {r['ref_fb']/r['op_fb']:.1f}x |")
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..arch import Architecture
 from ..graph import WeightGraph, graph_structure
 from ..ops.graph import graph_to_weights
+from ..ops.scale_eq import scale_eq_message
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, ScaleEq
 
@@ -62,6 +63,7 @@ class _GNNLayer(nn.Module):
             self.edge_gamma = nn.Linear(d, d_edge_out, bias=False)
         self.skip = nn.Linear(d, d, bias=False) if (cfg.skip and d_node_out == d) else None
         self.sym, self.eps = sym, cfg.eps
+        self.fused = cfg.fused_message
 
     def backward_edge(self, e: Tensor) -> Tensor:
         if self.sym == "scale":
@@ -74,6 +76,9 @@ class _GNNLayer(nn.Module):
         hv = [self.msg_v(h) for h in H[:-1]]  # per node, not per edge
         agg = [torch.zeros_like(H[0])]
         for l in range(1, L + 1):
+            if l < L and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
+                agg.append(scale_eq_message(E[l - 1], hv[l - 1], self.msg_hidden, self.msg_e.weight))
+                continue
             x = self.msg_e(E[l - 1]) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]
             net = self.msg_hidden if l < L else self.msg_io
             agg.append(net(x).sum(2))

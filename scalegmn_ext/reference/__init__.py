@@ -1,4 +1,4 @@
 """Pure-PyTorch reference implementations of every compiled op (oracles and fallbacks)."""
-from . import graph
+from . import graph, message, readout
 
-__all__ = ["graph"]
+__all__ = ["graph", "message", "readout"]

@@ -1,0 +1,166 @@
+// CPU kernels of canonical_segment_sum and its backward (contracts in ops/readout_meta.h, math
+// in common/canonical.h).
+//
+// Forward: work-balanced chunks of segments in parallel (one chunk per thread); each segment
+// sums c(h[i]) of its unmasked rows into an at::opmath_type row buffer, in row order, in one
+// pass over h (mode 2 reads each row twice while it sits in L1: ||h|| then h / (||h|| + eps)).
+// Backward: work-balanced chunks of rows; each row finds its segment once (binary search at the
+// chunk start, then a walk) and writes its gradient row (zero for masked rows and rows outside
+// [ptr[0], ptr[G])). Deterministic, no atomics.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../common/canonical.h"
+#include "../ops/readout_meta.h"
+#include "csr_parallel.h"
+
+namespace scalegmn {
+namespace {
+
+template <typename index_t>
+bool ptr_ok(const index_t* p, int64_t G, int64_t N) {
+  if (static_cast<int64_t>(p[0]) < 0 || static_cast<int64_t>(p[G]) > N) return false;
+  for (int64_t g = 0; g < G; ++g)
+    if (p[g + 1] < p[g]) return false;
+  return true;
+}
+
+// Calls fn(std::integral_constant<int64_t, MODE>) for the runtime mode.
+template <typename F>
+void dispatch_mode(int64_t mode, const F& fn) {
+  switch (mode) {
+    case kCanonAbs: fn(std::integral_constant<int64_t, kCanonAbs>{}); break;
+    case kCanonL2: fn(std::integral_constant<int64_t, kCanonL2>{}); break;
+    default: fn(std::integral_constant<int64_t, kCanonIdentity>{}); break;
+  }
+}
+
+template <int64_t MODE, typename scalar_t, typename index_t>
+void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* mask, scalar_t* out,
+                            int64_t gb, int64_t ge, int64_t C, double eps_d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t eps = static_cast<acc_t>(eps_d);
+  std::vector<acc_t> acc(C);
+  for (int64_t g = gb; g < ge; ++g) {
+    std::fill(acc.begin(), acc.end(), acc_t(0));
+    acc_t* __restrict__ a = acc.data();
+    for (int64_t i = ptr[g], end = ptr[g + 1]; i < end; ++i) {
+      if (mask != nullptr && !mask[i]) continue;
+      const scalar_t* __restrict__ hr = h + i * C;
+      acc_t scale = acc_t(1);
+      if constexpr (MODE == kCanonL2) {
+        acc_t ss = acc_t(0);
+#pragma omp simd reduction(+ : ss)
+        for (int64_t c = 0; c < C; ++c) ss += static_cast<acc_t>(hr[c]) * static_cast<acc_t>(hr[c]);
+        scale = l2_row_scale(ss, eps);
+      }
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) a[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c]), scale);
+    }
+    scalar_t* o = out + g * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = static_cast<scalar_t>(a[c]);
+  }
+}
+
+at::Tensor canonical_segment_sum_cpu(const at::Tensor& h, const at::Tensor& ptr,
+                                     const std::optional<at::Tensor>& mask, int64_t mode,
+                                     double eps) {
+  constexpr const char* op = "canonical_segment_sum";
+  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  auto out = at::empty({a.G, a.C}, h.options());
+  AT_DISPATCH_INDEX_TYPES(a.ptr.scalar_type(), "canonical_segment_sum_cpu", [&] {
+    const index_t* pp = a.ptr.const_data_ptr<index_t>();
+    if (!ptr_ok(pp, a.G, a.N)) raise_bad_ptr(op, a);
+    if (a.G == 0 || a.C == 0) return;
+    const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_cpu", [&] {
+      const scalar_t* hp = a.h.const_data_ptr<scalar_t>();
+      scalar_t* op_ = out.data_ptr<scalar_t>();
+      dispatch_mode(mode, [&](auto M) {
+        parallel_csr_rows(pp, a.G, a.C, [&](int64_t gb, int64_t ge) {
+          canonical_sum_segments<decltype(M)::value>(hp, pp, mp, op_, gb, ge, a.C, eps);
+        });
+      });
+    });
+  });
+  return out;
+}
+
+template <int64_t MODE, typename scalar_t, typename index_t>
+void canonical_backward_rows(const scalar_t* grad, const scalar_t* h, const index_t* ptr,
+                             const bool* mask, scalar_t* out, int64_t rb, int64_t re, int64_t G,
+                             int64_t C, double eps_d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t eps = static_cast<acc_t>(eps_d);
+  int64_t g = segment_of_position(ptr, G, rb);
+  for (int64_t i = rb; i < re; ++i) {
+    while (g < G && static_cast<int64_t>(g < 0 ? ptr[0] : ptr[g + 1]) <= i) ++g;
+    scalar_t* __restrict__ o = out + i * C;
+    if (g < 0 || g >= G || (mask != nullptr && !mask[i])) {
+      for (int64_t c = 0; c < C; ++c) o[c] = scalar_t(0);
+      continue;
+    }
+    const scalar_t* __restrict__ hr = h + i * C;
+    const scalar_t* __restrict__ gr = grad + g * C;
+    acc_t alpha = acc_t(1), beta = acc_t(0);
+    if constexpr (MODE == kCanonL2) {
+      acc_t ss = acc_t(0), hg = acc_t(0);
+#pragma omp simd reduction(+ : ss, hg)
+      for (int64_t c = 0; c < C; ++c) {
+        const acc_t hv = static_cast<acc_t>(hr[c]);
+        ss += hv * hv;
+        hg += hv * static_cast<acc_t>(gr[c]);
+      }
+      l2_grad_coeffs(ss, hg, eps, alpha, beta);
+    }
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c)
+      o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]),
+                                                        static_cast<acc_t>(gr[c]), alpha, beta));
+  }
+}
+
+at::Tensor canonical_segment_sum_backward_cpu(const at::Tensor& grad, const at::Tensor& h,
+                                              const at::Tensor& ptr,
+                                              const std::optional<at::Tensor>& mask, int64_t mode,
+                                              double eps) {
+  constexpr const char* op = "canonical_segment_sum_backward";
+  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
+              ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,
+              ": grad is ", grad.scalar_type(), " on ", grad.device(), ", expected ",
+              h.scalar_type(), " on ", h.device());
+  const at::Tensor gc = grad.contiguous();
+  auto out = at::empty({a.N, a.C}, h.options());
+  AT_DISPATCH_INDEX_TYPES(a.ptr.scalar_type(), "canonical_segment_sum_backward_cpu", [&] {
+    const index_t* pp = a.ptr.const_data_ptr<index_t>();
+    if (!ptr_ok(pp, a.G, a.N)) raise_bad_ptr(op, a);
+    if (a.N == 0 || a.C == 0) return;
+    const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_backward_cpu", [&] {
+      const scalar_t* hp = a.h.const_data_ptr<scalar_t>();
+      const scalar_t* gp = gc.const_data_ptr<scalar_t>();
+      scalar_t* op_ = out.data_ptr<scalar_t>();
+      dispatch_mode(mode, [&](auto M) {
+        const int64_t grain = std::max<int64_t>(1, kMinChunkWork / std::max<int64_t>(a.C, 1));
+        at::parallel_for(0, a.N, grain, [&](int64_t rb, int64_t re) {
+          canonical_backward_rows<decltype(M)::value>(gp, hp, pp, mp, op_, rb, re, a.G, a.C, eps);
+        });
+      });
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(scalegmn, CPU, m) {
+  m.impl("canonical_segment_sum", &canonical_segment_sum_cpu);
+  m.impl("canonical_segment_sum_backward", &canonical_segment_sum_backward_cpu);
+}
+
+}  // namespace scalegmn

@@ -1,0 +1,255 @@
+// Fused ScaleGMN edge message for one weight layer in the dense-layer layout:
+//
+//   out[b, o] = sum_i  (Gamma x) * Inv(x),   x = (W_e e[b, o, i]) * hv[b, i]
+//   Inv(x)    = W_2 SiLU(LN2(W_f c(x) + b_f)) + b_2
+//   c(x)      = SiLU(LN1(W_1 x + b_1)) + SiLU(LN1(b_1 - W_1 x))   (mode 3, sign symmetrisation;
+//               W_f then holds phi.lin1 @ rho.lin2), |x| (1), x / max(||x||, eps) (2), x (0)
+//
+// The edges are processed in tiles of whole networks; every per-edge intermediate lives only
+// inside its tile, and the backward recomputes the tile instead of saving it (as
+// memory-efficient attention does). Tile GEMMs call ATen (BLAS / cuBLAS with tensor cores),
+// so the same code serves CPU and CUDA tensors.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+namespace scalegmn {
+namespace {
+
+enum CanonMode : int64_t { kIdentity = 0, kAbs = 1, kL2 = 2, kSymmetrize = 3 };
+
+struct Params {
+  at::Tensor w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2;
+  int64_t mode;
+  double eps;
+  int64_t d_out() const { return w_2.size(0); }
+  bool has_ln1() const { return ln1_w.defined(); }
+  bool has_ln2() const { return ln2_w.defined(); }
+};
+
+// LayerNorm over the last dim with optional affine; returns (y, mean, rstd).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& x, const at::Tensor& w,
+                                                          const at::Tensor& b) {
+  return at::native_layer_norm(x, {x.size(-1)}, w, b, 1e-5);
+}
+
+// Everything the forward of one tile computes (kept only while the tile is processed).
+struct Tile {
+  at::Tensor e, ee, x, gz, g;     // inputs, W_e e, x, [Gamma x | W_1 x], Gamma x
+  at::Tensor p, q, lp, lq;        // mode 3: pre-LN1 and post-LN1 of both signs
+  at::Tensor mp, rp, mq, rq;      // LN1 statistics
+  at::Tensor u, t, lt, m2, r2, v;  // canonical features, pre-LN2, post-LN2, stats, SiLU
+  at::Tensor inv;                  // Inv(x)
+};
+
+Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Params& P, int64_t O,
+                  int64_t I) {
+  Tile T;
+  const int64_t nb = e_tile.size(0), d = hv_tile.size(-1), n = nb * O * I;
+  T.e = e_tile.reshape({n, e_tile.size(-1)});
+  T.ee = at::matmul(T.e, P.w_e.t());
+  T.x = (T.ee.view({nb, O, I, d}) * hv_tile.unsqueeze(1)).reshape({n, d});
+  T.gz = at::matmul(T.x, P.w_in.t());
+  const int64_t dout = P.d_out();
+  T.g = T.gz.narrow(1, 0, dout);
+  switch (P.mode) {
+    case kSymmetrize: {
+      const at::Tensor z = T.gz.narrow(1, dout, d);
+      T.p = z + P.b1;
+      T.q = P.b1 - z;
+      if (P.has_ln1()) {
+        std::tie(T.lp, T.mp, T.rp) = layer_norm(T.p, P.ln1_w, P.ln1_b);
+        std::tie(T.lq, T.mq, T.rq) = layer_norm(T.q, P.ln1_w, P.ln1_b);
+      } else {
+        T.lp = T.p;
+        T.lq = T.q;
+      }
+      T.u = at::silu(T.lp) + at::silu(T.lq);
+      break;
+    }
+    case kAbs:
+      T.u = T.x.abs();
+      break;
+    case kL2:
+      T.u = T.x / T.x.norm(2, {1}, true).clamp_min(P.eps);
+      break;
+    default:
+      T.u = T.x;
+  }
+  T.t = at::addmm(P.b_f, T.u, P.w_f.t());
+  if (P.has_ln2())
+    std::tie(T.lt, T.m2, T.r2) = layer_norm(T.t, P.ln2_w, P.ln2_b);
+  else
+    T.lt = T.t;
+  T.v = at::silu(T.lt);
+  T.inv = at::addmm(P.b_2, T.v, P.w_2.t());
+  return T;
+}
+
+int64_t networks_per_tile(int64_t O, int64_t I, int64_t tile_edges) {
+  return std::max<int64_t>(1, tile_edges / std::max<int64_t>(O * I, 1));
+}
+
+Params make_params(const at::Tensor& w_e, const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
+                   const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
+                   const at::Tensor& w_f, const at::Tensor& b_f, const std::optional<at::Tensor>& ln2_w,
+                   const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2, const at::Tensor& b_2,
+                   int64_t mode, double eps) {
+  TORCH_CHECK(mode >= 0 && mode <= 3, "scale_eq_message: mode must be 0..3, got ", mode);
+  Params P{w_e, w_in, b1.value_or(at::Tensor()), ln1_w.value_or(at::Tensor()), ln1_b.value_or(at::Tensor()),
+           w_f, b_f, ln2_w.value_or(at::Tensor()), ln2_b.value_or(at::Tensor()), w_2, b_2, mode, eps};
+  TORCH_CHECK(mode != kSymmetrize || P.b1.defined(), "scale_eq_message: mode 3 needs b1");
+  return P;
+}
+
+void check_inputs(const at::Tensor& edge, const at::Tensor& hv, const Params& P) {
+  TORCH_CHECK(edge.dim() == 4, "scale_eq_message: edge must be [B, out, in, d_e], got ", edge.sizes());
+  TORCH_CHECK(hv.dim() == 3 && hv.size(0) == edge.size(0) && hv.size(1) == edge.size(2),
+              "scale_eq_message: hv must be [B, in, d] = [", edge.size(0), ", ", edge.size(2),
+              ", d], got ", hv.sizes());
+  const int64_t d = hv.size(2);
+  TORCH_CHECK(P.w_e.dim() == 2 && P.w_e.size(0) == d && P.w_e.size(1) == edge.size(3),
+              "scale_eq_message: w_e must be [d, d_e] = [", d, ", ", edge.size(3), "], got ", P.w_e.sizes());
+  const int64_t dout = P.d_out();
+  const int64_t rows = P.mode == kSymmetrize ? dout + d : dout;
+  TORCH_CHECK(P.w_in.dim() == 2 && P.w_in.size(0) == rows && P.w_in.size(1) == d,
+              "scale_eq_message: w_in must be [", rows, ", ", d, "], got ", P.w_in.sizes());
+  TORCH_CHECK(P.w_f.dim() == 2 && P.w_f.size(1) == d && P.w_2.dim() == 2 && P.w_2.size(1) == P.w_f.size(0),
+              "scale_eq_message: w_f [d_h, d] and w_2 [d_out, d_h] do not chain: ", P.w_f.sizes(), ", ",
+              P.w_2.sizes());
+  for (const at::Tensor* t : {&hv, &P.w_e, &P.w_in, &P.w_f, &P.b_f, &P.w_2, &P.b_2})
+    TORCH_CHECK(t->scalar_type() == edge.scalar_type() && t->device() == edge.device(),
+                "scale_eq_message: all tensors must share edge's dtype and device (", edge.scalar_type(),
+                ", ", edge.device(), ")");
+}
+
+at::Tensor scale_eq_message(const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e,
+                            const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
+                            const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
+                            const at::Tensor& w_f, const at::Tensor& b_f,
+                            const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b,
+                            const at::Tensor& w_2, const at::Tensor& b_2, int64_t mode, double eps,
+                            int64_t tile_edges) {
+  const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+  check_inputs(edge, hv, P);
+  const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2);
+  at::Tensor out = at::zeros({B, O, P.d_out()}, hv.options());
+  if (B == 0 || O == 0 || I == 0) return out;
+  at::NoGradGuard no_grad;
+  const int64_t nb = networks_per_tile(O, I, tile_edges);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t cnt = std::min(nb, B - b0);
+    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv.narrow(0, b0, cnt), P, O, I);
+    out.narrow(0, b0, cnt).copy_((T.g * T.inv).view({cnt, O, I, -1}).sum(2));
+  }
+  return out;
+}
+
+// Gradients w.r.t. (edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2);
+// undefined optional inputs get empty tensors.
+std::vector<at::Tensor> scale_eq_message_backward(
+    const at::Tensor& grad, const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e,
+    const at::Tensor& w_in, const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w,
+    const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
+    const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
+    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges) {
+  const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+  check_inputs(edge, hv, P);
+  const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2), dout = P.d_out();
+  TORCH_CHECK(grad.dim() == 3 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == dout,
+              "scale_eq_message_backward: grad must be [", B, ", ", O, ", ", dout, "], got ", grad.sizes());
+  at::NoGradGuard no_grad;
+  at::Tensor d_edge = at::empty_like(edge, at::MemoryFormat::Contiguous), d_hv = at::zeros_like(hv);
+  at::Tensor d_we = at::zeros_like(w_e), d_win = at::zeros_like(w_in), d_wf = at::zeros_like(w_f),
+             d_bf = at::zeros_like(b_f), d_w2 = at::zeros_like(w_2), d_b2 = at::zeros_like(b_2);
+  at::Tensor d_b1 = P.b1.defined() ? at::zeros_like(P.b1) : at::empty({0}, hv.options());
+  at::Tensor d_ln1w = P.has_ln1() ? at::zeros_like(P.ln1_w) : at::empty({0}, hv.options());
+  at::Tensor d_ln1b = P.ln1_b.defined() ? at::zeros_like(P.ln1_b) : at::empty({0}, hv.options());
+  at::Tensor d_ln2w = P.has_ln2() ? at::zeros_like(P.ln2_w) : at::empty({0}, hv.options());
+  at::Tensor d_ln2b = P.ln2_b.defined() ? at::zeros_like(P.ln2_b) : at::empty({0}, hv.options());
+  if (B == 0 || O == 0 || I == 0) {
+    d_edge.zero_();
+    return {d_edge, d_hv, d_we, d_win, d_b1, d_ln1w, d_ln1b, d_wf, d_bf, d_ln2w, d_ln2b, d_w2, d_b2};
+  }
+  const std::array<bool, 3> ln_mask{true, true, true};
+  const int64_t nb = networks_per_tile(O, I, tile_edges);
+  for (int64_t b0 = 0; b0 < B; b0 += nb) {
+    const int64_t cnt = std::min(nb, B - b0), n = cnt * O * I;
+    const at::Tensor hv_t = hv.narrow(0, b0, cnt);
+    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv_t, P, O, I);  // recompute
+    // d mu = grad broadcast over the `in` axis
+    const at::Tensor dmu = grad.narrow(0, b0, cnt).unsqueeze(2).expand({cnt, O, I, dout}).reshape({n, dout});
+    const at::Tensor dg = dmu * T.inv;
+    const at::Tensor dinv = dmu * T.g;
+    d_w2.addmm_(dinv.t(), T.v);
+    d_b2.add_(dinv.sum(0));
+    const at::Tensor dv = at::matmul(dinv, P.w_2);
+    at::Tensor dt = at::silu_backward(dv, T.lt);
+    if (P.has_ln2()) {
+      auto [dx2, dw2, db2] = at::native_layer_norm_backward(dt, T.t, {T.t.size(-1)}, T.m2, T.r2, P.ln2_w,
+                                                            P.ln2_b, ln_mask);
+      dt = dx2;
+      d_ln2w.add_(dw2);
+      if (d_ln2b.numel()) d_ln2b.add_(db2);
+    }
+    d_wf.addmm_(dt.t(), T.u);
+    d_bf.add_(dt.sum(0));
+    const at::Tensor du = at::matmul(dt, P.w_f);
+    at::Tensor dgz, dx;
+    if (P.mode == kSymmetrize) {
+      at::Tensor dp = at::silu_backward(du, T.lp), dq = at::silu_backward(du, T.lq);
+      if (P.has_ln1()) {
+        auto [dxp, dwp, dbp] = at::native_layer_norm_backward(dp, T.p, {d}, T.mp, T.rp, P.ln1_w, P.ln1_b, ln_mask);
+        auto [dxq, dwq, dbq] = at::native_layer_norm_backward(dq, T.q, {d}, T.mq, T.rq, P.ln1_w, P.ln1_b, ln_mask);
+        dp = dxp;
+        dq = dxq;
+        d_ln1w.add_(dwp + dwq);
+        if (d_ln1b.numel()) d_ln1b.add_(dbp + dbq);
+      }
+      d_b1.add_((dp + dq).sum(0));
+      dgz = at::cat({dg, dp - dq}, 1);  // p = z + b1, q = b1 - z
+      dx = at::matmul(dgz, P.w_in);
+    } else {
+      dgz = dg;
+      dx = at::matmul(dgz, P.w_in);
+      if (P.mode == kAbs) {
+        dx.add_(du * T.x.sign());
+      } else if (P.mode == kL2) {
+        const at::Tensor nrm = T.x.norm(2, {1}, true);
+        const at::Tensor big = nrm > P.eps;
+        const at::Tensor y = T.u;  // x / max(||x||, eps)
+        const at::Tensor proj = du - y * (y * du).sum(1, true);
+        dx.add_(at::where(big, proj, du) / nrm.clamp_min(P.eps));
+      } else {
+        dx.add_(du);
+      }
+    }
+    d_win.addmm_(dgz.t(), T.x);
+    const at::Tensor dx4 = dx.view({cnt, O, I, d});
+    const at::Tensor dee = (dx4 * hv_t.unsqueeze(1)).reshape({n, d});
+    d_hv.narrow(0, b0, cnt).add_((dx4 * T.ee.view({cnt, O, I, d})).sum(1));
+    d_we.addmm_(dee.t(), T.e);
+    d_edge.narrow(0, b0, cnt).copy_(at::matmul(dee, P.w_e).view({cnt, O, I, -1}));
+  }
+  return {d_edge, d_hv, d_we, d_win, d_b1, d_ln1w, d_ln1b, d_wf, d_bf, d_ln2w, d_ln2b, d_w2, d_b2};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(scalegmn, CPU, m) {
+  m.impl("scale_eq_message", &scale_eq_message);
+  m.impl("scale_eq_message_backward", &scale_eq_message_backward);
+}
+
+#ifdef WITH_CUDA
+// Device-generic (tile GEMMs and element-wise parts are ATen calls on the tensors' device).
+TORCH_LIBRARY_IMPL(scalegmn, CUDA, m) {
+  m.impl("scale_eq_message", &scale_eq_message);
+  m.impl("scale_eq_message_backward", &scale_eq_message_backward);
+}
+#endif
+
+}  // namespace scalegmn

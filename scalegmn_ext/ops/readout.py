@@ -1,0 +1,157 @@
+"""Typed wrapper, fake kernels and autograd of the canonical (symmetry-invariant) readout.
+
+:func:`canonical_segment_sum` sums canonicalised node features per segment (graph):
+``out[g] = sum_{i in [ptr[g], ptr[g+1]), mask[i]} c(h[i])`` in one fused pass (no ``[N, C]``
+intermediate), with
+
+* ``"identity"`` (mode 0): ``c(h) = h`` -- a plain masked segment sum;
+* ``"abs"`` (mode 1): ``c(h) = |h|`` -- invariant to flipping the sign of any row (the sign
+  symmetry of odd activations such as tanh / sine);
+* ``"l2"`` (mode 2): ``c(h) = h / (||h||_2 + eps)`` per row -- invariant to positive rescaling
+  of any row (the scale symmetry of ReLU networks; exactly for ``eps = 0``, up to ``eps / ||h||``
+  otherwise; ``eps > 0`` keeps zero rows at 0 instead of NaN).
+
+Gradients: ``torch.ops.scalegmn.canonical_segment_sum_backward`` (a compiled op) gives
+``dh = J_c(h)^T grad[seg]``: ``grad`` (identity), ``sign(h) * grad`` with ``sign(0) = 0`` (abs:
+the subgradient 0 at the kink), and ``grad / (n + eps) - h (h . grad) / (n (n + eps)^2)`` (l2,
+``n = ||h||``; a zero row gets ``grad / eps``). The backward op has its own autograd, a
+pure-PyTorch composite (:func:`scalegmn_ext.reference.readout.canonical_backward_double`) whose
+segment reduction calls the compiled forward op, so gradients of any order work.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._library import HAS_EXTENSION
+from ..reference import readout as _ref
+
+__all__ = ["canonical_segment_sum", "CANONICAL_MODES"]
+
+#: Accepted mode names -> op mode ids.
+CANONICAL_MODES = {"identity": 0, "sum": 0, "abs": 1, "sign": 1, "l2": 2, "scale": 2}
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_OPS = ("canonical_segment_sum", "canonical_segment_sum_backward")
+
+
+def _identity_segment_sum(rows: Tensor, ptr: Tensor, mask: Tensor | None) -> Tensor:
+    return torch.ops.scalegmn.canonical_segment_sum(rows, ptr, mask, 0, 0.0)
+
+
+if HAS_EXTENSION:
+
+    @torch.library.register_fake("scalegmn::canonical_segment_sum")
+    def _css_fake(h, ptr, mask, mode, eps):
+        torch._check(h.dim() == 2, lambda: "canonical_segment_sum: h must be 2-D [N, C]")
+        torch._check(ptr.dim() == 1, lambda: "canonical_segment_sum: ptr must be 1-D [G + 1]")
+        torch._check(0 <= mode <= 2, lambda: "canonical_segment_sum: mode must be 0, 1 or 2")
+        return h.new_empty(ptr.shape[0] - 1, h.shape[1])
+
+    @torch.library.register_fake("scalegmn::canonical_segment_sum_backward")
+    def _cssb_fake(grad, h, ptr, mask, mode, eps):
+        torch._check(h.dim() == 2 and grad.dim() == 2, lambda: "canonical_segment_sum_backward: bad ranks")
+        torch._check(grad.shape[0] == ptr.shape[0] - 1, lambda: "canonical_segment_sum_backward: grad must be [G, C]")
+        return h.new_empty(h.shape)
+
+    def _css_setup(ctx, inputs, output):
+        h, ptr, mask, mode, eps = inputs
+        ctx.save_for_backward(h, ptr, mask)
+        ctx.mode, ctx.eps = mode, eps
+
+    def _css_backward(ctx, grad):
+        h, ptr, mask = ctx.saved_tensors
+        gh = None
+        if ctx.needs_input_grad[0]:
+            gh = torch.ops.scalegmn.canonical_segment_sum_backward(grad, h, ptr, mask, ctx.mode, ctx.eps)
+        return gh, None, None, None, None
+
+    def _cssb_setup(ctx, inputs, output):
+        grad, h, ptr, mask, mode, eps = inputs
+        ctx.save_for_backward(grad, h, ptr, mask)
+        ctx.mode, ctx.eps = mode, eps
+
+    def _cssb_backward(ctx, v):
+        grad, h, ptr, mask = ctx.saved_tensors
+        d_grad, d_h = _ref.canonical_backward_double(
+            v, grad, h, ptr, mask, ctx.mode, ctx.eps, segment_sum=_identity_segment_sum)
+        return (d_grad if ctx.needs_input_grad[0] else None,
+                d_h if ctx.needs_input_grad[1] else None, None, None, None, None)
+
+    torch.library.register_autograd("scalegmn::canonical_segment_sum", _css_backward, setup_context=_css_setup)
+    torch.library.register_autograd("scalegmn::canonical_segment_sum_backward", _cssb_backward,
+                                    setup_context=_cssb_setup)
+
+
+# Looked up once at import (a plain constant for torch.compile to read).
+_HAS_CUDA_KERNELS = HAS_EXTENSION and all(
+    torch._C._dispatch_has_kernel_for_dispatch_key(f"scalegmn::{op}", "CUDA") for op in _OPS)
+
+
+def _compiled_ok(t: Tensor) -> bool:
+    if not HAS_EXTENSION:
+        return False
+    if t.device.type in ("cpu", "meta"):
+        return True
+    if t.device.type == "cuda":
+        return _HAS_CUDA_KERNELS
+    return False
+
+
+def _mode_id(mode) -> int:
+    if isinstance(mode, str):
+        if mode not in CANONICAL_MODES:
+            raise ValueError(f"mode must be one of {sorted(CANONICAL_MODES)} or 0/1/2, got {mode!r}")
+        return CANONICAL_MODES[mode]
+    if isinstance(mode, bool) or not isinstance(mode, int) or mode not in (0, 1, 2):
+        raise ValueError(f"mode must be 0 (identity), 1 (abs) or 2 (l2) or one of {sorted(CANONICAL_MODES)}, got {mode!r}")
+    return mode
+
+
+def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int | str = "identity",
+                          eps: float = 1e-6) -> Tensor:
+    """Sign-/scale-canonical segment sum (graph readout), fused in one pass.
+
+    Args:
+        h: node features ``[N, C]`` (float16/bfloat16/float32/float64).
+        ptr: segment offsets ``[G + 1]`` (int64/int32, non-decreasing, ``0 <= ptr[0]``,
+            ``ptr[G] <= N``): segment ``g`` is rows ``[ptr[g], ptr[g+1])``; rows outside
+            ``[ptr[0], ptr[G])`` are ignored.
+        mask: optional bool ``[N]``; rows with ``False`` are left out (None: all rows).
+        mode: ``"identity"``/``"sum"`` (0), ``"abs"``/``"sign"`` (1) or ``"l2"``/``"scale"`` (2);
+            see the module doc.
+        eps: ``>= 0``, only used by mode 2.
+
+    Returns:
+        ``[G, C]``; empty segments give zeros. Deterministic; half/bfloat16 accumulate in
+        float32. Differentiable w.r.t. ``h`` (any order).
+    """
+    op = "canonical_segment_sum"
+    if not isinstance(h, Tensor):
+        raise TypeError(f"{op}: h must be a Tensor [N, C], got {type(h).__name__}")
+    if h.dim() != 2:
+        raise ValueError(f"{op}: h must be 2-D [N, C], got shape {tuple(h.shape)}")
+    if h.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: h must be float16/bfloat16/float32/float64, got {h.dtype}")
+    if not isinstance(ptr, Tensor):
+        raise TypeError(f"{op}: ptr must be a Tensor [G + 1], got {type(ptr).__name__}")
+    if ptr.dim() != 1 or ptr.numel() < 1:
+        raise ValueError(f"{op}: ptr must be 1-D [G + 1] with at least one entry, got shape {tuple(ptr.shape)}")
+    if ptr.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{op}: ptr must be int64 or int32, got {ptr.dtype}")
+    if ptr.device != h.device:
+        raise ValueError(f"{op}: ptr is on {ptr.device} but h is on {h.device}")
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"{op}: mask must be a bool Tensor [N] or None, got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"{op}: mask must be bool, got {mask.dtype}")
+        if mask.shape != (h.shape[0],):
+            raise ValueError(f"{op}: mask must be [{h.shape[0]}] (one entry per row of h), got shape {tuple(mask.shape)}")
+        if mask.device != h.device:
+            raise ValueError(f"{op}: mask is on {mask.device} but h is on {h.device}")
+    m = _mode_id(mode)
+    eps = float(eps)
+    if not eps >= 0:
+        raise ValueError(f"{op}: eps must be >= 0, got {eps}")
+    fn = torch.ops.scalegmn.canonical_segment_sum if _compiled_ok(h) else _ref.canonical_segment_sum
+    return fn(h, ptr, mask, m, eps)
