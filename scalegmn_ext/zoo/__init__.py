@@ -1,0 +1,25 @@
+"""Model zoos: generate (resumably) and read collections of trained networks.
+
+* :mod:`scalegmn_ext.zoo.format` -- the on-disk format (safetensors + JSON + CSV) and the
+  :class:`~scalegmn_ext.zoo.format.Zoo` reader.
+* :mod:`scalegmn_ext.zoo.inr` -- SIREN INR zoos of real images (MNIST-5k or Fashion-MNIST).
+* :mod:`scalegmn_ext.zoo.cnn` -- Small-CNN-Zoo CNNs on Fashion-MNIST with varied hyper-parameters.
+* :mod:`scalegmn_ext.zoo.png` -- a dependency-free PNG encoder and pixel plots.
+* :mod:`scalegmn_ext.zoo.published` -- readers for the published zoos (separate module).
+
+Command line: ``scalegmn-ext zoo inr|cnn --n N --out DIR``.
+"""
+from .format import FORMAT_VERSION, Zoo, ZooWriter, arch_from_dict, arch_to_dict
+
+__all__ = ["Zoo", "ZooWriter", "arch_to_dict", "arch_from_dict", "FORMAT_VERSION",
+           "generate_inr_zoo", "generate_cnn_zoo"]
+
+
+def __getattr__(name):  # lazy: importing the reader does not import the generators
+    if name == "generate_inr_zoo":
+        from .inr import generate_inr_zoo
+        return generate_inr_zoo
+    if name == "generate_cnn_zoo":
+        from .cnn import generate_cnn_zoo
+        return generate_cnn_zoo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
