@@ -17,7 +17,8 @@ states transform as ``h_i -> q_i h_i``, edge states as ``e_ij -> (q_i / q_j) e_i
 are invariant. Forward message into i: ``ScaleEq(G_e e_ij * G_v h_j)`` scales with ``q_i``.
 Backward (bidirectional) message into j from i: for ``sign`` ``e_ij * h_i`` scales with
 ``q_i^2 / q_j = q_j``; for ``scale`` the edge feature ``e / max(||e||^2, eps)`` scales with
-``q_j / q_i``, so the message scales with ``q_j`` as required.
+``q_j / q_i``, so the message scales with ``q_j`` as required. (That map is exact, but near-zero
+edges give large backward messages, so rounding is amplified for networks with tiny weights.)
 """
 from __future__ import annotations
 
