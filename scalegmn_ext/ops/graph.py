@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION
+from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
 from ..arch import Architecture
 from ..reference import graph as _ref
 
@@ -71,15 +71,11 @@ if HAS_EXTENSION:
     torch.library.register_autograd("scalegmn::graph_to_weights", _g2w_backward, setup_context=_g2w_setup)
 
 
+_HAS_CUDA_KERNELS = cuda_kernels_for("weights_to_graph", "graph_to_weights")
+
+
 def _compiled_ok(t: Tensor) -> bool:
-    """Whether the compiled kernels serve tensors on this device (else: reference fallback)."""
-    if not HAS_EXTENSION:
-        return False
-    if t.device.type == "cpu":
-        return True
-    if t.device.type == "cuda":
-        return torch._C._dispatch_has_kernel_for_dispatch_key("scalegmn::weights_to_graph", "CUDA")
-    return t.device.type == "meta"
+    return compiled_ok(t, _HAS_CUDA_KERNELS)
 
 
 def _check_weights(weights, biases, arch: Architecture | None) -> tuple[list[Tensor], list[Tensor], bool]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION
+from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
 from ..reference import message as _ref
 from .csr import CSR
 
@@ -103,14 +103,11 @@ if HAS_EXTENSION:
 
 
 # Looked up once at import (a plain constant for torch.compile to read).
-_HAS_CUDA_KERNELS = HAS_EXTENSION and all(
-    torch._C._dispatch_has_kernel_for_dispatch_key(f"scalegmn::{op}", "CUDA") for op in _OPS)
+_HAS_CUDA_KERNELS = cuda_kernels_for(*_OPS)
 
 
 def _compiled_ok(t: Tensor) -> bool:
-    """Whether the compiled kernels serve tensors on this device (else: reference fallback)."""
-    if not HAS_EXTENSION:
-        return False
+    return compiled_ok(t, _HAS_CUDA_KERNELS)
     if t.device.type in ("cpu", "meta"):
         return True
     if t.device.type == "cuda":

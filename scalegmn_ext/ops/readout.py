@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION
+from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
 from ..reference import readout as _ref
 
 __all__ = ["canonical_segment_sum", "CANONICAL_MODES"]
@@ -83,13 +83,11 @@ if HAS_EXTENSION:
 
 
 # Looked up once at import (a plain constant for torch.compile to read).
-_HAS_CUDA_KERNELS = HAS_EXTENSION and all(
-    torch._C._dispatch_has_kernel_for_dispatch_key(f"scalegmn::{op}", "CUDA") for op in _OPS)
+_HAS_CUDA_KERNELS = cuda_kernels_for(*_OPS)
 
 
 def _compiled_ok(t: Tensor) -> bool:
-    if not HAS_EXTENSION:
-        return False
+    return compiled_ok(t, _HAS_CUDA_KERNELS)
     if t.device.type in ("cpu", "meta"):
         return True
     if t.device.type == "cuda":

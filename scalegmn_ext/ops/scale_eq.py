@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION
+from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
 from ..reference import scale_eq as _ref
 
 __all__ = ["scale_eq_message", "scale_eq_message_args", "DEFAULT_TILE_EDGES"]
@@ -19,7 +19,10 @@ __all__ = ["scale_eq_message", "scale_eq_message_args", "DEFAULT_TILE_EDGES"]
 DEFAULT_TILE_EDGES = 4096
 _N_TENSORS = 13  # edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2
 
-if HAS_EXTENSION and hasattr(torch.ops.scalegmn, "scale_eq_message"):
+# CPU-only builds must fall back to the reference for CUDA tensors.
+_HAS_CUDA_KERNELS = cuda_kernels_for("scale_eq_message", "scale_eq_message_backward")
+
+if HAS_EXTENSION:
 
     @torch.library.register_fake("scalegmn::scale_eq_message")
     def _fake(edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps, tile_edges):
@@ -31,7 +34,7 @@ if HAS_EXTENSION and hasattr(torch.ops.scalegmn, "scale_eq_message"):
         return [t.new_empty(t.shape) if t is not None else hv.new_empty(0) for t in ts]
 
     def _setup(ctx, inputs, output):
-        ctx.save_for_backward(*[t if t is not None else None for t in inputs[:_N_TENSORS]])
+        ctx.save_for_backward(*inputs[:_N_TENSORS])
         ctx.none = [t is None for t in inputs[:_N_TENSORS]]
         ctx.rest = inputs[_N_TENSORS:]
 
@@ -75,7 +78,5 @@ def scale_eq_message(edge: Tensor, hv: Tensor, scale_eq, msg_e_weight: Tensor, *
     if hv.dim() != 3 or hv.shape[0] != edge.shape[0] or hv.shape[1] != edge.shape[2]:
         raise ValueError(f"hv must be [B, in, d] = [{edge.shape[0]}, {edge.shape[2]}, d], got shape {tuple(hv.shape)}")
     args = scale_eq_message_args(scale_eq, msg_e_weight)
-    compiled = (HAS_EXTENSION and hasattr(torch.ops.scalegmn, "scale_eq_message")
-                and edge.device.type in ("cpu", "cuda", "meta"))
-    fn = torch.ops.scalegmn.scale_eq_message if compiled else _ref.scale_eq_message
+    fn = torch.ops.scalegmn.scale_eq_message if compiled_ok(edge, _HAS_CUDA_KERNELS) else _ref.scale_eq_message
     return fn(edge.contiguous(), hv.contiguous(), *args, int(tile_edges))
