@@ -15,14 +15,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 
 import torch
 
 import scalegmn_ext as sx
+from scalegmn_ext._io import atomic_write_json
 from scalegmn_ext.bench import CASES, SMOKE, graph_table, run_graph_case
 
 
@@ -53,10 +52,7 @@ def main(argv=None):
     if any(r["per_net_batch"] < r["B"] for r in rows):
         print("\n(*) per-network time measured on the first --per-net-max networks and scaled linearly to B.")
     if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, a.json)
+        atomic_write_json(a.json, rows)
     return rows
 
 

@@ -26,14 +26,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 
 import torch
 
 import scalegmn_ext as sx
+from scalegmn_ext._io import atomic_write_json
 from scalegmn_ext.bench import (MESSAGE_CASES, MESSAGE_CASES_BIG, MESSAGE_SMOKE, message_table, readout_table,
                                 run_message_case, run_readout_case)
 
@@ -77,10 +76,7 @@ def main(argv=None):
         print("\n## canonical_segment_sum vs reference (best of repeats)\n")
         print(readout_table(rrows))
     if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"message": rows, "readout": rrows}, f, indent=1)
-        os.replace(tmp, a.json)
+        atomic_write_json(a.json, {"message": rows, "readout": rrows})
     return rows, rrows
 
 

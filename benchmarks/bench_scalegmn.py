@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from scalegmn_ext._io import atomic_write_json
+
 
 def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: str) -> dict:
     import torch
@@ -105,10 +107,7 @@ def main(argv=None):
         sp = f"{base['step_s'] / r['step_s']:.2f}x" if base else "-"
         print(f"| {r['impl']} | {r['step_s']:.2f} | {sp} | {r['saved_activation_GiB']:.2f} | {r['peak_rss_GiB']:.2f} |")
     if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, a.json)
+        atomic_write_json(a.json, rows)
 
 
 if __name__ == "__main__":

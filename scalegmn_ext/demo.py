@@ -14,13 +14,13 @@ Results go to ``<out>/summary.json`` (written atomically); the trained networks 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import torch
 
 from . import fit, symmetry
+from ._io import atomic_torch_save, atomic_write_json
 from .arch import Architecture
 from .bench import graph_table, run_graph_case
 from .data import load_mnist_5k
@@ -28,19 +28,6 @@ from .functional import forward, render_inr
 from .ops import graph_to_weights, weights_to_graph
 
 __all__ = ["run_demo"]
-
-
-def _atomic_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _cached(path: str, make, log):
@@ -52,7 +39,7 @@ def _cached(path: str, make, log):
         except Exception as exc:  # a corrupt cache is rebuilt, never trusted
             log(f"    ignoring unreadable cache {path} ({exc})")
     obj = make()
-    _atomic_save(obj, path)
+    atomic_torch_save(obj, path)
     return obj
 
 
@@ -169,6 +156,6 @@ def run_demo(
         log("    (*) per-network path timed on 128 networks and scaled linearly to B")
         summary["graph_benchmark"] = rows
     summary["total_seconds"] = time.perf_counter() - t0
-    _atomic_json(summary, os.path.join(out, "summary.json"))
+    atomic_write_json(os.path.join(out, "summary.json"), summary, indent=2)
     log(f"done in {summary['total_seconds']:.0f} s; summary in {os.path.join(out, 'summary.json')}")
     return summary

@@ -1,7 +1,6 @@
 """Pure-PyTorch reference of the fused ScaleGMN edge message (``scalegmn::scale_eq_message``)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -73,6 +73,7 @@ import torch
 from torch import Tensor
 
 from .. import adapters as _adapters
+from .._io import atomic_write_json
 from ..arch import ACTIVATION_SYMMETRY, Architecture, LayerSpec
 from ..graph import WeightGraph
 
@@ -298,10 +299,8 @@ def make_mnist_inr_splits(
 
 def write_inr_split_file(splits: Mapping[str, Mapping[str, Sequence]], path: PathLike) -> None:
     """Write a split dict as JSON (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({k: {kk: list(vv) for kk, vv in v.items()} for k, v in splits.items()}))
-    os.replace(tmp, path)
+    atomic_write_json(os.fspath(path), {k: {kk: list(vv) for kk, vv in v.items()} for k, v in splits.items()},
+                      indent=None)
 
 
 def read_inr_split_file(path: PathLike) -> dict[str, dict[str, list]]:
