@@ -53,4 +53,18 @@ TORCH_LIBRARY(scalegmn, m) {
       "scale_eq_message_backward(Tensor grad, Tensor edge, Tensor hv, Tensor w_e, Tensor w_in, "
       "Tensor? b1, Tensor? ln1_w, Tensor? ln1_b, Tensor w_f, Tensor b_f, Tensor? ln2_w, "
       "Tensor? ln2_b, Tensor w_2, Tensor b_2, int mode, float eps, SymInt tile_edges) -> Tensor[]");
+  // ---- Fused ScaleGMN edge update, dense-layer layout (csrc/ops/edge_update.cpp):
+  // out[b, o, i] = drop((w_2 SiLU(LN(dst[b, o] + src[b, i])) + b_2) * (w_g e[b, o, i])), tiled,
+  // recomputed in backward; drop = hash_dropout with the output's flat indices (p = 0: none).
+  m.def(
+      "edge_update(Tensor edge, Tensor dst, Tensor src, Tensor? ln_w, Tensor? ln_b, Tensor w_2, "
+      "Tensor b_2, Tensor w_g, float p, int seed, SymInt tile_edges) -> Tensor");
+  m.def(
+      "edge_update_backward(Tensor grad, Tensor edge, Tensor dst, Tensor src, Tensor? ln_w, "
+      "Tensor? ln_b, Tensor w_2, Tensor b_2, Tensor w_g, float p, int seed, SymInt tile_edges) "
+      "-> Tensor[]");
+  // ---- Counter-based dropout (csrc/{cpu,cuda}/hash_dropout.*; ops/dropout_meta.h):
+  // x * keep(offset + k) / (1 - p), k = flat index; the mask is a hash of (seed, index), so the
+  // op is its own backward and nothing is stored.
+  m.def("hash_dropout(Tensor x, float p, int seed, int offset) -> Tensor");
 }

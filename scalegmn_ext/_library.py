@@ -36,6 +36,24 @@ def compiled_ok(t, has_cuda: bool) -> bool:
     return t.device.type == "cuda" and has_cuda
 
 
+def register_recompute_autograd(op: str, backward_op, n_tensors: int) -> None:
+    """Autograd of a tiled recompute-in-backward op ``scalegmn::<op>``: save only its first
+    ``n_tensors`` (tensor or None) inputs and call ``backward_op(grad, *inputs)``, which returns one
+    gradient per tensor input (``None`` inputs get None); the trailing non-tensor arguments
+    get no gradient."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n_tensors])
+        ctx.none = [t is None for t in inputs[:n_tensors]]
+        ctx.rest = inputs[n_tensors:]
+
+    def backward(ctx, grad):
+        grads = backward_op(grad.contiguous(), *ctx.saved_tensors, *ctx.rest)
+        return (*[None if none else g for g, none in zip(grads, ctx.none)], *([None] * len(ctx.rest)))
+
+    torch.library.register_autograd(f"scalegmn::{op}", backward, setup_context=setup)
+
+
 def require_extension() -> None:
     if not HAS_EXTENSION:
         raise RuntimeError(

@@ -39,6 +39,12 @@ class ScaleGMNConfig:
             (``torch.utils.checkpoint``; fast path only): a fraction of the memory for ~1.3x time.
         fused_message: compute the hidden-node messages with the fused, tiled
             ``scalegmn::scale_eq_message`` op (fast path only; no per-edge activations are kept).
+        fused_edge_update: compute edge updates (and their dropout) with the fused, tiled
+            ``scalegmn::edge_update`` op (fast path only).
+
+    Dropout: the fast path uses :func:`~scalegmn_ext.ops.hash_dropout` (counter-based masks,
+    regenerated in backward); the reference path uses ``torch.nn.Dropout`` as the public code
+    does. Both drop with probability ``dropout``; their masks differ.
         eps: lower clamp of the norms in the scale canonicaliser and the backward edge feature
             (a clamp, not an offset, keeps the maps exactly invariant for non-zero vectors).
     """
@@ -60,6 +66,7 @@ class ScaleGMNConfig:
     eps: float = 1e-12
     checkpoint: bool = False
     fused_message: bool = True
+    fused_edge_update: bool = True
 
     def __post_init__(self) -> None:
         if self.symmetry is not None and self.symmetry not in _SYMMETRIES:

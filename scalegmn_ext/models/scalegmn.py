@@ -22,7 +22,7 @@ edges give large backward messages, so rounding is amplified for networks with t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +31,40 @@ from torch import Tensor, nn
 
 from ..arch import Architecture
 from ..graph import WeightGraph, graph_structure
+from ..ops.dropout import draw_seed, hash_dropout
+from ..ops.edge_update import edge_update
 from ..ops.graph import graph_to_weights
 from ..ops.scale_eq import scale_eq_message
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, ScaleEq
 
 __all__ = ["ScaleGMN", "ScaleGMNEquivariant"]
+
+
+class _Factored(NamedTuple):
+    """A layer-0 edge block never materialised: ``E = raw @ A^T`` (``raw`` ``[B, out, in, K]``
+    graph features, ``A = diag(pos_t) W_init`` ``[d, K]`` for the block's single edge type), so a
+    projection ``W E`` is ``raw @ (W A)^T`` -- a K-wide instead of a d-wide GEMM per edge."""
+
+    raw: Tensor
+    A: Tensor
+
+    def dense(self) -> Tensor:
+        return F.linear(self.raw, self.A)
+
+
+def _project(E, w: Tensor) -> tuple[Tensor, Tensor]:
+    """``(edge, weight)`` such that ``edge @ weight^T`` = ``W E`` for a dense or factored block."""
+    return (E.raw, w @ E.A) if isinstance(E, _Factored) else (E, w)
+
+
+def _dense(E) -> Tensor:
+    return E.dense() if isinstance(E, _Factored) else E
+
+
+def _sub_seed(seed: int, j: int) -> int:
+    """Seed of the j-th dropout tensor of a layer (the hash mixes it; distinct seeds, unrelated masks)."""
+    return (seed + 0x9E3779B9 * (j + 1)) & 0x7FFFFFFF
 
 
 class _GNNLayer(nn.Module):
@@ -65,6 +93,7 @@ class _GNNLayer(nn.Module):
         self.skip = nn.Linear(d, d, bias=False) if (cfg.skip and d_node_out == d) else None
         self.sym, self.eps = sym, cfg.eps
         self.fused = cfg.fused_message
+        self.fused_edge = cfg.fused_edge_update
 
     def backward_edge(self, e: Tensor) -> Tensor:
         if self.sym == "scale":
@@ -72,15 +101,20 @@ class _GNNLayer(nn.Module):
         return e
 
     # ---------------------------------------------------------------- dense-layer layout ----
-    def forward_dense(self, H: list[Tensor], E: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    def forward_dense(self, H: list[Tensor], E: list[Tensor], drop_p: float = 0.0,
+                      seed: int = 0) -> tuple[list[Tensor], list[Tensor]]:
+        """One layer on per-layer node blocks ``H[l]`` ``[B, n_l, d]`` and edge blocks ``E[l]``
+        ``[B, out, in, d]``; ``drop_p > 0`` applies hash dropout to every output block (seeds derived
+        from ``seed``; fused into the edge update's tiles)."""
         L = len(E)
         hv = [self.msg_v(h) for h in H[:-1]]  # per node, not per edge
         agg = [torch.zeros_like(H[0])]
         for l in range(1, L + 1):
+            e_l, w_e = _project(E[l - 1], self.msg_e.weight)
             if l < L and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
-                agg.append(scale_eq_message(E[l - 1], hv[l - 1], self.msg_hidden, self.msg_e.weight))
+                agg.append(scale_eq_message(e_l, hv[l - 1], self.msg_hidden, w_e))
                 continue
-            x = self.msg_e(E[l - 1]) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]
+            x = F.linear(e_l, w_e) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]
             net = self.msg_hidden if l < L else self.msg_io
             agg.append(net(x).sum(2))
         parts = [[h, a] for h, a in zip(H, agg)]
@@ -88,7 +122,7 @@ class _GNNLayer(nn.Module):
             bv = [self.bw_v(h) for h in H[1:]]
             bw = []
             for l in range(1, L + 1):  # layer-l edges carry messages back to layer l-1
-                y = self.bw_e(self.backward_edge(E[l - 1])) * bv[l - 1].unsqueeze(2)
+                y = self.bw_e(self.backward_edge(_dense(E[l - 1]))) * bv[l - 1].unsqueeze(2)
                 net = self.bw_hidden if l - 1 > 0 else self.bw_io
                 bw.append(net(y).sum(1))
             bw.append(torch.zeros_like(H[-1]))
@@ -105,10 +139,26 @@ class _GNNLayer(nn.Module):
             d = cn[0].shape[-1]
             src = [F.linear(c, w[:, :d]) for c in cn[:-1]]  # first psi layer, per node
             dst = [F.linear(c, w[:, d:], self.psi.lin1.bias) for c in cn[1:]]
-            new_E = [self.psi.lin2(self.psi.hidden(dst[l].unsqueeze(2) + src[l].unsqueeze(1))) * self.edge_gamma(E[l])
-                     for l in range(L)]
+            if self.fused_edge:  # tiled op: no [E, d] intermediates kept, dropout fused
+                ln = self.psi.norm if isinstance(self.psi.norm, nn.LayerNorm) else None
+                new_E = []
+                for l in range(L):
+                    e_l, w_g = _project(E[l], self.edge_gamma.weight)
+                    new_E.append(edge_update(e_l, dst[l], src[l], self.psi.lin2.weight, self.psi.lin2.bias, w_g,
+                                             ln.weight if ln is not None else None, ln.bias if ln is not None else None,
+                                             p=drop_p, seed=_sub_seed(seed, L + 1 + l)))
+            else:
+                new_E = [self.psi.lin2(self.psi.hidden(dst[l].unsqueeze(2) + src[l].unsqueeze(1))) * F.linear(*_project(E[l], self.edge_gamma.weight))
+                         for l in range(L)]
+                new_E = [hash_dropout(x, drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_E)]
+        else:
+            new_E = [_dense(x) for x in E]
+            if drop_p > 0:
+                new_E = [hash_dropout(x, drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_E)]
         if self.skip is not None:
             new_H = [self.skip(h) + n for h, n in zip(H, new_H)]
+        if drop_p > 0:
+            new_H = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_H)]
         return new_H, new_E
 
     # ---------------------------------------------------------------- per-edge reference ----
@@ -154,6 +204,12 @@ class _ScaleGMNBase(nn.Module):
         self.arch, self.config, self.symmetry = arch, cfg, sym
         self.impl = impl
         self.structure = graph_structure(arch)
+        eo = self.structure.edge_offsets
+        # per weight layer: its single edge type (Python int, so compile sees a constant) or None
+        self._block_type = []
+        for l in range(arch.num_layers):
+            t = self.structure.edge_type[eo[l]:eo[l + 1]].unique()
+            self._block_type.append(int(t[0]) if t.numel() == 1 else None)
         d, K = cfg.d_hid, arch.edge_dim
         self.node_init = nn.Linear(1, d, bias=False)
         self.edge_init = nn.Linear(K, d, bias=False)
@@ -192,36 +248,59 @@ class _ScaleGMNBase(nn.Module):
         g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
         return g.node, g.edge, batched
 
-    def _embed(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
+    def _embed_nodes(self, node: Tensor) -> Tensor:
         s = self.structure
         h = self.node_init(node)
-        e = self.edge_init(edge)
         if self.config.pos_embed:
             hidden = s.hidden_mask.to(h.device).unsqueeze(-1)
             p = self.node_pos[s.node_type.to(h.device)]
             h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
-            e = e * self.edge_pos[s.edge_type.to(h.device)]
-        return h, e
+        return h
+
+    def _embed(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
+        e = self.edge_init(edge)
+        if self.config.pos_embed:
+            e = e * self.edge_pos[self.structure.edge_type.to(edge.device)]
+        return self._embed_nodes(node), e
+
+    def _edge_blocks(self, edge: Tensor) -> list:
+        """Layer-0 edge states per weight layer, ``[B, out, in, d]`` or :class:`_Factored` when
+        the block has one edge type (``edge_init`` is linear: ``pos_t * (W_init raw)``)."""
+        s, eo, blocks = self.structure, self.structure.edge_offsets, []
+        for l, spec in enumerate(self.arch.layers):
+            raw = edge[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
+            t = self._block_type[l]
+            if not self.config.pos_embed:
+                blocks.append(_Factored(raw, self.edge_init.weight))
+            elif t is not None:
+                blocks.append(_Factored(raw, self.edge_pos[t].unsqueeze(1) * self.edge_init.weight))
+            else:
+                types = s.edge_type[eo[l]:eo[l + 1]].to(edge.device)
+                pos = self.edge_pos[types].unflatten(0, (spec.out_features, spec.in_features))
+                blocks.append(self.edge_init(raw) * pos)
+        return blocks
 
     def _run(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
         """Message passing; returns node states [B, N, d'] and edge states [B, E, d'']."""
-        h, e = self._embed(node, edge)
-        B = h.shape[0]
         s = self.structure
         if self.impl == "fast":
-            no, eo = s.node_offsets, s.edge_offsets
+            h = self._embed_nodes(node)
+            no = s.node_offsets
             H = [h[:, no[l]:no[l + 1]] for l in range(len(no) - 1)]
-            E = [e[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
-                 for l, spec in enumerate(self.arch.layers)]
+            E = self._edge_blocks(edge)
             ckpt = self.config.checkpoint and torch.is_grad_enabled()
+            drop = self.config.dropout if self.training else 0.0
             for i, layer in enumerate(self.layers):
+                # dropout between layers: hash dropout (mask regenerated, not stored; see ops.dropout)
+                p = drop if i < len(self.layers) - 1 else 0.0
+                seed = draw_seed() if p > 0 else 0
                 if ckpt:
-                    H, E = torch.utils.checkpoint.checkpoint(layer.forward_dense, H, E, use_reentrant=False)
+                    H, E = torch.utils.checkpoint.checkpoint(layer.forward_dense, H, E, p, seed, use_reentrant=False)
                 else:
-                    H, E = layer.forward_dense(H, E)
-                if i < len(self.layers) - 1:
-                    H, E = [self.dropout(x) for x in H], [self.dropout(x) for x in E]
-            return torch.cat(H, 1), torch.cat([x.flatten(1, 2) for x in E], 1)
+                    H, E = layer.forward_dense(H, E, p, seed)
+            return torch.cat(H, 1), torch.cat([_dense(x).flatten(1, 2) for x in E], 1)
+        h, e = self._embed(node, edge)
+        B = h.shape[0]
         dev = h.device
         ei, _, _ = s.to(dev).batch(B)
         g = {"edge_index": ei, "hidden": s.hidden_mask.to(dev).repeat(B), "input": s.input_mask.to(dev).repeat(B)}

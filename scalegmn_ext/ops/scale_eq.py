@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
+from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for, register_recompute_autograd
 from ..reference import scale_eq as _ref
 
 __all__ = ["scale_eq_message", "scale_eq_message_args", "DEFAULT_TILE_EDGES"]
@@ -33,18 +33,7 @@ if HAS_EXTENSION:
         ts = [edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2]
         return [t.new_empty(t.shape) if t is not None else hv.new_empty(0) for t in ts]
 
-    def _setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:_N_TENSORS])
-        ctx.none = [t is None for t in inputs[:_N_TENSORS]]
-        ctx.rest = inputs[_N_TENSORS:]
-
-    def _backward(ctx, grad):
-        ts = list(ctx.saved_tensors)
-        grads = torch.ops.scalegmn.scale_eq_message_backward(grad.contiguous(), *ts, *ctx.rest)
-        out = [None if none else gr for gr, none in zip(grads, ctx.none)]
-        return (*out, None, None, None)
-
-    torch.library.register_autograd("scalegmn::scale_eq_message", _backward, setup_context=_setup)
+    register_recompute_autograd("scale_eq_message", torch.ops.scalegmn.scale_eq_message_backward, _N_TENSORS)
 
 
 def scale_eq_message_args(scale_eq, msg_e_weight: Tensor) -> tuple:

@@ -1,4 +1,4 @@
 """Pure-PyTorch reference implementations of every compiled op (oracles and fallbacks)."""
-from . import graph, message, readout
+from . import dropout, edge_update, graph, message, readout, scale_eq
 
-__all__ = ["graph", "message", "readout"]
+__all__ = ["dropout", "edge_update", "graph", "message", "readout", "scale_eq"]
