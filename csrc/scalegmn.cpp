@@ -45,14 +45,17 @@ TORCH_LIBRARY(scalegmn, m) {
       "float eps) -> Tensor");
   // ---- Fused ScaleGMN edge message, dense-layer layout (csrc/ops/scale_eq_message.cpp):
   // out[b, o] = sum_i ScaleEq((w_e e[b, o, i]) * hv[b, i]), tiled, recomputed in backward.
+  // Returns (out, workspace); save = true fills the workspace with the per-edge GEMM outputs
+  // (backward then recomputes only element-wise parts), else it is empty.
   m.def(
       "scale_eq_message(Tensor edge, Tensor hv, Tensor w_e, Tensor w_in, Tensor? b1, Tensor? ln1_w, "
       "Tensor? ln1_b, Tensor w_f, Tensor b_f, Tensor? ln2_w, Tensor? ln2_b, Tensor w_2, Tensor b_2, "
-      "int mode, float eps, SymInt tile_edges) -> Tensor");
+      "int mode, float eps, SymInt tile_edges, bool save) -> (Tensor, Tensor)");
   m.def(
       "scale_eq_message_backward(Tensor grad, Tensor edge, Tensor hv, Tensor w_e, Tensor w_in, "
       "Tensor? b1, Tensor? ln1_w, Tensor? ln1_b, Tensor w_f, Tensor b_f, Tensor? ln2_w, "
-      "Tensor? ln2_b, Tensor w_2, Tensor b_2, int mode, float eps, SymInt tile_edges) -> Tensor[]");
+      "Tensor? ln2_b, Tensor w_2, Tensor b_2, int mode, float eps, SymInt tile_edges, "
+      "Tensor? saved) -> Tensor[]");
   // ---- Fused ScaleGMN edge update, dense-layer layout (csrc/ops/edge_update.cpp):
   // out[b, o, i] = drop((w_2 SiLU(LN(dst[b, o] + src[b, i])) + b_2) * (w_g e[b, o, i])), tiled,
   // recomputed in backward; drop = hash_dropout with the output's flat indices (p = 0: none).

@@ -37,10 +37,11 @@ def _device(device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("tile", [1, 7, 4096])
-def test_matches_module_and_reference(variant, dtype, device, tile):
+@pytest.mark.parametrize("save", [False, True])
+def test_matches_module_and_reference(variant, dtype, device, tile, save):
     device = _device(device)
     se, we, E, hv = _setup(*variant, dtype, device)
-    out = scale_eq_message(E, hv, se, we, tile_edges=tile)
+    out = scale_eq_message(E, hv, se, we, tile_edges=tile, save=save)
     expected = se((E @ we.t()) * hv.unsqueeze(1)).sum(2)  # the ScaleEq module itself, per edge
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out, expected, **tol)
@@ -48,12 +49,14 @@ def test_matches_module_and_reference(variant, dtype, device, tile):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradients(variant):
+@pytest.mark.parametrize("save", [False, True])
+def test_gradients(variant, save):
     se, we, E, hv = _setup(*variant, torch.float64, "cpu", B=2, O=3, I=4, d=4, de=2)
     E.requires_grad_(); hv.requires_grad_(); we.requires_grad_()
-    assert torch.autograd.gradcheck(lambda E, hv, we: scale_eq_message(E, hv, se, we, tile_edges=12), (E, hv, we))
+    assert torch.autograd.gradcheck(lambda E, hv, we: scale_eq_message(E, hv, se, we, tile_edges=12, save=save),
+                                    (E, hv, we))
     params = list(se.parameters())
-    out = scale_eq_message(E, hv, se, we, tile_edges=12)
+    out = scale_eq_message(E, hv, se, we, tile_edges=12, save=save)
     g1 = torch.autograd.grad(out.pow(2).sum(), params + [E, hv, we])
     exp = se((E @ we.t()) * hv.unsqueeze(1)).sum(2)
     g2 = torch.autograd.grad(exp.pow(2).sum(), params + [E, hv, we])
@@ -64,11 +67,14 @@ def test_gradients(variant):
 def test_opcheck_and_empty():
     se, we, E, hv = _setup("sign", "symmetrize", True, torch.float32, "cpu", seed=0)
     args = scale_eq_message_args(se, we)
-    opcheck(torch.ops.scalegmn.scale_eq_message, (E, hv, *[a.detach() if torch.is_tensor(a) else a for a in args], 16))
+    for save in (False, True):
+        opcheck(torch.ops.scalegmn.scale_eq_message,
+                (E, hv, *[a.detach() if torch.is_tensor(a) else a for a in args], 16, save))
     E.requires_grad_(); hv.requires_grad_()
-    opcheck(torch.ops.scalegmn.scale_eq_message, (E, hv, *args, 16))
-    out = scale_eq_message(E[:0], hv[:0], se, we)
-    assert out.shape == (0, 4, 6)
+    for save in (False, True):
+        opcheck(torch.ops.scalegmn.scale_eq_message, (E, hv, *args, 16, save))
+        out = scale_eq_message(E[:0], hv[:0], se, we, save=save)
+        assert out.shape == (0, 4, 6)
 
 
 def test_keeps_no_per_edge_activations():
@@ -80,6 +86,10 @@ def test_keeps_no_per_edge_activations():
         scale_eq_message(E, hv, se, we)
     per_edge = 8 * 16 * 16 * 32
     assert max(sizes) < per_edge  # the biggest saved tensor is an input, E has d_e = 3 channels
+    sizes.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+        scale_eq_message(E, hv, se, we, save=True)
+    assert max(sizes) == 8 * 16 * 16 * (32 + 2 * 32 + 32 + 32)  # save mode: the GEMM outputs, 5 d per edge
 
 
 def test_bad_input():

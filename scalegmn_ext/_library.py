@@ -36,19 +36,31 @@ def compiled_ok(t, has_cuda: bool) -> bool:
     return t.device.type == "cuda" and has_cuda
 
 
-def register_recompute_autograd(op: str, backward_op, n_tensors: int) -> None:
+def register_recompute_autograd(op: str, backward_op, n_tensors: int, multi_output: bool = False) -> None:
     """Autograd of a tiled recompute-in-backward op ``scalegmn::<op>``: save only its first
     ``n_tensors`` (tensor or None) inputs and call ``backward_op(grad, *inputs)``, which returns one
     gradient per tensor input (``None`` inputs get None); the trailing non-tensor arguments
-    get no gradient."""
+    get no gradient. ``multi_output``: the op returns ``(out, workspace)`` and its last argument is
+    the flag that asks for the workspace; the workspace is non-differentiable, saved, and passed
+    to ``backward_op`` in place of that flag."""
 
     def setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n_tensors])
+        extra = ()
+        if multi_output:
+            ctx.mark_non_differentiable(output[1])
+            ctx.set_materialize_grads(False)  # no zero-filled gradient for the workspace
+            extra = (output[1],)
+        ctx.save_for_backward(*inputs[:n_tensors], *extra)
         ctx.none = [t is None for t in inputs[:n_tensors]]
         ctx.rest = inputs[n_tensors:]
 
-    def backward(ctx, grad):
-        grads = backward_op(grad.contiguous(), *ctx.saved_tensors, *ctx.rest)
+    def backward(ctx, grad, *unused):
+        saved = ctx.saved_tensors
+        if grad is None:  # only with multi_output (grads are not materialised): out was unused
+            return (None,) * (n_tensors + len(ctx.rest))
+        extra = saved[n_tensors:]
+        rest = ctx.rest[:-1] if multi_output else ctx.rest
+        grads = backward_op(grad.contiguous(), *saved[:n_tensors], *rest, *extra)
         return (*[None if none else g for g, none in zip(grads, ctx.none)], *([None] * len(ctx.rest)))
 
     torch.library.register_autograd(f"scalegmn::{op}", backward, setup_context=setup)

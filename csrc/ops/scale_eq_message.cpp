@@ -7,7 +7,9 @@
 //
 // The edges are processed in tiles of whole networks; every per-edge intermediate lives only
 // inside its tile, and the backward recomputes the tile instead of saving it (as
-// memory-efficient attention does). Tile GEMMs call ATen (BLAS / cuBLAS with tensor cores),
+// memory-efficient attention does). Optional save mode: the forward also keeps the tiles' GEMM
+// outputs (d + |w_in| + d_h + d_out values per edge) and the backward recomputes only the
+// element-wise parts -- 5 of the 15 per-edge GEMMs of forward + backward fewer, for memory. Tile GEMMs call ATen (BLAS / cuBLAS with tensor cores),
 // so the same code serves CPU and CUDA tensors.
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -45,14 +47,53 @@ struct Tile {
   at::Tensor inv;                  // Inv(x)
 };
 
+// Save mode: the workspace is one flat buffer holding, for all N = B * out * in edges, the four
+// GEMM outputs W_e e [N, d], W_in x [N, |w_in|], W_f u + b_f [N, d_h] and Inv(x) [N, d_out] as
+// consecutive row-major blocks, so a tile's rows of each are contiguous and GEMMs write into
+// them directly.
+int64_t saved_width(const Params& P, int64_t d) {
+  return d + P.w_in.size(0) + P.w_f.size(0) + P.d_out();
+}
+
+struct Saved {
+  at::Tensor ee, gz, t, inv;  // this tile's rows (views into the workspace)
+};
+
+Saved saved_rows(const at::Tensor& ws, int64_t N, int64_t r0, int64_t n, const Params& P, int64_t d) {
+  Saved S;
+  int64_t off = 0;
+  auto block = [&](int64_t w) {
+    at::Tensor b = ws.view({-1}).narrow(0, off, N * w).view({N, w}).narrow(0, r0, n);
+    off += N * w;
+    return b;
+  };
+  S.ee = block(d);
+  S.gz = block(P.w_in.size(0));
+  S.t = block(P.w_f.size(0));
+  S.inv = block(P.d_out());
+  return S;
+}
+
+// Forward of one tile. S == nullptr: compute everything. S with fill: compute, writing the GEMM
+// outputs into S. S without fill: read the GEMM outputs from S and recompute only the
+// element-wise parts (the backward of save mode).
 Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Params& P, int64_t O,
-                  int64_t I) {
+                  int64_t I, Saved* S = nullptr, bool fill = false) {
   Tile T;
   const int64_t nb = e_tile.size(0), d = hv_tile.size(-1), n = nb * O * I;
+  // GEMM step: read from S, compute into S, or compute fresh
+  auto mm = [&](at::Tensor* slot, const at::Tensor& a, const at::Tensor& w, const at::Tensor* bias) -> at::Tensor {
+    if (slot != nullptr && !fill) return *slot;
+    if (slot != nullptr) {
+      if (bias != nullptr) return at::addmm_out(*slot, *bias, a, w.t());
+      return at::mm_out(*slot, a, w.t());
+    }
+    return bias != nullptr ? at::addmm(*bias, a, w.t()) : at::matmul(a, w.t());
+  };
   T.e = e_tile.reshape({n, e_tile.size(-1)});
-  T.ee = at::matmul(T.e, P.w_e.t());
+  T.ee = mm(S ? &S->ee : nullptr, T.e, P.w_e, nullptr);
   T.x = (T.ee.view({nb, O, I, d}) * hv_tile.unsqueeze(1)).reshape({n, d});
-  T.gz = at::matmul(T.x, P.w_in.t());
+  T.gz = mm(S ? &S->gz : nullptr, T.x, P.w_in, nullptr);
   const int64_t dout = P.d_out();
   T.g = T.gz.narrow(1, 0, dout);
   switch (P.mode) {
@@ -79,13 +120,13 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
     default:
       T.u = T.x;
   }
-  T.t = at::addmm(P.b_f, T.u, P.w_f.t());
+  T.t = mm(S ? &S->t : nullptr, T.u, P.w_f, &P.b_f);
   if (P.has_ln2())
     std::tie(T.lt, T.m2, T.r2) = layer_norm(T.t, P.ln2_w, P.ln2_b);
   else
     T.lt = T.t;
   T.v = at::silu(T.lt);
-  T.inv = at::addmm(P.b_2, T.v, P.w_2.t());
+  T.inv = mm(S ? &S->inv : nullptr, T.v, P.w_2, &P.b_2);
   return T;
 }
 
@@ -126,26 +167,32 @@ void check_inputs(const at::Tensor& edge, const at::Tensor& hv, const Params& P)
                 ", ", edge.device(), ")");
 }
 
-at::Tensor scale_eq_message(const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e,
-                            const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
-                            const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
-                            const at::Tensor& w_f, const at::Tensor& b_f,
-                            const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b,
-                            const at::Tensor& w_2, const at::Tensor& b_2, int64_t mode, double eps,
-                            int64_t tile_edges) {
+// Returns (out, workspace): with save = true the workspace holds every edge's GEMM outputs
+// ([B * out * in, saved_width], laid out in blocks, see Saved) so that the backward skips the GEMM recompute; else
+// it is empty.
+std::tuple<at::Tensor, at::Tensor> scale_eq_message(
+    const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e, const at::Tensor& w_in,
+    const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w,
+    const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
+    const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
+    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, bool save) {
   const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
   check_inputs(edge, hv, P);
-  const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2);
+  const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2);
   at::Tensor out = at::zeros({B, O, P.d_out()}, hv.options());
-  if (B == 0 || O == 0 || I == 0) return out;
+  const int64_t N = B * O * I;
+  at::Tensor ws = at::empty({save ? N : 0, saved_width(P, d)}, hv.options());
+  if (B == 0 || O == 0 || I == 0) return {out, ws};
   at::NoGradGuard no_grad;
   const int64_t nb = networks_per_tile(O, I, tile_edges);
   for (int64_t b0 = 0; b0 < B; b0 += nb) {
     const int64_t cnt = std::min(nb, B - b0);
-    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv.narrow(0, b0, cnt), P, O, I);
-    out.narrow(0, b0, cnt).copy_((T.g * T.inv).view({cnt, O, I, -1}).sum(2));
+    Saved S = save ? saved_rows(ws, N, b0 * O * I, cnt * O * I, P, d) : Saved{};
+    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv.narrow(0, b0, cnt), P, O, I, save ? &S : nullptr, true);
+    at::Tensor out_t = out.narrow(0, b0, cnt);
+    at::sum_out(out_t, (T.g * T.inv).view({cnt, O, I, -1}), {2});
   }
-  return out;
+  return {out, ws};
 }
 
 // Gradients w.r.t. (edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2);
@@ -155,10 +202,15 @@ std::vector<at::Tensor> scale_eq_message_backward(
     const at::Tensor& w_in, const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w,
     const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
     const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
-    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges) {
+    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, const std::optional<at::Tensor>& saved) {
   const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
   check_inputs(edge, hv, P);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2), dout = P.d_out();
+  const bool have = saved.has_value() && saved->numel() > 0;
+  TORCH_CHECK(!have || (saved->dim() == 2 && saved->size(0) == B * O * I && saved->size(1) == saved_width(P, d) &&
+                        saved->is_contiguous()),
+              "scale_eq_message_backward: saved must be a contiguous [", B * O * I, ", ", saved_width(P, d),
+              "] workspace, got ", saved->sizes());
   TORCH_CHECK(grad.dim() == 3 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == dout,
               "scale_eq_message_backward: grad must be [", B, ", ", O, ", ", dout, "], got ", grad.sizes());
   at::NoGradGuard no_grad;
@@ -179,11 +231,13 @@ std::vector<at::Tensor> scale_eq_message_backward(
   for (int64_t b0 = 0; b0 < B; b0 += nb) {
     const int64_t cnt = std::min(nb, B - b0), n = cnt * O * I;
     const at::Tensor hv_t = hv.narrow(0, b0, cnt);
-    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv_t, P, O, I);  // recompute
-    // d mu = grad broadcast over the `in` axis
-    const at::Tensor dmu = grad.narrow(0, b0, cnt).unsqueeze(2).expand({cnt, O, I, dout}).reshape({n, dout});
-    const at::Tensor dg = dmu * T.inv;
-    const at::Tensor dinv = dmu * T.g;
+    // recompute (only the element-wise parts when the forward saved the GEMM outputs)
+    Saved S = have ? saved_rows(*saved, B * O * I, b0 * O * I, n, P, d) : Saved{};
+    Tile T = forward_tile(edge.narrow(0, b0, cnt), hv_t, P, O, I, have ? &S : nullptr, false);
+    // d mu = grad broadcast over the `in` axis (not materialised)
+    const at::Tensor dmu = grad.narrow(0, b0, cnt).unsqueeze(2);
+    const at::Tensor dg = (T.inv.view({cnt, O, I, dout}) * dmu).view({n, dout});
+    const at::Tensor dinv = (T.g.reshape({cnt, O, I, dout}) * dmu).view({n, dout});
     d_w2.addmm_(dinv.t(), T.v);
     d_b2.add_(dinv.sum(0));
     const at::Tensor dv = at::matmul(dinv, P.w_2);

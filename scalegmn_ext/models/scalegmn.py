@@ -94,6 +94,7 @@ class _GNNLayer(nn.Module):
         self.sym, self.eps = sym, cfg.eps
         self.fused = cfg.fused_message
         self.fused_edge = cfg.fused_edge_update
+        self.message_save = cfg.message_save
 
     def backward_edge(self, e: Tensor) -> Tensor:
         if self.sym == "scale":
@@ -112,7 +113,8 @@ class _GNNLayer(nn.Module):
         for l in range(1, L + 1):
             e_l, w_e = _project(E[l - 1], self.msg_e.weight)
             if l < L and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
-                agg.append(scale_eq_message(e_l, hv[l - 1], self.msg_hidden, w_e))
+                agg.append(scale_eq_message(e_l, hv[l - 1], self.msg_hidden, w_e,
+                                            save=self.message_save and torch.is_grad_enabled()))
                 continue
             x = F.linear(e_l, w_e) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]
             net = self.msg_hidden if l < L else self.msg_io
