@@ -255,3 +255,79 @@ def test_model_argument_errors():
     ws, bs = _inputs(ARCHS["mlp_sine"], seed=0)
     with pytest.raises(ValueError, match="per-network shape"):
         m(ws, bs)
+
+
+MIXED = {
+    "sine": [sx.Architecture.siren([2, 5, 4, 1]), sx.Architecture.siren([2, 3, 6, 1]), sx.Architecture.siren([2, 7, 2, 1])],
+    "relu": [sx.Architecture.mlp([3, 6, 4, 2], activation="relu"), sx.Architecture.mlp([3, 2, 5, 2], activation="relu")],
+    "cnn": [ARCHS["cnn_tanh"], sx.Architecture.cnn(in_channels=2, channels=(5, 2), kernel_size=(3, (1, 2)), dense=(3,),
+                                                   activation="tanh")],
+}
+
+
+def _groups(archs, seed):
+    out = []
+    for k, arch in enumerate(archs):
+        ws, bs = _inputs(arch, B=2 + k, seed=seed + k)
+        out.append((arch, ws, bs, WeightGraph.from_weights(arch, ws, bs)))
+    return out
+
+
+@pytest.mark.parametrize("family", list(MIXED))
+@pytest.mark.parametrize("readout", ["full_graph", "last_layer"])
+@pytest.mark.parametrize("canon", ["symmetrize", "abs"])
+def test_mixed_architecture_batch(family, readout, canon):
+    """One model over networks of different hidden widths (the generic per-edge path) equals
+    running each architecture's batch alone, and stays exactly invariant."""
+    archs = MIXED[family]
+    torch.manual_seed(12)
+    m = ScaleGMN(archs[0], _small(readout=readout, sign_canon=canon, direction="bidirectional")).double().eval()
+    groups = _groups(archs, seed=random.randrange(2**31))
+    z = m([g for *_, g in groups])
+    assert z.shape == (sum(g[1][0].shape[0] for g in groups), 3)
+    alone = torch.cat([m(g) for *_, g in groups])  # each group through the dense fast path
+    torch.testing.assert_close(z, alone, rtol=1e-10, atol=1e-12)
+    moved = []
+    for arch, ws, bs, _ in groups:
+        w2, b2, _ = symmetry.transform(arch, ws, bs)
+        moved.append(WeightGraph.from_weights(arch, w2, b2))
+    assert _rel(z, m(moved)) <= 1e-10
+
+
+def test_mixed_architecture_equivariant_head():
+    archs = MIXED["sine"]
+    torch.manual_seed(13)
+    m = ScaleGMNEquivariant(archs[0], _small(), residual=True).double().eval()
+    groups = _groups(archs, seed=13)
+    outs = m(sx.MixedGraphBatch.from_graphs([g for *_, g in groups]))
+    assert len(outs) == len(groups)
+    for (arch, ws, bs, g), (wo, bo) in zip(groups, outs):
+        we, be = m(g)
+        for a, b in zip(wo + bo, we + be):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        assert [w.shape for w in wo] == [w.shape for w in ws]
+
+
+def test_mixed_batch_rejects_incompatible_architectures():
+    m = ScaleGMN(MIXED["sine"][0], _small())
+    other = sx.Architecture.siren([2, 5, 5, 5, 1])  # one layer deeper
+    g = WeightGraph.from_weights(other, *random_weights(other, 1))
+    with pytest.raises(ValueError, match="depths differ"):
+        m([g])
+    relu = sx.Architecture.mlp([2, 5, 4, 1], activation="relu")
+    with pytest.raises(ValueError, match="symmetry groups differ"):
+        sx.MixedGraphBatch.from_graphs([WeightGraph.from_weights(MIXED["sine"][0], *random_weights(MIXED["sine"][0], 1)),
+                                        WeightGraph.from_weights(relu, *random_weights(relu, 1))])
+
+
+@pytest.mark.parametrize("arch", [*ARCHS.values(), *MIXED["sine"], sx.Architecture.siren([1, 4, 1]),
+                                  sx.Architecture.mlp([3, 4, 5, 2])])
+def test_block_types_follow_graph_structure(arch):
+    """The pure-Python per-layer edge types used by the fast path agree with graph_structure."""
+    from scalegmn_ext.graph import graph_structure
+    from scalegmn_ext.models.scalegmn import _block_types
+
+    s, eo = graph_structure(arch), graph_structure(arch).edge_offsets
+    for l, t in enumerate(_block_types(arch)):
+        u = s.edge_type[eo[l]:eo[l + 1]].unique()
+        assert t == (int(u[0]) if u.numel() == 1 else None)

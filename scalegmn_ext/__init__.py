@@ -14,12 +14,12 @@ from ._library import HAS_EXTENSION, has_cuda_kernels
 from .arch import ACTIVATION_SYMMETRY, Architecture, LayerSpec, Symmetry
 from .ops import graph_to_weights, weights_to_graph
 from . import adapters, functional, graph, nets, symmetry  # noqa: E402
-from .graph import GraphStructure, WeightGraph, graph_structure
+from .graph import GraphStructure, MixedGraphBatch, WeightGraph, graph_structure
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Architecture", "LayerSpec", "Symmetry", "ACTIVATION_SYMMETRY", "HAS_EXTENSION", "has_cuda_kernels",
-    "weights_to_graph", "graph_to_weights", "GraphStructure", "WeightGraph", "graph_structure",
+    "weights_to_graph", "graph_to_weights", "GraphStructure", "WeightGraph", "MixedGraphBatch", "graph_structure",
     "adapters", "functional", "graph", "nets", "symmetry",
 ]

@@ -198,3 +198,75 @@ class WeightGraph:
             "edge_index": ei, "rowptr": rowptr, "batch": batch,
             "node_type": s.node_type.repeat(B), "edge_type": s.edge_type.repeat(B),
         }
+
+
+@dataclasses.dataclass
+class MixedGraphBatch:
+    """Networks of *different* but compatible architectures as one disjoint graph (PyG style).
+
+    Built from :class:`WeightGraph` groups (each one architecture, any batch size); networks keep
+    the groups' order. Architectures are compatible when they share the input and output widths,
+    the depth, the layer kinds and the edge feature width -- then their node and edge type ids
+    coincide (hidden widths may differ), so one ScaleGMN serves them all.
+    """
+
+    node: Tensor  # [N, 1], all networks' nodes, network by network
+    edge: Tensor  # [E, K]
+    edge_index: Tensor  # [2, E] (sender, receiver), global node ids
+    node_type: Tensor  # [N]
+    edge_type: Tensor  # [E]
+    hidden: Tensor  # [N] bool
+    input: Tensor  # [N] bool
+    output: Tensor  # [N] bool
+    node_ptr: Tensor  # [G + 1]: network g owns nodes node_ptr[g] : node_ptr[g + 1]
+    groups: list  # [(Architecture, count)] in order
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[WeightGraph]) -> "MixedGraphBatch":
+        graphs = list(graphs)
+        if not graphs or not all(isinstance(g, WeightGraph) for g in graphs):
+            raise TypeError("graphs must be a non-empty sequence of WeightGraph")
+        ref = graphs[0].arch
+        for g in graphs[1:]:
+            check_compatible(ref, g.arch)
+        nodes, edges, eis, nts, ets, hid, inp, out, sizes = [], [], [], [], [], [], [], [], []
+        base = 0
+        dev = graphs[0].node.device
+        for g in graphs:
+            B, s = g.batch_size, g.structure.to(dev)
+            ei, _, _ = s.batch(B)
+            eis.append(ei + base)
+            base += B * s.num_nodes
+            nodes.append(g.node.reshape(-1, g.node.shape[-1]))
+            edges.append(g.edge.reshape(-1, g.edge.shape[-1]))
+            nts.append(s.node_type.repeat(B))
+            ets.append(s.edge_type.repeat(B))
+            hid.append(s.hidden_mask.repeat(B))
+            inp.append(s.input_mask.repeat(B))
+            out.append(s.output_mask.repeat(B))
+            sizes += [s.num_nodes] * B
+        ptr = torch.zeros(len(sizes) + 1, dtype=torch.long, device=dev)
+        ptr[1:] = torch.tensor(sizes, dtype=torch.long, device=dev).cumsum(0)
+        return cls(torch.cat(nodes), torch.cat(edges), torch.cat(eis, 1), torch.cat(nts), torch.cat(ets),
+                   torch.cat(hid), torch.cat(inp), torch.cat(out), ptr, [(g.arch, g.batch_size) for g in graphs])
+
+    @property
+    def num_graphs(self) -> int:
+        return self.node_ptr.numel() - 1
+
+
+def check_compatible(a: Architecture, b: Architecture) -> None:
+    """Raises ValueError unless networks of ``b`` can share a ScaleGMN built for ``a``."""
+    why = None
+    if a.layout[0] != b.layout[0] or a.layout[-1] != b.layout[-1]:
+        why = f"input/output widths differ ({a.layout[0]}->{a.layout[-1]} vs {b.layout[0]}->{b.layout[-1]})"
+    elif a.num_layers != b.num_layers:
+        why = f"depths differ ({a.num_layers} vs {b.num_layers} layers)"
+    elif [l.is_conv for l in a.layers] != [l.is_conv for l in b.layers]:
+        why = "layer kinds (conv / dense) differ"
+    elif a.edge_dim != b.edge_dim:
+        why = f"edge feature widths differ ({a.edge_dim} vs {b.edge_dim})"
+    elif a.symmetry != b.symmetry:
+        why = f"symmetry groups differ ({a.symmetry.value} vs {b.symmetry.value})"
+    if why is not None:
+        raise ValueError(f"architecture {b} is not compatible with {a}: {why}")

@@ -30,10 +30,11 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ..arch import Architecture
-from ..graph import WeightGraph, graph_structure
+from ..graph import MixedGraphBatch, WeightGraph, check_compatible, graph_structure
 from ..ops.dropout import draw_seed, hash_dropout
 from ..ops.edge_update import edge_update
 from ..ops.graph import graph_to_weights
+from ..ops.readout import canonical_segment_sum
 from ..ops.scale_eq import scale_eq_message
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, ScaleEq
@@ -60,6 +61,27 @@ def _project(E, w: Tensor) -> tuple[Tensor, Tensor]:
 
 def _dense(E) -> Tensor:
     return E.dense() if isinstance(E, _Factored) else E
+
+
+def _block_types(arch: Architecture) -> tuple:
+    """Per weight layer: its single edge type id, or None when its edges have several types.
+
+    Pure Python on the type rules of :func:`~scalegmn_ext.graph.graph_structure` (node types:
+    input i -> i, hidden layer k -> n_in + k - 1, output j -> n_in + L - 1 + j; edge types: the
+    rank of (sender type, receiver type) among all pairs), so torch.compile sees constants."""
+    layout, L = arch.layout, arch.num_layers
+    n_in, T = layout[0], arch.num_layers + layout[0] + layout[-1] - 1
+
+    def types(k):  # node type ids of layer k
+        if k == 0:
+            return list(range(n_in))
+        if k == L:
+            return [n_in + L - 1 + j for j in range(layout[-1])]
+        return [n_in + k - 1]
+
+    pairs = [[a * T + b for b in types(l + 1) for a in types(l)] for l in range(L)]
+    rank = {p: r for r, p in enumerate(sorted({p for ps in pairs for p in ps}))}
+    return tuple(rank[ps[0]] if len(ps) == 1 else None for ps in pairs)
 
 
 def _sub_seed(seed: int, j: int) -> int:
@@ -206,12 +228,6 @@ class _ScaleGMNBase(nn.Module):
         self.arch, self.config, self.symmetry = arch, cfg, sym
         self.impl = impl
         self.structure = graph_structure(arch)
-        eo = self.structure.edge_offsets
-        # per weight layer: its single edge type (Python int, so compile sees a constant) or None
-        self._block_type = []
-        for l in range(arch.num_layers):
-            t = self.structure.edge_type[eo[l]:eo[l + 1]].unique()
-            self._block_type.append(int(t[0]) if t.numel() == 1 else None)
         d, K = cfg.d_hid, arch.edge_dim
         self.node_init = nn.Linear(1, d, bias=False)
         self.edge_init = nn.Linear(K, d, bias=False)
@@ -239,39 +255,46 @@ class _ScaleGMNBase(nn.Module):
         self._impl = value
 
     # ---------------------------------------------------------------- inputs ----------------
-    def _graph(self, weights, biases) -> tuple[Tensor, Tensor, bool]:
+    def _graph(self, weights, biases) -> tuple[Tensor, Tensor, bool, Architecture]:
+        """``(node, edge, batched, arch)``; a WeightGraph may hold any compatible architecture."""
         if isinstance(weights, WeightGraph):
             if weights.arch != self.arch:
-                raise ValueError(f"graph architecture {weights.arch} does not match the model's {self.arch}")
-            return weights.node, weights.edge, True
+                check_compatible(self.arch, weights.arch)
+            return weights.node, weights.edge, True, weights.arch
         if isinstance(weights, Tensor) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
         batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
         g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
-        return g.node, g.edge, batched
+        return g.node, g.edge, batched, self.arch
 
-    def _embed_nodes(self, node: Tensor) -> Tensor:
-        s = self.structure
+    def _embed_nodes(self, node: Tensor, node_type: Tensor | None = None, hidden: Tensor | None = None,
+                     s=None) -> Tensor:
+        """Node embedding; types/mask default to those of structure ``s`` (broadcast over B)."""
+        s = self.structure if s is None else s
         h = self.node_init(node)
         if self.config.pos_embed:
-            hidden = s.hidden_mask.to(h.device).unsqueeze(-1)
-            p = self.node_pos[s.node_type.to(h.device)]
+            node_type = s.node_type.to(h.device) if node_type is None else node_type
+            hidden = (s.hidden_mask.to(h.device) if hidden is None else hidden).unsqueeze(-1)
+            p = self.node_pos[node_type]
             h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
         return h
 
-    def _embed(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
+    def _embed(self, node: Tensor, edge: Tensor, node_type: Tensor | None = None, edge_type: Tensor | None = None,
+               hidden: Tensor | None = None, s=None) -> tuple[Tensor, Tensor]:
+        s = self.structure if s is None else s
         e = self.edge_init(edge)
         if self.config.pos_embed:
-            e = e * self.edge_pos[self.structure.edge_type.to(edge.device)]
-        return self._embed_nodes(node), e
+            e = e * self.edge_pos[s.edge_type.to(edge.device) if edge_type is None else edge_type]
+        return self._embed_nodes(node, node_type, hidden, s), e
 
-    def _edge_blocks(self, edge: Tensor) -> list:
+    def _edge_blocks(self, edge: Tensor, arch: Architecture) -> list:
         """Layer-0 edge states per weight layer, ``[B, out, in, d]`` or :class:`_Factored` when
         the block has one edge type (``edge_init`` is linear: ``pos_t * (W_init raw)``)."""
-        s, eo, blocks = self.structure, self.structure.edge_offsets, []
-        for l, spec in enumerate(self.arch.layers):
+        s = graph_structure(arch)
+        eo, single, blocks = s.edge_offsets, _block_types(arch), []
+        for l, spec in enumerate(arch.layers):
             raw = edge[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
-            t = self._block_type[l]
+            t = single[l]
             if not self.config.pos_embed:
                 blocks.append(_Factored(raw, self.edge_init.weight))
             elif t is not None:
@@ -282,14 +305,15 @@ class _ScaleGMNBase(nn.Module):
                 blocks.append(self.edge_init(raw) * pos)
         return blocks
 
-    def _run(self, node: Tensor, edge: Tensor) -> tuple[Tensor, Tensor]:
-        """Message passing; returns node states [B, N, d'] and edge states [B, E, d'']."""
-        s = self.structure
+    def _run(self, node: Tensor, edge: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        """Message passing on a batch of one architecture; returns node states [B, N, d'] and
+        edge states [B, E, d'']."""
+        s = graph_structure(arch)
         if self.impl == "fast":
-            h = self._embed_nodes(node)
+            h = self._embed_nodes(node, s=s)
             no = s.node_offsets
             H = [h[:, no[l]:no[l + 1]] for l in range(len(no) - 1)]
-            E = self._edge_blocks(edge)
+            E = self._edge_blocks(edge, arch)
             ckpt = self.config.checkpoint and torch.is_grad_enabled()
             drop = self.config.dropout if self.training else 0.0
             for i, layer in enumerate(self.layers):
@@ -301,17 +325,37 @@ class _ScaleGMNBase(nn.Module):
                 else:
                     H, E = layer.forward_dense(H, E, p, seed)
             return torch.cat(H, 1), torch.cat([_dense(x).flatten(1, 2) for x in E], 1)
-        h, e = self._embed(node, edge)
+        h, e = self._embed(node, edge, s=s)
         B = h.shape[0]
         dev = h.device
         ei, _, _ = s.to(dev).batch(B)
         g = {"edge_index": ei, "hidden": s.hidden_mask.to(dev).repeat(B), "input": s.input_mask.to(dev).repeat(B)}
-        x, ef = h.reshape(B * s.num_nodes, -1), e.reshape(B * s.num_edges, -1)
+        x, ef = self._run_flat(h.reshape(B * s.num_nodes, -1), e.reshape(B * s.num_edges, -1), g)
+        return x.reshape(B, s.num_nodes, -1), ef.reshape(B, s.num_edges, -1)
+
+    def _run_flat(self, x: Tensor, ef: Tensor, g: dict) -> tuple[Tensor, Tensor]:
+        """The generic per-edge path on a flat disjoint graph (edge_index + masks)."""
         for i, layer in enumerate(self.layers):
             x, ef = layer.forward_flat(x, ef, g)
             if i < len(self.layers) - 1:
                 x, ef = self.dropout(x), self.dropout(ef)
-        return x.reshape(B, s.num_nodes, -1), ef.reshape(B, s.num_edges, -1)
+        return x, ef
+
+    def _mixed(self, weights) -> MixedGraphBatch | None:
+        """The input as a :class:`MixedGraphBatch` when it is one (or a list of WeightGraph)."""
+        if isinstance(weights, Sequence) and len(weights) > 0 and all(isinstance(w, WeightGraph) for w in weights):
+            weights = MixedGraphBatch.from_graphs(weights)
+        if not isinstance(weights, MixedGraphBatch):
+            return None
+        for arch, _ in weights.groups:
+            check_compatible(self.arch, arch)
+        return weights
+
+    def _run_mixed(self, mb: MixedGraphBatch) -> tuple[Tensor, Tensor]:
+        """Message passing over networks of different (compatible) architectures: the generic
+        per-edge path on one disjoint graph. Returns flat node [N, d'] and edge [E, d''] states."""
+        h, e = self._embed(mb.node, mb.edge, mb.node_type, mb.edge_type, mb.hidden)
+        return self._run_flat(h, e, {"edge_index": mb.edge_index, "hidden": mb.hidden, "input": mb.input})
 
 
 class ScaleGMN(_ScaleGMNBase):
@@ -333,9 +377,12 @@ class ScaleGMN(_ScaleGMNBase):
             self.readout_mlp = MLP(d * n_out, d, cfg.d_out, cfg.layer_norm)
 
     def forward(self, weights, biases=None) -> Tensor:
-        node, edge, batched = self._graph(weights, biases)
-        h, _ = self._run(node, edge)
-        s = self.structure
+        mb = self._mixed(weights)
+        if mb is not None:
+            return self._forward_mixed(mb)
+        node, edge, batched, arch = self._graph(weights, biases)
+        h, _ = self._run(node, edge, arch)
+        s = graph_structure(arch)
         n_in, n_out = self.arch.layout[0], self.arch.layout[-1]
         if self.config.readout == "last_layer":
             z = self.readout_mlp(h[:, -n_out:].flatten(1))
@@ -349,6 +396,19 @@ class ScaleGMN(_ScaleGMNBase):
             io = torch.cat([h[:, :n_in], h[:, -n_out:]], 1).flatten(1)
             z = self.readout_mlp(torch.cat([pooled, io], -1))
         return z if batched else z[0]
+
+    def _forward_mixed(self, mb: MixedGraphBatch) -> Tensor:
+        x, _ = self._run_mixed(mb)
+        G, d = mb.num_graphs, x.shape[-1]
+        out_rows = x[mb.output].reshape(G, -1)
+        if self.config.readout == "last_layer":
+            return self.readout_mlp(out_rows)
+        canon = self.readout_canon
+        if canon.rho is None and canon.symmetry == "sign":  # |x|: fused in the segment sum
+            pooled = canonical_segment_sum(x, mb.node_ptr, mb.hidden, "abs")
+        else:  # symmetrisation / scale normalisation per row, then the masked segment sum
+            pooled = canonical_segment_sum(canon(x), mb.node_ptr, mb.hidden, "identity")
+        return self.readout_mlp(torch.cat([pooled, x[mb.input].reshape(G, -1), out_rows], -1))
 
 
 class ScaleGMNEquivariant(_ScaleGMNBase):
@@ -369,16 +429,37 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         self.weight_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
         self.bias_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
 
-    def forward(self, weights, biases=None) -> tuple[list[Tensor], list[Tensor]]:
-        node, edge, batched = self._graph(weights, biases)
-        h, e = self._run(node, edge)
-        ws, bs = graph_to_weights(h, e, self.arch)
-        ws = [w * self.weight_scale[l] for l, w in enumerate(ws)]
-        bs = [b * self.bias_scale[l] for l, b in enumerate(bs)]
-        if self.residual:
-            iw, ib = graph_to_weights(node, edge, self.arch)
-            ws = [a + b for a, b in zip(ws, iw)]
-            bs = [a + b for a, b in zip(bs, ib)]
+    def forward(self, weights, biases=None):
+        """Per-layer ``(weights, biases)``; for a mixed batch (a :class:`MixedGraphBatch` or a list
+        of WeightGraph), a list with one ``(weights, biases)`` per architecture group."""
+        mb = self._mixed(weights)
+        if mb is not None:
+            return self._forward_mixed(mb)
+        node, edge, batched, arch = self._graph(weights, biases)
+        h, e = self._run(node, edge, arch)
+        ws, bs = self._to_weights(h, e, node, edge, arch)
         if not batched:
             ws, bs = [w[0] for w in ws], [b[0] for b in bs]
         return ws, bs
+
+    def _to_weights(self, h, e, node, edge, arch):
+        ws, bs = graph_to_weights(h, e, arch)
+        ws = [w * self.weight_scale[l] for l, w in enumerate(ws)]
+        bs = [b * self.bias_scale[l] for l, b in enumerate(bs)]
+        if self.residual:
+            iw, ib = graph_to_weights(node, edge, arch)
+            ws = [a + b for a, b in zip(ws, iw)]
+            bs = [a + b for a, b in zip(bs, ib)]
+        return ws, bs
+
+    def _forward_mixed(self, mb: MixedGraphBatch):
+        x, ef = self._run_mixed(mb)
+        out, n0, e0 = [], 0, 0
+        for arch, B in mb.groups:
+            s = graph_structure(arch)
+            n1, e1 = n0 + B * s.num_nodes, e0 + B * s.num_edges
+            shape_n, shape_e = (B, s.num_nodes, -1), (B, s.num_edges, -1)
+            out.append(self._to_weights(x[n0:n1].view(shape_n), ef[e0:e1].view(shape_e),
+                                        mb.node[n0:n1].view(shape_n), mb.edge[e0:e1].view(shape_e), arch))
+            n0, e0 = n1, e1
+        return out
