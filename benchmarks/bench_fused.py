@@ -2,7 +2,8 @@
 
 For B networks of the MNIST-INR shape (2-32-32-1 SIRENs) and width C (= d):
 
-  * message -- ``scale_eq_message`` over the two blocks whose receivers are hidden neurons
+  * message -- ``scale_eq_message`` (``op``: recompute everything in backward; ``op_save``: keep
+    the per-edge GEMM outputs, recompute only element-wise parts) over the two blocks whose receivers are hidden neurons
     ([B, 32, 2, C] and [B, 32, 32, C] edge states: 1088 edges per network), sign symmetry with
     symmetrisation and LayerNorm (the ScaleGMN default). ``ref``: the per-edge computation with
     autograd as the public implementation does it (ScaleEq.forward_reference: four GEMMs for
@@ -32,7 +33,7 @@ import time
 
 from scalegmn_ext._io import atomic_write_json
 
-IMPLS = ("op", "unfused", "ref")
+IMPLS = ("op", "op_save", "unfused", "ref")
 
 
 def _rss_mib() -> float:
@@ -60,8 +61,8 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
             outs = []
             for (o, i), e in zip(blocks, E):
                 hv = w_v(H[0] if i == 2 else H[1])
-                if impl == "op":
-                    outs.append(scale_eq_message(e, hv, se, w_e.weight))
+                if impl in ("op", "op_save"):
+                    outs.append(scale_eq_message(e, hv, se, w_e.weight, save=impl == "op_save"))
                 else:
                     x = w_e(e) * hv.unsqueeze(1)
                     outs.append((se(x) if impl == "unfused" else se.forward_reference(x)).sum(2))
@@ -81,7 +82,7 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
                     continue
                 w = psi.lin1.weight
                 src, dst = F.linear(cn[l], w[:, :C]), F.linear(cn[l + 1], w[:, C:], psi.lin1.bias)
-                if impl == "op":
+                if impl in ("op", "op_save"):  # (the edge update has no save mode)
                     outs.append(edge_update(e, dst, src, psi.lin2.weight, psi.lin2.bias, gamma.weight,
                                             psi.norm.weight, psi.norm.bias, p=0.2, seed=l))
                 else:
@@ -130,6 +131,8 @@ def main(argv=None):
     rows = []
     for kind in a.kinds.split(","):
         for impl in IMPLS:
+            if kind == "edge_update" and impl == "op_save":
+                continue
             print(f"running {kind} / {impl} ...", file=sys.stderr, flush=True)
             cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, impl, "--batch", str(a.batch),
                    "--channels", str(a.channels), "--repeats", str(a.repeats)]

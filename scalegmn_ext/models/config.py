@@ -42,8 +42,9 @@ class ScaleGMNConfig:
         fused_edge_update: compute edge updates (and their dropout) with the fused, tiled
             ``scalegmn::edge_update`` op (fast path only).
         message_save: the fused message op keeps its per-edge GEMM outputs (~5 d values per
-            edge and layer) so that its backward recomputes only element-wise parts (about a
-            quarter less training time); False keeps nothing per edge (least memory).
+            edge and layer) so that its backward recomputes only element-wise parts. On the
+            2-core CPU this saves ~5 % of the op's time for ~2.5x its memory (see
+            benchmarks/RESULTS.md), so the default recomputes everything (least memory).
 
     Dropout: the fast path uses :func:`~scalegmn_ext.ops.hash_dropout` (counter-based masks,
     regenerated in backward); the reference path uses ``torch.nn.Dropout`` as the public code
@@ -70,7 +71,7 @@ class ScaleGMNConfig:
     checkpoint: bool = False
     fused_message: bool = True
     fused_edge_update: bool = True
-    message_save: bool = True
+    message_save: bool = False
 
     def __post_init__(self) -> None:
         if self.symmetry is not None and self.symmetry not in _SYMMETRIES:

@@ -125,11 +125,20 @@ class _GNNLayer(nn.Module):
 
     # ---------------------------------------------------------------- dense-layer layout ----
     def forward_dense(self, H: list[Tensor], E: list[Tensor], drop_p: float = 0.0,
-                      seed: int = 0) -> tuple[list[Tensor], list[Tensor]]:
+                      seed: int = 0, outputs_only: bool = False) -> tuple[list[Tensor], list[Tensor]]:
         """One layer on per-layer node blocks ``H[l]`` ``[B, n_l, d]`` and edge blocks ``E[l]``
         ``[B, out, in, d]``; ``drop_p > 0`` applies hash dropout to every output block (seeds derived
-        from ``seed``; fused into the edge update's tiles)."""
+        from ``seed``; fused into the edge update's tiles). ``outputs_only``: update only the
+        output neurons (the rest is returned unchanged) -- all a last-layer readout reads."""
         L = len(E)
+        if outputs_only:
+            e_l, w_e = _project(E[L - 1], self.msg_e.weight)
+            agg = self.msg_io((F.linear(e_l, w_e) * self.msg_v(H[L - 1]).unsqueeze(1))).sum(2)
+            parts = [H[L], agg] + ([torch.zeros_like(H[L])] if self.bidir else [])
+            out = self.upd_out(torch.cat(parts, -1))
+            if self.skip is not None:
+                out = self.skip(H[L]) + out
+            return H[:-1] + [out], [_dense(x) for x in E]
         hv = [self.msg_v(h) for h in H[:-1]]  # per node, not per edge
         agg = [torch.zeros_like(H[0])]
         for l in range(1, L + 1):
@@ -234,6 +243,8 @@ class _ScaleGMNBase(nn.Module):
         if cfg.pos_embed:
             self.node_pos = nn.Parameter(torch.randn(self.structure.num_node_types, d))
             self.edge_pos = nn.Parameter(torch.randn(self.structure.num_edge_types, d))
+        # the last layer may update only the output neurons (set by heads that read only those)
+        self._outputs_only = False
         layers = []
         for i in range(cfg.num_layers):
             last = i == cfg.num_layers - 1
@@ -316,14 +327,17 @@ class _ScaleGMNBase(nn.Module):
             E = self._edge_blocks(edge, arch)
             ckpt = self.config.checkpoint and torch.is_grad_enabled()
             drop = self.config.dropout if self.training else 0.0
+            last = len(self.layers) - 1
             for i, layer in enumerate(self.layers):
                 # dropout between layers: hash dropout (mask regenerated, not stored; see ops.dropout)
-                p = drop if i < len(self.layers) - 1 else 0.0
+                p = drop if i < last else 0.0
                 seed = draw_seed() if p > 0 else 0
+                only = self._outputs_only and i == last
                 if ckpt:
-                    H, E = torch.utils.checkpoint.checkpoint(layer.forward_dense, H, E, p, seed, use_reentrant=False)
+                    H, E = torch.utils.checkpoint.checkpoint(layer.forward_dense, H, E, p, seed, only,
+                                                             use_reentrant=False)
                 else:
-                    H, E = layer.forward_dense(H, E, p, seed)
+                    H, E = layer.forward_dense(H, E, p, seed, only)
             return torch.cat(H, 1), torch.cat([_dense(x).flatten(1, 2) for x in E], 1)
         h, e = self._embed(node, edge, s=s)
         B = h.shape[0]
@@ -375,6 +389,7 @@ class ScaleGMN(_ScaleGMNBase):
             self.readout_mlp = MLP(d + d * (n_in + n_out), d, cfg.d_out, cfg.layer_norm)
         else:
             self.readout_mlp = MLP(d * n_out, d, cfg.d_out, cfg.layer_norm)
+            self._outputs_only = True  # the readout reads only the output neurons
 
     def forward(self, weights, biases=None) -> Tensor:
         mb = self._mixed(weights)
