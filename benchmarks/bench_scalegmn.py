@@ -1,7 +1,7 @@
 """Benchmark: one ScaleGMN training step (forward, backward, AdamW), fast path vs per-edge reference.
 
 Configuration = the public MNIST-INR classification setup: sign symmetry, hidden 128, 4 layers,
-forward direction, last-layer readout, dropout 0.2, SIREN 2-32-32-1 inputs, batch 128. Both
+forward direction, last-layer readout, dropout 0.2 (--dropout), SIREN 2-32-32-1 inputs, batch 128. Both
 implementations share one state_dict (the reference is the straightforward per-edge computation
 of the public code base). Each implementation runs in its own subprocess so that peak RSS is its
 own; the activations saved for backward are counted exactly with saved_tensors_hooks.
@@ -24,7 +24,7 @@ import time
 from scalegmn_ext._io import atomic_write_json
 
 
-def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: str) -> dict:
+def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: str, dropout: float = 0.2) -> dict:
     import torch
 
     import scalegmn_ext as sx
@@ -34,7 +34,7 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
     torch.manual_seed(0)
     arch = sx.Architecture.siren()
     cfg = ScaleGMNConfig(symmetry="sign", d_hid=d_hid, num_layers=layers, direction="forward",
-                         readout="last_layer", d_out=10, dropout=0.2)
+                         readout="last_layer", d_out=10, dropout=dropout)
     model = ScaleGMN(arch, cfg, impl=impl).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     ws, bs = random_weights(arch, batch, device=device, generator=torch.Generator().manual_seed(1))
@@ -85,22 +85,23 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--impls", default="fast,reference")
+    p.add_argument("--dropout", type=float, default=0.2, help="the public config's 0.2; 0 isolates dropout's share")
     p.add_argument("--json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a.child, a.batch, a.steps, a.d_hid, a.layers, a.device)))
+        print(json.dumps(child(a.child, a.batch, a.steps, a.d_hid, a.layers, a.device, a.dropout)))
         return
     rows = []
     for impl in a.impls.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, "--batch", str(a.batch), "--steps", str(a.steps),
-               "--d-hid", str(a.d_hid), "--layers", str(a.layers), "--device", a.device]
+               "--d-hid", str(a.d_hid), "--layers", str(a.layers), "--device", a.device, "--dropout", str(a.dropout)]
         print(f"running {impl} ...", file=sys.stderr, flush=True)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     base = next((r for r in rows if r["impl"] == "reference"), None)
     print(f"ScaleGMN training step, MNIST-INR config (sign, d={a.d_hid}, {a.layers} layers, forward), "
-          f"batch {a.batch}, {a.device}, {rows[0]['threads']} threads")
+          f"batch {a.batch}, dropout {a.dropout}, {a.device}, {rows[0]['threads']} threads")
     print("| impl | step (s) | speed-up vs reference | saved activations (GiB) | peak RSS (GiB) |")
     print("|---|---|---|---|---|")
     for r in rows:
