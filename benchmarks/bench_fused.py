@@ -16,6 +16,7 @@ For B networks of the MNIST-INR shape (2-32-32-1 SIRENs) and width C (= d):
 Each (op, implementation) runs in its own process. ``peak (MiB)`` is the growth of the process's
 peak RSS over one forward + backward, measured from the RSS after the inputs exist; ``saved`` the
 bytes autograd keeps between forward and backward. Time: best of --repeats fwd+bwd runs.
+A last table times torch's dropout against ``hash_dropout`` on an edge-state-sized tensor.
 
 Usage:
     python benchmarks/bench_fused.py                 # B=128, C=128 (the size)
@@ -145,8 +146,32 @@ def main(argv=None):
         ref = next(x for x in rows if x["kind"] == r["kind"] and x["impl"] == "ref")
         print(f"| {r['kind']} | {r['impl']} | {r['fwd_bwd_s'] * 1e3:.0f} | {ref['fwd_bwd_s'] / r['fwd_bwd_s']:.2f}x | "
               f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / max(ref['peak_MiB'], 1e-9):.2f} | {r['saved_MiB']:.0f} |")
+    drop = dropout_table(a.batch, a.channels, a.repeats)
+    print(f"\nDropout p=0.2 on the [B*1120, C] edge states ({drop['numel']:,} floats), forward, best of {a.repeats}")
+    print("| F.dropout (ms) | hash_dropout (ms) | speed-up |")
+    print("|---|---|---|")
+    print(f"| {drop['torch_ms']:.1f} | {drop['hash_ms']:.1f} | {drop['torch_ms'] / drop['hash_ms']:.1f}x |")
     if a.json:
-        atomic_write_json(a.json, rows)
+        atomic_write_json(a.json, {"ops": rows, "dropout": drop})
+
+
+def dropout_table(B: int, C: int, repeats: int) -> dict:
+    import torch
+
+    from scalegmn_ext.ops import hash_dropout
+
+    x = torch.randn(B * 1120, C)
+    fns = {"torch_ms": lambda: torch.nn.functional.dropout(x, 0.2, True), "hash_ms": lambda: hash_dropout(x, 0.2, 1)}
+    out = {"numel": x.numel()}
+    for k, fn in fns.items():
+        fn()
+        ts = []
+        for _ in range(max(repeats, 3)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        out[k] = min(ts) * 1e3
+    return out
 
 
 if __name__ == "__main__":

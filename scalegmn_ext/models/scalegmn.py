@@ -84,6 +84,17 @@ def _block_types(arch: Architecture) -> tuple:
     return tuple(rank[ps[0]] if len(ps) == 1 else None for ps in pairs)
 
 
+def _row_sets(g: dict) -> dict:
+    """Adds the row index sets that :meth:`_GNNLayer.forward_sparse` needs (once per batch)."""
+    src, dst = g["edge_index"]
+    hid, inp = g["hidden"], g["input"]
+    out = (~hid) & (~inp)
+    rh, sh = hid[dst], hid[src]
+    nz = lambda m: m.nonzero().squeeze(1)  # noqa: E731
+    return {**g, "e_hid": nz(rh), "e_io": nz(~rh), "e_shid": nz(sh), "e_sio": nz(~sh),
+            "n_hid": nz(hid), "n_in": nz(inp), "n_out": nz(out)}
+
+
 def _sub_seed(seed: int, j: int) -> int:
     """Seed of the j-th dropout tensor of a layer (the hash mixes it; distinct seeds, unrelated masks)."""
     return (seed + 0x9E3779B9 * (j + 1)) & 0x7FFFFFFF
@@ -193,6 +204,45 @@ class _GNNLayer(nn.Module):
         if drop_p > 0:
             new_H = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_H)]
         return new_H, new_E
+
+    # ---------------------------------------------------------------- generic flat graph ------
+    def forward_sparse(self, x: Tensor, e: Tensor, g: dict) -> tuple[Tensor, Tensor]:
+        """The generic (any disjoint graph) path with the fast path's savings: projections and
+        the edge MLP's first layer per node, each row only its own branch, 2-GEMM
+        symmetrisation. ``g`` holds edge_index, the masks, and (from :func:`_row_sets`) the row
+        index sets ``e_hid``/``e_io`` (edges into hidden / I/O nodes), ``e_shid``/``e_sio`` (by
+        sender), ``n_hid``/``n_in``/``n_out`` (nodes)."""
+        src, dst = g["edge_index"]
+
+        def split(rows: Tensor, a: Tensor, b: Tensor, f_a, f_b, width: int) -> Tensor:
+            out = rows.new_empty(rows.shape[0], width)
+            out[a] = f_a(rows[a])
+            out[b] = f_b(rows[b])
+            return out
+
+        d = x.shape[-1]
+        m_in = self.msg_e(e) * self.msg_v(x)[src]
+        mu = split(m_in, g["e_hid"], g["e_io"], self.msg_hidden, self.msg_io, d)
+        parts = [x, torch.zeros_like(x).index_add_(0, dst, mu)]
+        if self.bidir:
+            b_in = self.bw_e(self.backward_edge(e)) * self.bw_v(x)[dst]
+            mu_b = split(b_in, g["e_shid"], g["e_sio"], self.bw_hidden, self.bw_io, d)
+            parts.append(torch.zeros_like(x).index_add_(0, src, mu_b))
+        inp = torch.cat(parts, -1)
+        d_out = self.upd_in.lin2.out_features
+        new_x = inp.new_empty(inp.shape[0], d_out)
+        for rows, net in ((g["n_hid"], self.upd_hidden), (g["n_in"], self.upd_in), (g["n_out"], self.upd_out)):
+            new_x[rows] = net(inp[rows])
+        new_e = e
+        if self.edge_out is not None:
+            c = x.clone()
+            c[g["n_hid"]] = self.edge_canon(x[g["n_hid"]])
+            w = self.psi.lin1.weight
+            first = F.linear(c, w[:, :d])[src] + F.linear(c, w[:, d:], self.psi.lin1.bias)[dst]
+            new_e = self.psi.lin2(self.psi.hidden(first)) * self.edge_gamma(e)
+        if self.skip is not None:
+            new_x = self.skip(x) + new_x
+        return new_x, new_e
 
     # ---------------------------------------------------------------- per-edge reference ----
     def forward_flat(self, x: Tensor, e: Tensor, g: dict) -> tuple[Tensor, Tensor]:
@@ -347,10 +397,13 @@ class _ScaleGMNBase(nn.Module):
         x, ef = self._run_flat(h.reshape(B * s.num_nodes, -1), e.reshape(B * s.num_edges, -1), g)
         return x.reshape(B, s.num_nodes, -1), ef.reshape(B, s.num_edges, -1)
 
-    def _run_flat(self, x: Tensor, ef: Tensor, g: dict) -> tuple[Tensor, Tensor]:
-        """The generic per-edge path on a flat disjoint graph (edge_index + masks)."""
+    def _run_flat(self, x: Tensor, ef: Tensor, g: dict, sparse: bool = False) -> tuple[Tensor, Tensor]:
+        """The generic path on a flat disjoint graph (edge_index + masks): per edge as the public
+        code does, or (``sparse``) with the fast path's per-node and per-branch savings."""
+        if sparse:
+            g = _row_sets(g)
         for i, layer in enumerate(self.layers):
-            x, ef = layer.forward_flat(x, ef, g)
+            x, ef = layer.forward_sparse(x, ef, g) if sparse else layer.forward_flat(x, ef, g)
             if i < len(self.layers) - 1:
                 x, ef = self.dropout(x), self.dropout(ef)
         return x, ef
@@ -369,7 +422,8 @@ class _ScaleGMNBase(nn.Module):
         """Message passing over networks of different (compatible) architectures: the generic
         per-edge path on one disjoint graph. Returns flat node [N, d'] and edge [E, d''] states."""
         h, e = self._embed(mb.node, mb.edge, mb.node_type, mb.edge_type, mb.hidden)
-        return self._run_flat(h, e, {"edge_index": mb.edge_index, "hidden": mb.hidden, "input": mb.input})
+        g = {"edge_index": mb.edge_index, "hidden": mb.hidden, "input": mb.input}
+        return self._run_flat(h, e, g, sparse=self.impl == "fast")
 
 
 class ScaleGMN(_ScaleGMNBase):
