@@ -14,7 +14,8 @@ backward w.r.t. edge. Outputs and gradients are checked against the reference be
 Times are the best of --repeats interleaved ``blocked_autorange`` medians (median of them in
 parentheses): other processes on a shared machine make single runs noisy.
 
-The readout table times canonical_segment_sum (hidden neurons, one segment per network) vs the
+A second table relates the op's forward GB/s to the device's measured copy bandwidth (the GPU
+target is >= 70 % at B >= 1024; run with --big). The readout table times canonical_segment_sum (hidden neurons, one segment per network) vs the
 reference (canonicalise the [N, C] rows, mask, index_add).
 
 Usage:
@@ -33,8 +34,8 @@ import torch
 
 import scalegmn_ext as sx
 from scalegmn_ext._io import atomic_write_json
-from scalegmn_ext.bench import (MESSAGE_CASES, MESSAGE_CASES_BIG, MESSAGE_SMOKE, message_table, readout_table,
-                                run_message_case, run_readout_case)
+from scalegmn_ext.bench import (MESSAGE_CASES, MESSAGE_CASES_BIG, MESSAGE_SMOKE, copy_bandwidth, message_table,
+                                readout_table, run_message_case, run_readout_case)
 
 
 def main(argv=None):
@@ -72,11 +73,17 @@ def main(argv=None):
                     rrows.append(run_readout_case(B, C, mode, dev, dtype, mrt, reps))
     print("\n## segment_gather_mul vs index_add reference (best (median) of repeats)\n")
     print(message_table(rows))
+    copy = {dev: copy_bandwidth(dev, 16 * 2**20 if a.smoke else 256 * 2**20, mrt) for dev in devices}
+    print("\n## op forward bandwidth as a fraction of the measured copy bandwidth\n")
+    print("| device | B | C | copy GB/s | op fwd GB/s | fraction |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['device']} | {r['B']} | {r['C']} | {copy[r['device']]:.1f} | {r['op_fwd_GBps']:.1f} | "
+              f"{r['op_fwd_GBps'] / copy[r['device']]:.0%} |")
     if rrows:
         print("\n## canonical_segment_sum vs reference (best of repeats)\n")
         print(readout_table(rrows))
     if a.json:
-        atomic_write_json(a.json, {"message": rows, "readout": rrows})
+        atomic_write_json(a.json, {"message": rows, "readout": rrows, "copy_GBps": copy})
     return rows, rrows
 
 

@@ -173,6 +173,15 @@ def run_message_case(B, C, device="cpu", dtype=torch.float32, min_run_time=0.5, 
     return row
 
 
+def copy_bandwidth(device="cpu", nbytes=256 * 2**20, min_run_time=0.5) -> float:
+    """Measured device copy bandwidth in GB/s (bytes read + written by ``dst.copy_(src)``): the
+    ceiling that the message op's GB/s is compared with."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = _best_and_median({"copy": lambda: dst.copy_(src)}, device, min_run_time, 3)["copy"][0]
+    return 2 * nbytes / t / 1e9
+
+
 def message_table(rows):
     head = ("| B | C | E | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) | ref fwd+bwd (ms) "
             "| fwd+bwd speed-up | op fwd GB/s | op fwd+bwd GB/s |")

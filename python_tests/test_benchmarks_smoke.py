@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end at tiny sizes (they are not timed here)."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import scalegmn_ext  # noqa: F401  (loads the op library)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = pytest.mark.skipif(not hasattr(torch.ops.scalegmn, "edge_update"), reason="extension not built")
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_bench_fused_smoke(tmp_path):
+    out = _run("bench_fused.py", "--batch", "2", "--channels", "8", "--repeats", "1", "--json", str(tmp_path / "f.json"))
+    assert "| message | op |" in out and "| edge_update | ref |" in out and "hash_dropout" in out
+    rows = json.loads((tmp_path / "f.json").read_text())
+    assert {r["impl"] for r in rows["ops"]} == {"op", "op_save", "unfused", "ref"}
+
+
+@pytest.mark.parametrize("extra", [[], ["--mixed"]])
+def test_bench_scalegmn_smoke(tmp_path, extra):
+    out = _run("bench_scalegmn.py", "--batch", "4", "--steps", "1", "--d-hid", "8", "--layers", "2",
+               "--json", str(tmp_path / "s.json"), *extra)
+    assert "| fast |" in out and "| reference |" in out
+    assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+
+
+def test_bench_message_smoke():
+    out = _run("bench_message.py", "--smoke", "--no-readout")
+    assert "fraction of the measured copy bandwidth" in out
