@@ -66,11 +66,16 @@ def test_train_cnns_learns():
 def test_demo_runs_and_resumes(tmp_path):
     out = str(tmp_path / "demo")
     logs = []
-    s = run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False, log=logs.append)
+    s = run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False,
+                 encoder_steps=2, log=logs.append)
     assert json.load(open(os.path.join(out, "summary.json")))["inr"]["count"] == 3
+    for name in ("SIREN", "CNN-relu", "CNN-tanh"):
+        assert max(s["scalegmn"][name].values()) <= 1e-8
+    assert s["scalegmn"]["training"]["steps"] == 2
     for rep in s["symmetry"].values():
         assert rep["function_max_rel_diff"] <= 1e-5 and rep["min_weight_rel_change"] > 0.1
     assert all(g["exact_round_trip"] for g in s["graphs"].values())
     logs.clear()
-    run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False, log=logs.append)
+    run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False,
+             encoder_steps=2, log=logs.append)
     assert sum("reusing" in line for line in logs) == 3

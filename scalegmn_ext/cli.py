@@ -260,7 +260,7 @@ def _run_zoo(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="scalegmn-ext", description="Symmetry-aware learning on network weights")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="real INR/CNN zoos -> graphs -> symmetry checks -> graph benchmark")
+    d = sub.add_parser("demo", help="real INR/CNN zoos -> graphs -> symmetry checks -> ScaleGMN checks -> graph benchmark")
     d.add_argument("--out", default="runs/demo", help="output/cache directory (default: runs/demo)")
     d.add_argument("--n-inr", type=int, default=64, help="number of SIRENs to fit (default 64)")
     d.add_argument("--inr-steps", type=int, default=300, help="Adam steps per SIREN (default 300)")
