@@ -42,7 +42,7 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
+def child(kind: str, impl: str, B: int, C: int, repeats: int, device: str = "cpu") -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -51,11 +51,11 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
 
     torch.manual_seed(0)
     blocks = [(32, 2), (32, 32)] if kind == "message" else [(32, 2), (32, 32), (1, 32)]
-    E = [torch.randn(B, o, i, C, requires_grad=True) for o, i in blocks]
-    H = [torch.randn(B, n, C, requires_grad=True) for n in (2, 32, 32, 1)]
+    E = [torch.randn(B, o, i, C, device=device, requires_grad=True) for o, i in blocks]
+    H = [torch.randn(B, n, C, device=device, requires_grad=True) for n in (2, 32, 32, 1)]
     if kind == "message":
-        se = ScaleEq("sign", C, C, C, "symmetrize", True)
-        w_e, w_v = torch.nn.Linear(C, C, bias=False), torch.nn.Linear(C, C, bias=False)
+        se = ScaleEq("sign", C, C, C, "symmetrize", True).to(device)
+        w_e, w_v = torch.nn.Linear(C, C, bias=False).to(device), torch.nn.Linear(C, C, bias=False).to(device)
         params = [*se.parameters(), w_e.weight, w_v.weight]
 
         def run():
@@ -69,8 +69,8 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
                     outs.append((se(x) if impl == "unfused" else se.forward_reference(x)).sum(2))
             return outs
     else:
-        canon = Canonicalizer("sign", C, "symmetrize", True)
-        psi, gamma = MLP(2 * C, C, C, True), torch.nn.Linear(C, C, bias=False)
+        canon = Canonicalizer("sign", C, "symmetrize", True).to(device)
+        psi, gamma = MLP(2 * C, C, C, True).to(device), torch.nn.Linear(C, C, bias=False).to(device)
         params = [*canon.parameters(), *psi.parameters(), gamma.weight]
 
         def run():
@@ -100,10 +100,19 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
         if grads_out is None:
             grads_out = [torch.randn_like(o) for o in outs]
         torch.autograd.grad(outs, inputs, grads_out, allow_unused=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
 
-    base = _rss_mib()  # inputs and parameters exist; nothing else has run
-    fwd_bwd()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10 - base
+    if device == "cuda":  # device memory: peak allocated above what the inputs take
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        fwd_bwd()
+        peak = torch.cuda.max_memory_allocated() / 2**20 - base
+    else:
+        base = _rss_mib()  # inputs and parameters exist; nothing else has run
+        fwd_bwd()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10 - base
     saved = [0]
     with torch.autograd.graph.saved_tensors_hooks(
             lambda t: saved.__setitem__(0, saved[0] + t.untyped_storage().nbytes()) or t, lambda t: t):
@@ -113,7 +122,8 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int) -> dict:
         t = time.perf_counter()
         fwd_bwd()
         times.append(time.perf_counter() - t)
-    return {"kind": kind, "impl": impl, "B": B, "C": C, "threads": torch.get_num_threads(), "fwd_bwd_s": min(times),
+    return {"kind": kind, "impl": impl, "B": B, "C": C, "device": device, "threads": torch.get_num_threads(),
+            "fwd_bwd_s": min(times),
             "peak_MiB": peak, "saved_MiB": saved[0] / 2**20}
 
 
@@ -123,11 +133,12 @@ def main(argv=None):
     p.add_argument("--channels", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--kinds", default="message,edge_update")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (peak = device memory allocated on cuda)")
     p.add_argument("--json")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a.child[0], a.child[1], a.batch, a.channels, a.repeats)))
+        print(json.dumps(child(a.child[0], a.child[1], a.batch, a.channels, a.repeats, a.device)))
         return
     rows = []
     for kind in a.kinds.split(","):
@@ -136,17 +147,18 @@ def main(argv=None):
                 continue
             print(f"running {kind} / {impl} ...", file=sys.stderr, flush=True)
             cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, impl, "--batch", str(a.batch),
-                   "--channels", str(a.channels), "--repeats", str(a.repeats)]
+                   "--channels", str(a.channels), "--repeats", str(a.repeats), "--device", a.device]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"Fused ScaleGMN ops, fwd+bwd, B={a.batch} INRs (2-32-32-1), C={a.channels}, cpu, {rows[0]['threads']} threads")
+    print(f"Fused ScaleGMN ops, fwd+bwd, B={a.batch} INRs (2-32-32-1), C={a.channels}, {a.device}, "
+          f"{rows[0]['threads']} threads")
     print("| op | impl | fwd+bwd (ms) | speed-up vs ref | peak (MiB) | peak vs ref | saved for backward (MiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next(x for x in rows if x["kind"] == r["kind"] and x["impl"] == "ref")
         print(f"| {r['kind']} | {r['impl']} | {r['fwd_bwd_s'] * 1e3:.0f} | {ref['fwd_bwd_s'] / r['fwd_bwd_s']:.2f}x | "
               f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / max(ref['peak_MiB'], 1e-9):.2f} | {r['saved_MiB']:.0f} |")
-    drop = dropout_table(a.batch, a.channels, a.repeats)
+    drop = dropout_table(a.batch, a.channels, a.repeats, a.device)
     print(f"\nDropout p=0.2 on the [B*1120, C] edge states ({drop['numel']:,} floats), forward, best of {a.repeats}")
     print("| F.dropout (ms) | hash_dropout (ms) | speed-up |")
     print("|---|---|---|")
@@ -155,12 +167,12 @@ def main(argv=None):
         atomic_write_json(a.json, {"ops": rows, "dropout": drop})
 
 
-def dropout_table(B: int, C: int, repeats: int) -> dict:
+def dropout_table(B: int, C: int, repeats: int, device: str = "cpu") -> dict:
     import torch
 
     from scalegmn_ext.ops import hash_dropout
 
-    x = torch.randn(B * 1120, C)
+    x = torch.randn(B * 1120, C, device=device)
     fns = {"torch_ms": lambda: torch.nn.functional.dropout(x, 0.2, True), "hash_ms": lambda: hash_dropout(x, 0.2, 1)}
     out = {"numel": x.numel()}
     for k, fn in fns.items():
@@ -169,6 +181,8 @@ def dropout_table(B: int, C: int, repeats: int) -> dict:
         for _ in range(max(repeats, 3)):
             t = time.perf_counter()
             fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
             ts.append(time.perf_counter() - t)
         out[k] = min(ts) * 1e3
     return out

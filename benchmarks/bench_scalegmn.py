@@ -80,7 +80,8 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    return {"impl": impl, "batch": batch, "device": device, "threads": torch.get_num_threads(),
+    extra = {"peak_cuda_GiB": torch.cuda.max_memory_allocated() / 2**30} if device == "cuda" else {}
+    return {**extra, "impl": impl, "batch": batch, "device": device, "threads": torch.get_num_threads(),
             "step_s": min(times), "steps": steps, "saved_activation_GiB": saved[0] / 2**30,
             "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 

@@ -356,3 +356,26 @@ def test_mixed_architecture_gradients_fast_vs_reference():
         grads.append(torch.autograd.grad(loss, params))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["mlp_sine", "cnn_relu"])
+@pytest.mark.parametrize("readout", ["full_graph", "last_layer"])
+def test_cuda_model_matches_cpu(name, readout):
+    """The fast path on CUDA (fused ops, hash dropout) equals the CPU run, dropout masks included."""
+    if not sx.has_cuda_kernels():
+        pytest.skip("extension built without CUDA kernels")
+    arch = ARCHS[name]
+    torch.manual_seed(15)
+    m = ScaleGMN(arch, _small(num_layers=3, dropout=0.3, readout=readout)).double().train()
+    ws, bs = _inputs(arch, seed=15)
+    res = []
+    for dev in ("cpu", "cuda"):
+        m.to(dev)
+        torch.manual_seed(4)
+        z = m([w.to(dev) for w in ws], [b.to(dev) for b in bs])
+        g = torch.autograd.grad(z.pow(2).sum(), list(m.parameters()), allow_unused=True, materialize_grads=True)
+        res.append((z.cpu(), [t.cpu() for t in g]))
+    torch.testing.assert_close(res[1][0], res[0][0], rtol=1e-9, atol=1e-11)
+    for a, b in zip(res[1][1], res[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
