@@ -25,7 +25,7 @@ from scalegmn_ext._io import atomic_write_json
 
 
 def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: str, dropout: float = 0.2,
-          mixed: bool = False) -> dict:
+          mixed: bool = False, generic: bool = False) -> dict:
     import torch
 
     import scalegmn_ext as sx
@@ -37,10 +37,12 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
     cfg = ScaleGMNConfig(symmetry="sign", d_hid=d_hid, num_layers=layers, direction="forward",
                          readout="last_layer", d_out=10, dropout=dropout)
     model = ScaleGMN(arch, cfg, impl=impl).to(device)
+    if generic:  # mixed batches through the generic graph path even for large groups
+        model.mixed_dense_min_group = 2**62
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     ws, bs = random_weights(arch, batch, device=device, generator=torch.Generator().manual_seed(1))
     y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(2)).to(device)
-    if mixed:  # half 2-32-32-1, half 2-16-48-1: one disjoint graph through the generic path
+    if mixed:  # half 2-32-32-1, half 2-16-48-1 as one MixedGraphBatch
         other = sx.Architecture.siren([2, 16, 48, 1])
         wo, bo = random_weights(other, batch - batch // 2, device=device, generator=torch.Generator().manual_seed(3))
         ws = sx.MixedGraphBatch.from_graphs([sx.WeightGraph.from_weights(arch, [w[:batch // 2] for w in ws],
@@ -96,24 +98,26 @@ def main(argv=None):
     p.add_argument("--impls", default="fast,reference")
     p.add_argument("--dropout", type=float, default=0.2, help="the public config's 0.2; 0 isolates dropout's share")
     p.add_argument("--mixed", action="store_true", help="a mixed-architecture batch (2-32-32-1 and 2-16-48-1 "
-                   "SIRENs) through the generic graph path")
+                   "SIRENs; the fast model runs it group by group)")
+    p.add_argument("--generic", action="store_true", help="with --mixed: the generic graph path instead")
     p.add_argument("--json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a.child, a.batch, a.steps, a.d_hid, a.layers, a.device, a.dropout, a.mixed)))
+        print(json.dumps(child(a.child, a.batch, a.steps, a.d_hid, a.layers, a.device, a.dropout, a.mixed, a.generic)))
         return
     rows = []
     for impl in a.impls.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, "--batch", str(a.batch), "--steps", str(a.steps),
                "--d-hid", str(a.d_hid), "--layers", str(a.layers), "--device", a.device, "--dropout", str(a.dropout)]
-        cmd += ["--mixed"] if a.mixed else []
+        cmd += (["--mixed"] if a.mixed else []) + (["--generic"] if a.generic else [])
         print(f"running {impl} ...", file=sys.stderr, flush=True)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     base = next((r for r in rows if r["impl"] == "reference"), None)
     print(f"ScaleGMN training step, MNIST-INR config (sign, d={a.d_hid}, {a.layers} layers, forward), "
-          f"batch {a.batch}{' (mixed architectures)' if a.mixed else ''}, dropout {a.dropout}, {a.device}, "
+          f"batch {a.batch}{' (mixed architectures)' if a.mixed else ''}{', generic path' if a.generic else ''}, "
+          f"dropout {a.dropout}, {a.device}, "
           f"{rows[0]['threads']} threads")
     print("| impl | step (s) | speed-up vs reference | saved activations (GiB) | peak RSS (GiB) |")
     print("|---|---|---|---|---|")

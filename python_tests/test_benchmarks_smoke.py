@@ -24,7 +24,7 @@ def test_bench_fused_smoke(tmp_path):
     assert {r["impl"] for r in rows["ops"]} == {"op", "op_save", "unfused", "ref"}
 
 
-@pytest.mark.parametrize("extra", [[], ["--mixed"]])
+@pytest.mark.parametrize("extra", [[], ["--mixed"], ["--mixed", "--generic"]])
 def test_bench_scalegmn_smoke(tmp_path, extra):
     out = _run("bench_scalegmn.py", "--batch", "4", "--steps", "1", "--d-hid", "8", "--layers", "2",
                "--json", str(tmp_path / "s.json"), *extra)

@@ -281,15 +281,18 @@ def _groups(archs, seed):
 @pytest.mark.parametrize("family", list(MIXED))
 @pytest.mark.parametrize("readout", ["full_graph", "last_layer"])
 @pytest.mark.parametrize("canon", ["symmetrize", "abs"])
-@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("impl", ["fast", "dense_groups", "reference"])
 def test_mixed_architecture_batch(family, readout, canon, impl):
     """One model over networks of different hidden widths (the generic graph path: per-node
-    savings for impl="fast", per edge for "reference") equals running each architecture's batch
-    alone through the dense fast path, and stays exactly invariant."""
+    savings for impl="fast", per edge for "reference"; or group by group through the dense fast
+    path) equals running each architecture's batch alone through the dense fast path, and stays
+    exactly invariant."""
     archs = MIXED[family]
     torch.manual_seed(12)
     m = ScaleGMN(archs[0], _small(readout=readout, sign_canon=canon, direction="bidirectional")).double().eval()
     groups = _groups(archs, seed=random.randrange(2**31))
+    m.mixed_dense_min_group = 1 if impl == "dense_groups" else 10**9
+    impl = "fast" if impl == "dense_groups" else impl
     m.impl = impl
     z = m([g for *_, g in groups])
     m.impl = "fast"
@@ -304,10 +307,12 @@ def test_mixed_architecture_batch(family, readout, canon, impl):
     assert _rel(z, m(moved)) <= 1e-10
 
 
-def test_mixed_architecture_equivariant_head():
+@pytest.mark.parametrize("min_group", [1, 10**9])
+def test_mixed_architecture_equivariant_head(min_group):
     archs = MIXED["sine"]
     torch.manual_seed(13)
     m = ScaleGMNEquivariant(archs[0], _small(), residual=True).double().eval()
+    m.mixed_dense_min_group = min_group  # dense group by group / the generic graph path
     groups = _groups(archs, seed=13)
     outs = m(sx.MixedGraphBatch.from_graphs([g for *_, g in groups]))
     assert len(outs) == len(groups)
@@ -343,10 +348,12 @@ def test_block_types_follow_graph_structure(arch):
         assert t == (int(u[0]) if u.numel() == 1 else None)
 
 
-def test_mixed_architecture_gradients_fast_vs_reference():
+@pytest.mark.parametrize("min_group", [1, 10**9])
+def test_mixed_architecture_gradients_fast_vs_reference(min_group):
     archs = MIXED["relu"]
     torch.manual_seed(14)
     m = ScaleGMNEquivariant(archs[0], _small(direction="bidirectional")).double()
+    m.mixed_dense_min_group = min_group
     mb = sx.MixedGraphBatch.from_graphs([g for *_, g in _groups(archs, seed=14)])
     params = list(m.parameters())
     grads = []

@@ -418,6 +418,24 @@ class _ScaleGMNBase(nn.Module):
             check_compatible(self.arch, arch)
         return weights
 
+    #: mixed batches whose every architecture group holds at least this many networks run the
+    #: dense fast path group by group (networks do not interact); smaller groups run the generic
+    #: graph path in one pass (a per-group loop would cost more than it saves).
+    mixed_dense_min_group: int = 8
+
+    def _dense_groups(self, mb: MixedGraphBatch) -> bool:
+        return self.impl == "fast" and min(n for _, n in mb.groups) >= self.mixed_dense_min_group
+
+    def _group_views(self, mb: MixedGraphBatch):
+        """(arch, node [B, N, 1], edge [B, E, K], node slice, edge slice) per architecture group."""
+        n0 = e0 = 0
+        for arch, B in mb.groups:
+            s = graph_structure(arch)
+            n1, e1 = n0 + B * s.num_nodes, e0 + B * s.num_edges
+            yield (arch, mb.node[n0:n1].view(B, s.num_nodes, -1), mb.edge[e0:e1].view(B, s.num_edges, -1),
+                   slice(n0, n1), slice(e0, e1))
+            n0, e0 = n1, e1
+
     def _run_mixed(self, mb: MixedGraphBatch) -> tuple[Tensor, Tensor]:
         """Message passing over networks of different (compatible) architectures: the generic
         per-edge path on one disjoint graph. Returns flat node [N, d'] and edge [E, d''] states."""
@@ -450,23 +468,27 @@ class ScaleGMN(_ScaleGMNBase):
         if mb is not None:
             return self._forward_mixed(mb)
         node, edge, batched, arch = self._graph(weights, biases)
-        h, _ = self._run(node, edge, arch)
-        s = graph_structure(arch)
-        n_in, n_out = self.arch.layout[0], self.arch.layout[-1]
-        if self.config.readout == "last_layer":
-            z = self.readout_mlp(h[:, -n_out:].flatten(1))
-        else:
-            hid = h[:, n_in:h.shape[1] - n_out]
-            if self.impl == "fast":
-                pooled = self.readout_canon(hid).sum(1)
-            else:
-                mask = s.hidden_mask.to(h.device).view(1, -1, 1)
-                pooled = (self.readout_canon.forward_reference(h) * mask).sum(1)
-            io = torch.cat([h[:, :n_in], h[:, -n_out:]], 1).flatten(1)
-            z = self.readout_mlp(torch.cat([pooled, io], -1))
+        z = self._encode(node, edge, arch)
         return z if batched else z[0]
 
+    def _encode(self, node: Tensor, edge: Tensor, arch: Architecture) -> Tensor:
+        """Message passing + readout for a batch of one architecture -> [B, d_out]."""
+        h, _ = self._run(node, edge, arch)
+        n_in, n_out = self.arch.layout[0], self.arch.layout[-1]
+        if self.config.readout == "last_layer":
+            return self.readout_mlp(h[:, -n_out:].flatten(1))
+        hid = h[:, n_in:h.shape[1] - n_out]
+        if self.impl == "fast":
+            pooled = self.readout_canon(hid).sum(1)
+        else:
+            mask = graph_structure(arch).hidden_mask.to(h.device).view(1, -1, 1)
+            pooled = (self.readout_canon.forward_reference(h) * mask).sum(1)
+        io = torch.cat([h[:, :n_in], h[:, -n_out:]], 1).flatten(1)
+        return self.readout_mlp(torch.cat([pooled, io], -1))
+
     def _forward_mixed(self, mb: MixedGraphBatch) -> Tensor:
+        if self._dense_groups(mb):
+            return torch.cat([self._encode(node, edge, arch) for arch, node, edge, _, _ in self._group_views(mb)])
         x, _ = self._run_mixed(mb)
         G, d = mb.num_graphs, x.shape[-1]
         out_rows = x[mb.output].reshape(G, -1)
@@ -522,13 +544,10 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         return ws, bs
 
     def _forward_mixed(self, mb: MixedGraphBatch):
+        if self._dense_groups(mb):
+            return [self._to_weights(*self._run(node, edge, arch), node, edge, arch)
+                    for arch, node, edge, _, _ in self._group_views(mb)]
         x, ef = self._run_mixed(mb)
-        out, n0, e0 = [], 0, 0
-        for arch, B in mb.groups:
-            s = graph_structure(arch)
-            n1, e1 = n0 + B * s.num_nodes, e0 + B * s.num_edges
-            shape_n, shape_e = (B, s.num_nodes, -1), (B, s.num_edges, -1)
-            out.append(self._to_weights(x[n0:n1].view(shape_n), ef[e0:e1].view(shape_e),
-                                        mb.node[n0:n1].view(shape_n), mb.edge[e0:e1].view(shape_e), arch))
-            n0, e0 = n1, e1
-        return out
+        return [self._to_weights(x[ns].view(node.shape[0], node.shape[1], -1), ef[es].view(edge.shape[0], edge.shape[1], -1),
+                                 node, edge, arch)
+                for arch, node, edge, ns, es in self._group_views(mb)]
