@@ -8,9 +8,17 @@ Two implementations share every parameter (one ``state_dict``):
   is a reduction over ``in`` -- no index arithmetic. Per-node work is done per node (the sender
   projection, the canonicalisation and first edge-MLP layer of the edge update), each row runs
   only its own branch (hidden vs I/O), and ``rho(x) + rho(-x)`` costs two GEMMs.
+  Messages into hidden neurons and edge updates run as the tiled recompute-in-backward ops
+  ``scalegmn::scale_eq_message`` / ``scalegmn::edge_update``; dropout is ``hash_dropout``
+  (masks regenerated, fused into the edge-update tiles).
 * ``impl="reference"``: the straightforward per-edge computation of the public implementation
   (gather node states to edges, project per edge, run both branches on every row and mask, four
   GEMMs for the symmetrisation, scatter-add). It is the test oracle and the benchmark baseline.
+
+Mixed-architecture batches (:class:`~scalegmn_ext.graph.MixedGraphBatch`) run group by group
+through the dense path, or -- for small groups -- as one disjoint graph through the generic graph
+path (``forward_sparse``: the fast path's per-node savings on an edge list; ``forward_flat``
+under ``impl="reference"``).
 
 Symmetry (per hidden neuron i: permutation and ``q_i`` in {+-1} or ``q_i > 0``): hidden node
 states transform as ``h_i -> q_i h_i``, edge states as ``e_ij -> (q_i / q_j) e_ij``, I/O states
