@@ -117,8 +117,9 @@ std::vector<at::Tensor> edge_update_backward(const at::Tensor& grad, const at::T
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == I && grad.size(3) == dout,
               "edge_update_backward: grad must be [", B, ", ", O, ", ", I, ", ", dout, "], got ", grad.sizes());
   at::NoGradGuard no_grad;
-  at::Tensor d_edge = at::zeros(edge.sizes(), edge.options()), d_dst = at::zeros(dst.sizes(), dst.options()),
-             d_src = at::zeros(src.sizes(), src.options());
+  // d_edge: every tile writes its rows (no memset); d_dst / d_src: summed per tile
+  at::Tensor d_edge = grad.numel() == 0 ? at::zeros(edge.sizes(), edge.options()) : at::empty(edge.sizes(), edge.options());
+  at::Tensor d_dst = at::zeros(dst.sizes(), dst.options()), d_src = at::zeros(src.sizes(), src.options());
   at::Tensor d_w2 = at::zeros_like(w_2), d_b2 = at::zeros_like(b_2), d_wg = at::zeros_like(w_g);
   const bool ln = ln_w.has_value();
   at::Tensor d_lnw = ln ? at::zeros_like(*ln_w) : at::empty({0}, dst.options());

@@ -108,11 +108,6 @@ _HAS_CUDA_KERNELS = cuda_kernels_for(*_OPS)
 
 def _compiled_ok(t: Tensor) -> bool:
     return compiled_ok(t, _HAS_CUDA_KERNELS)
-    if t.device.type in ("cpu", "meta"):
-        return True
-    if t.device.type == "cuda":
-        return _HAS_CUDA_KERNELS
-    return False
 
 
 def _check_features(op: str, name: str, t, rows: int, rows_what: str, like: Tensor | None = None) -> None:
