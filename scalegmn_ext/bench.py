@@ -35,6 +35,11 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def _autorange_median(fn, min_run_time) -> float:
+    return tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_run_time).median
+
+
 def _time(fn, device, min_run_time):
     """Median seconds per call (torch.utils.benchmark; one timed call for very slow functions)."""
     fn()
@@ -45,8 +50,7 @@ def _time(fn, device, min_run_time):
     once = time.perf_counter() - t0
     if once > min_run_time:
         return once
-    m = tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=min_run_time)
-    return m.median
+    return _autorange_median(fn, min_run_time)
 
 
 def run_graph_case(label, kind, B, device, dtype, min_run_time, per_net_max):
@@ -116,9 +120,7 @@ def _best_and_median(fns, device, min_run_time, repeats):
     _sync(device)
     for _ in range(repeats):
         for k, fn in fns.items():
-            m = tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
-                min_run_time=min_run_time)
-            samples[k].append(m.median)
+            samples[k].append(_autorange_median(fn, min_run_time))
     return {k: (min(v), sorted(v)[len(v) // 2]) for k, v in samples.items()}
 
 

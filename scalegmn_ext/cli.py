@@ -122,13 +122,19 @@ def _workers(args) -> int:
     return args.workers or default_workers(args.device)
 
 
+def _progress(args, unit: str, label: str):
+    """The zoo commands' progress bar and a log that starts a fresh line below a live bar."""
+    bar = ProgressBar(args.n, unit, label=label, enabled=not args.quiet)
+    log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
+    return bar, log
+
+
 def _zoo_inr(args) -> int:
     from .zoo.inr import generate_inr_zoo, inr_preview_image, inr_summary_table
     from .zoo.png import write_png
 
     _zoo_common(args)
-    bar = ProgressBar(args.n, "INRs", label="inr ", enabled=not args.quiet)
-    log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
+    bar, log = _progress(args, "INRs", "inr ")
     t0 = time.perf_counter()
     zoo = generate_inr_zoo(
         args.out, args.n, source=args.source, image_split=args.image_split, seed=args.seed, steps=args.steps,
@@ -164,8 +170,7 @@ def _zoo_cnn(args) -> int:
             ckpts = [int(v) for v in args.checkpoints.split(",")]
         except ValueError:
             raise ValueError(f"--checkpoints must be comma-separated epochs, got {args.checkpoints!r}") from None
-    bar = ProgressBar(args.n, "nets", label="cnn ", enabled=not args.quiet)
-    log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
+    bar, log = _progress(args, "nets", "cnn ")
     t0 = time.perf_counter()
     zoo = generate_cnn_zoo(
         args.out, args.n, source=args.source, seed=args.seed, epochs=args.epochs, checkpoints=ckpts,
