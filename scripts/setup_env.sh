@@ -19,9 +19,9 @@ PIP=("$PY" -m pip)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 # Bump DEPS_VERSION (or edit the lists) to force a dependency re-install.
-DEPS_VERSION=2
+DEPS_VERSION=3
 TORCH_REQ="torch==2.13.0"
-DEV_DEPS=(numpy scipy pytest ninja pybind11 setuptools wheel safetensors)
+DEV_DEPS=(numpy scipy pytest hypothesis tqdm ninja pybind11 setuptools wheel safetensors)
 DEPS_ID="v$DEPS_VERSION $TORCH_REQ ${DEV_DEPS[*]} torch_geometric mlxtend(no-deps) scikit-learn"
 DEPS_STAMP="$VENV/.scalegmn_deps_stamp"
 EXT_STAMP="$VENV/.scalegmn_ext_stamp"
