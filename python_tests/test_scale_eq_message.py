@@ -102,3 +102,33 @@ def test_bad_input():
         scale_eq_message(E, hv, se, we[:, :2])
     with pytest.raises(RuntimeError, match="share edge's dtype"):
         scale_eq_message(E.double(), hv, se, we.double())
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+@pytest.mark.parametrize("save", [False, True])
+def test_scale_mode_exact_for_zero_tiny_and_subnormal_edges(eps, save):
+    """Mode 2 (scale canonicaliser) is x / (||x|| + eps), max-scaled: zero, tiny (1e-150, whose
+    squares underflow) and subnormal edges give the reference's values and gradients, finite,
+    and with eps = 0 the message is exactly equivariant to scaling the edges."""
+    se, we, E, hv = _setup("scale", "symmetrize", True, torch.float64, "cpu", B=2, O=3, I=4, d=4, de=2, seed=4)
+    se.inv.canon.eps = eps
+    E = E.clone()
+    E[0, 0] = 0.0
+    E[0, 1] *= 1e-150
+    E[1, 2] = 2.0 ** -1060
+    E.requires_grad_()
+    out = scale_eq_message(E, hv, se, we, tile_edges=5, save=save)
+    ref = ref_message(E, hv, *scale_eq_message_args(se, we))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=0)
+    g = torch.randn_like(out)
+    (g1,) = torch.autograd.grad(out, E, g)
+    (g2,) = torch.autograd.grad(ref, E, g)
+    assert torch.isfinite(g1[0, 0]).all()
+    torch.testing.assert_close(g1[0, 0], g2[0, 0], rtol=1e-10, atol=1e-12)  # zero rows: same convention
+    torch.testing.assert_close(g1[1, :2], g2[1, :2], rtol=1e-8, atol=1e-10)  # ordinary rows
+    if eps == 0.0:  # scaling an edge by a power of two scales its message by it, to rounding
+        with torch.no_grad():
+            out2 = scale_eq_message(E * 2.0 ** 20, hv, se, we, tile_edges=5, save=save)
+        # network 0 (zero and 1e-150 edges); network 1's subnormal messages hold only a few bits
+        torch.testing.assert_close(out2[0], out[0] * 2.0 ** 20, rtol=1e-12, atol=0)

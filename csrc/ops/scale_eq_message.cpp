@@ -3,7 +3,10 @@
 //   out[b, o] = sum_i  (Gamma x) * Inv(x),   x = (W_e e[b, o, i]) * hv[b, i]
 //   Inv(x)    = W_2 SiLU(LN2(W_f c(x) + b_f)) + b_2
 //   c(x)      = SiLU(LN1(W_1 x + b_1)) + SiLU(LN1(b_1 - W_1 x))   (mode 3, sign symmetrisation;
-//               W_f then holds phi.lin1 @ rho.lin2), |x| (1), x / max(||x||, eps) (2), x (0)
+//               W_f then holds phi.lin1 @ rho.lin2), |x| (1), x / (||x|| + eps) (2), x (0)
+//   Mode 2 is computed max-scaled (m = max|x|, y = x / m, c = y / (||y|| + eps / m), c(0) = 0),
+//   as scalegmn_ext/reference/canonical.py does: exactly positive-scale invariant for eps = 0
+//   and every finite x (no clamp, no underflow of ||x||^2).
 //
 // The edges are processed in tiles of whole networks; every per-edge intermediate lives only
 // inside its tile, and the backward recomputes the tile instead of saving it (as
@@ -15,6 +18,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <vector>
 
@@ -44,6 +48,7 @@ struct Tile {
   at::Tensor p, q, lp, lq;        // mode 3: pre-LN1 and post-LN1 of both signs
   at::Tensor mp, rp, mq, rq;      // LN1 statistics
   at::Tensor u, t, lt, m2, r2, v;  // canonical features, pre-LN2, post-LN2, stats, SiLU
+  at::Tensor l2_m, l2_n, l2_den;   // mode 2: row max |x| (1 for zero rows), ||x / m||, its denominator
   at::Tensor inv;                  // Inv(x)
 };
 
@@ -114,9 +119,18 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
     case kAbs:
       T.u = T.x.abs();
       break;
-    case kL2:
-      T.u = T.x / T.x.norm(2, {1}, true).clamp_min(P.eps);
+    case kL2: {
+      // c(x) = x / (||x|| + eps), max-scaled; zero rows: den = eps (eps > 0) or inf, so c = 0
+      const at::Tensor m = T.x.abs().amax({1}, true);
+      const at::Tensor nz = m > 0;
+      T.l2_m = at::where(nz, m, at::ones_like(m));
+      const at::Tensor y = T.x / T.l2_m;
+      T.l2_n = y.norm(2, {1}, true);
+      const at::Tensor den = P.eps > 0 ? T.l2_n + at::full_like(T.l2_m, P.eps) / T.l2_m : T.l2_n;
+      T.l2_den = at::where(nz, den, at::full_like(den, P.eps > 0 ? P.eps : INFINITY));
+      T.u = y / T.l2_den;
       break;
+    }
     default:
       T.u = T.x;
   }
@@ -272,11 +286,12 @@ std::vector<at::Tensor> scale_eq_message_backward(
       if (P.mode == kAbs) {
         dx.add_(du * T.x.sign());
       } else if (P.mode == kL2) {
-        const at::Tensor nrm = T.x.norm(2, {1}, true);
-        const at::Tensor big = nrm > P.eps;
-        const at::Tensor y = T.u;  // x / max(||x||, eps)
-        const at::Tensor proj = du - y * (y * du).sum(1, true);
-        dx.add_(at::where(big, proj, du) / nrm.clamp_min(P.eps));
+        // J du = [du - y (y . du) / (n den)] / (m den), y = x / m, n = ||y||, den = n + eps / m
+        // (zero rows: y = 0, m = 1, den = eps or inf -> du / eps or 0)
+        const at::Tensor y = T.x / T.l2_m;
+        const at::Tensor n_safe = at::where(T.l2_n > 0, T.l2_n, at::ones_like(T.l2_n));
+        const at::Tensor proj = du - y * ((y * du).sum(1, true) / (n_safe * T.l2_den));
+        dx.add_(proj / (T.l2_m * T.l2_den));
       } else {
         dx.add_(du);
       }

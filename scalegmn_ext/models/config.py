@@ -19,8 +19,16 @@ class ScaleGMNConfig:
         symmetry: ``"sign"`` (tanh/sine nets), ``"scale"`` (ReLU nets), ``"permutation"`` (plain
             GMN), or None to take the input architecture's group.
         direction: ``"forward"`` (messages from layer l-1 to l) or ``"bidirectional"`` (also from
-            l+1 to l; for ``scale`` the backward edge feature is ``e / max(||e||^2, eps)``, which
-            transforms with the inverse factor, so the model stays exactly equivariant).
+            l+1 to l; for ``scale`` see ``scale_backward``).
+        scale_backward: how the ``scale`` group's backward messages are made equivariant (only
+            used with ``symmetry="scale"`` and ``direction="bidirectional"``):
+            ``"gated"`` (default): the receiver's own state carries the scale factor and the
+            edge and sender enter through a bounded joint canonicalisation
+            (:class:`~scalegmn_ext.models.layers.GatedBackwardMessage`): exact for every finite
+            input, messages never larger than the states they come from.
+            ``"inverse"``: the inverse edge feature ``e / ||e||^2`` (0 for ``e = 0``), the
+            construction of the ScaleGMN paper: also exact, but its gain is ``1 / ||e||``, so
+            tiny weights give huge messages (the README compares the two).
         d_hid: width of node/edge states and of every MLP.
         num_layers: message-passing layers.
         readout: ``"full_graph"`` (sum of canonicalised hidden-node states + the I/O node states)
@@ -46,11 +54,15 @@ class ScaleGMNConfig:
             2-core CPU this saves ~5 % of the op's time for ~2.5x its memory (see
             benchmarks/RESULTS.md), so the default recomputes everything (least memory).
 
+        eps: additive ``eps`` of the scale canonicaliser ``x / (||x|| + eps)``. ``0`` (default)
+            keeps every ``scale`` model exactly invariant/equivariant for all finite inputs (the
+            canonicaliser is max-scaled, so no threshold is needed; ``c(0) = 0``). ``eps > 0``
+            bounds the canonicaliser's gradient by ``1 / eps`` at the price of exactness: the
+            invariance error is then of order ``eps / ||x||`` (the one place exactness can end).
+
     Dropout: the fast path uses :func:`~scalegmn_ext.ops.hash_dropout` (counter-based masks,
     regenerated in backward); the reference path uses ``torch.nn.Dropout`` as the public code
     does. Both drop with probability ``dropout``; their masks differ.
-        eps: lower clamp of the norms in the scale canonicaliser and the backward edge feature
-            (a clamp, not an offset, keeps the maps exactly invariant for non-zero vectors).
     """
 
     symmetry: str | None = None
@@ -67,7 +79,8 @@ class ScaleGMNConfig:
     skip: bool = True
     input_value: float = 1.0
     out_scale: float = 0.01
-    eps: float = 1e-12
+    eps: float = 0.0
+    scale_backward: str = "gated"
     checkpoint: bool = False
     fused_message: bool = True
     fused_edge_update: bool = True
@@ -88,8 +101,10 @@ class ScaleGMNConfig:
                 raise ValueError(f"ScaleGMNConfig.{name} must be a positive int, got {v!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ScaleGMNConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.eps > 0:
-            raise ValueError(f"ScaleGMNConfig.eps must be > 0, got {self.eps!r}")
+        if not self.eps >= 0 or self.eps == float("inf"):
+            raise ValueError(f"ScaleGMNConfig.eps must be a finite float >= 0, got {self.eps!r}")
+        if self.scale_backward not in ("gated", "inverse"):
+            raise ValueError(f"ScaleGMNConfig.scale_backward must be 'gated' or 'inverse', got {self.scale_backward!r}")
 
     def replace(self, **changes) -> "ScaleGMNConfig":
         return dataclasses.replace(self, **changes)

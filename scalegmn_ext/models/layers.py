@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MLP", "Canonicalizer", "InvariantNet", "ScaleEq"]
+from ..reference.canonical import joint_scale_normalize_terms, scale_normalize
+
+__all__ = ["MLP", "Canonicalizer", "InvariantNet", "ScaleEq", "GatedBackwardMessage"]
 
 
 class MLP(nn.Module):
@@ -42,11 +44,13 @@ class Canonicalizer(nn.Module):
       sum: ``W2 [s(W1 x + b1) + s(b1 - W1 x)] + 2 b2`` -- 2 GEMMs instead of 4. Inside an
       :class:`InvariantNet` the ``W2`` GEMM is further merged with ``phi``'s first layer.
     * ``sign`` + ``abs``: ``c(x) = |x|``.
-    * ``scale``: ``c(x) = x / max(||x||_2, eps)`` (positive rescaling invariant).
+    * ``scale``: ``c(x) = x / (||x||_2 + eps)``, max-scaled so that it is exactly invariant to
+      positive rescaling for every finite ``x`` when ``eps = 0`` (the default), ``c(0) = 0``; see
+      :func:`~scalegmn_ext.reference.canonical.scale_normalize`.
     * ``permutation``: ``c(x) = x`` (no symmetry beyond permutations).
     """
 
-    def __init__(self, symmetry: str, d: int, sign_canon: str = "symmetrize", layer_norm: bool = True, eps: float = 1e-12):
+    def __init__(self, symmetry: str, d: int, sign_canon: str = "symmetrize", layer_norm: bool = True, eps: float = 0.0):
         super().__init__()
         self.symmetry, self.mode, self.eps = symmetry, sign_canon, eps
         self.rho = MLP(d, d, d, layer_norm) if (symmetry == "sign" and sign_canon == "symmetrize") else None
@@ -68,8 +72,7 @@ class Canonicalizer(nn.Module):
         if self.symmetry == "sign":
             return x.abs()
         if self.symmetry == "scale":
-            # clamp (not + eps): exactly invariant unless the vector is (numerically) zero
-            return x / x.norm(dim=-1, keepdim=True).clamp_min(self.eps)
+            return scale_normalize(x, self.eps)
         return x
 
 
@@ -77,7 +80,7 @@ class InvariantNet(nn.Module):
     """``phi([c(x) || extra])``: an invariant vector of an equivariant input (plus invariant extras)."""
 
     def __init__(self, symmetry: str, d_in: int, d_extra: int, d_hid: int, d_out: int, sign_canon: str, layer_norm: bool,
-                 eps: float = 1e-12):
+                 eps: float = 0.0):
         super().__init__()
         self.canon = Canonicalizer(symmetry, d_in, sign_canon, layer_norm, eps)
         self.phi = MLP(d_in + d_extra, d_hid, d_out, layer_norm)
@@ -109,7 +112,7 @@ class ScaleEq(nn.Module):
     """
 
     def __init__(self, symmetry: str, d_in: int, d_out: int, d_hid: int, sign_canon: str, layer_norm: bool,
-                 d_extra: int = 0, eps: float = 1e-12):
+                 d_extra: int = 0, eps: float = 0.0):
         super().__init__()
         self.gamma = nn.Linear(d_in, d_out, bias=False)
         self.inv = InvariantNet(symmetry, d_in, d_extra, d_hid, d_out, sign_canon, layer_norm, eps)
@@ -125,3 +128,69 @@ class ScaleEq(nn.Module):
 
     def forward_reference(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
         return self.gamma(x) * self.inv.forward_reference(x, extra)
+
+
+class GatedBackwardMessage(nn.Module):
+    """Backward (bidirectional) message for the positive-scale group, exact and bounded.
+
+    Edge ``(i, j)`` of weight layer ``l`` goes from neuron ``j`` (layer ``l-1``) to neuron ``i``
+    (layer ``l``); its state scales as ``e_ij -> (q_i / q_j) e_ij``. The backward message into
+    ``j`` must scale with ``q_j``. Anything built from ``e_ij`` and ``h_i`` that scales with
+    ``q_j`` is homogeneous of negative degree in ``e`` (e.g. ``e / ||e||^2``), hence unbounded near
+    ``e = 0``: tiny weights turn into huge messages and rounding is amplified without limit. So
+    the ``q_j`` factor is carried by the receiver's own state and everything about the edge and
+    the sender enters through a bounded invariant:
+
+    * ``a_ij = (W_e e_ij) * (W_r h_j)`` and ``b_i = W_s h_i`` both scale with ``q_i``;
+    * ``z_ij = [a_ij, b_i] / ||[a_ij, b_i]||`` is invariant, ``||z|| <= 1``, and still tells the
+      relative size of edge-times-receiver against the sender (``z = 0`` when both vanish);
+    * hidden ``j``: ``m_j = (Gamma h_j) * sum_i phi(z_ij)`` scales with ``q_j``;
+      input ``j`` (invariant): ``m_j = sum_i phi_io(z_ij)``.
+
+    ``phi`` is an MLP ``2d -> d -> d``; its second layer is applied after the sum over ``i``
+    (``sum_i (W_2 v_i + b_2) = W_2 sum_i v_i + deg_j b_2``). The edge projection ``W_e`` belongs
+    to the layer (``bw_e``) so that the dense path can factor it through layer-0 edge blocks.
+    """
+
+    def __init__(self, d: int, layer_norm: bool):
+        super().__init__()
+        self.recv = nn.Linear(d, d, bias=False)  # W_r (receiver j)
+        self.send = nn.Linear(d, d, bias=False)  # W_s (sender i)
+        self.gamma = nn.Linear(d, d, bias=False)
+        self.phi_hidden = MLP(2 * d, d, d, layer_norm)
+        self.phi_io = MLP(2 * d, d, d, layer_norm)
+
+    def sender_terms(self, h_send: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per sender node ``i``: ``(b_max, b_sq, b~)`` with ``b = W_s h_i``, ``b_max = max |b|``
+        (detached), ``b~ = b / b_max`` and ``b_sq = ||b~||^2``."""
+        b = self.send(h_send)
+        b_max = b.detach().abs().amax(-1, keepdim=True)
+        b_t = b / torch.where(b_max > 0, b_max, torch.ones_like(b_max))
+        return b_max, b_t.pow(2).sum(-1, keepdim=True), b_t
+
+    def project_sender(self, b_t: Tensor, io: bool) -> Tensor:
+        """The sender half of ``phi``'s first layer, once per node instead of once per edge."""
+        w = (self.phi_io if io else self.phi_hidden).lin1.weight
+        return F.linear(b_t, w[:, b_t.shape[-1]:])
+
+    def edge_terms(self, a: Tensor, b_max: Tensor, b_sq: Tensor, pb: Tensor, io: bool) -> Tensor:
+        """``SiLU(LN(phi.lin1(z_ij)))`` per edge (all arguments broadcast against each other;
+        ``pb`` from :meth:`project_sender`)."""
+        phi = self.phi_io if io else self.phi_hidden
+        a_bar, r, inv_den = joint_scale_normalize_terms(a, b_max, b_sq)
+        d = a.shape[-1]
+        t = (F.linear(a_bar, phi.lin1.weight[:, :d]) + r * pb) * inv_den + phi.lin1.bias
+        return phi.hidden(t)
+
+    def finish(self, v_sum: Tensor, degree, h_recv: Tensor, io: bool) -> Tensor:
+        """Message into each receiver from the per-edge terms summed over its senders."""
+        phi = self.phi_io if io else self.phi_hidden
+        out = F.linear(v_sum, phi.lin2.weight) + degree * phi.lin2.bias
+        return out if io else self.gamma(h_recv) * out
+
+    def forward_reference(self, e_proj: Tensor, h_recv: Tensor, h_send: Tensor, io: bool) -> Tensor:
+        """Per-edge message (before the sum), straight from the definition: the test oracle."""
+        phi = self.phi_io if io else self.phi_hidden
+        z = scale_normalize(torch.cat([e_proj * self.recv(h_recv), self.send(h_send)], -1))
+        m = phi(z)
+        return m if io else self.gamma(h_recv) * m

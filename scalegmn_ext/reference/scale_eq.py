@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from .canonical import scale_normalize
+
 __all__ = ["scale_eq_message"]
 
 
@@ -23,7 +25,7 @@ def scale_eq_message(edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2
     elif mode == 1:
         u = x.abs()
     elif mode == 2:
-        u = x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+        u = scale_normalize(x, eps)
     else:
         u = x
     inv = F.linear(F.silu(_ln(F.linear(u, w_f, b_f), ln2_w, ln2_b)), w_2, b_2)

@@ -1,0 +1,28 @@
+"""Shared fixtures: real trained networks from the package's own zoo recipes (cached per session)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scalegmn_ext import fit
+from scalegmn_ext.arch import Architecture
+from scalegmn_ext.data import load_mnist_5k
+
+
+@pytest.fixture(scope="session")
+def real_nets() -> dict:
+    """``{name: (arch, weights, biases, input_value)}`` for SIRENs fitted to real MNIST digits and
+    ReLU / tanh Small-CNN-Zoo CNNs trained on real digits (a few hundred steps: trained weights,
+    not random ones), float64. Built once per test session (~10 s on 2 cores)."""
+    g = torch.Generator().manual_seed(1234)
+    images, labels = load_mnist_5k()
+    nets = {}
+    arch = Architecture.siren()
+    ws, bs, _, _ = fit.fit_inrs(images[:4], arch, steps=150, generator=g)
+    nets["siren"] = (arch, [w.double() for w in ws], [b.double() for b in bs], 1.0)
+    X = images[:1024].unsqueeze(1)
+    for act in ("relu", "tanh"):
+        arch = Architecture.small_cnn_zoo(act)
+        ws, bs = fit.train_cnns(arch, X, labels[:1024], 3, epochs=1, generator=g)
+        nets[f"cnn_{act}"] = (arch, [w.double() for w in ws], [b.double() for b in bs], 0.0)
+    return nets
