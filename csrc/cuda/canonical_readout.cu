@@ -37,24 +37,32 @@ __device__ __forceinline__ T warp_sum(T v) {
 }
 
 template <typename T>
-__device__ __forceinline__ T warp_max_nan(T v) {
+__device__ __forceinline__ T warp_max(T v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = sgmn_max_nan(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) {
+    const T w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
   return v;
 }
 
-// The mode-2 state of row hr, computed cooperatively by one warp (every lane gets the same row;
-// the branch on row.scaled is warp-uniform). Mirrors l2_row of cpu/canonical_readout.cpp.
+// The mode-2 state of row hr, computed cooperatively by one warp (every lane gets the same row,
+// so the branches on row.path / row.fast_m are warp-uniform). Mirrors l2_row of
+// cpu/canonical_readout.cpp.
 template <bool GRAD, typename scalar_t, typename acc_t>
 __device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const scalar_t* gr,
                                                         int64_t C, acc_t eps, int lane) {
-  acc_t m = acc_t(0);
-  for (int64_t c = lane; c < C; c += 32) m = l2_max_step(m, static_cast<acc_t>(hr[c]));
-  CanonRow<acc_t> row = l2_row_begin(warp_max_nan(m), eps);
-  if (!row.scaled) return row;
+  acc_t m = acc_t(0), p = acc_t(0);
+  for (int64_t c = lane; c < C; c += 32) {
+    const acc_t hv = static_cast<acc_t>(hr[c]);
+    m = l2_max_step(m, hv);
+    p = l2_probe_step(p, hv);
+  }
+  CanonRow<acc_t> row = l2_row_begin(warp_max(m) + warp_sum(p), eps);
+  if (row.path == kL2Dominated) return row;
   acc_t ss = acc_t(0), yg = acc_t(0);
   for (int64_t c = lane; c < C; c += 32) {
-    const acc_t y = l2_scaled(static_cast<acc_t>(hr[c]), row);
+    const acc_t y = l2_y(static_cast<acc_t>(hr[c]), row);
     ss += y * y;
     if constexpr (GRAD) yg += y * static_cast<acc_t>(gr[c]);
   }

@@ -55,8 +55,9 @@ class _L2Rows:
     """Max-scaled per-row state of mode 2, as in csrc/common/canonical.h:
     ``m = max|h_c|``, ``y = h / m``, ``n = ||y||``, ``r = eps / m``, ``d = n + r`` (so
     ``||h|| + eps = m d``). ``scaled`` is False for eps-dominated rows (``m == 0``, or ``eps / m``
-    overflows); those get ``c = h / eps`` (0 when eps = 0). ``recip``: ``m d`` and ``1 / (m d)`` are
-    normal, and ``y / d`` is evaluated as ``h * (1 / (m d))`` (as the kernels do).
+    overflows); those get ``c = h / eps`` (0 when eps = 0). Fast paths as in the kernels: ``y =
+    h * (1 / m)`` when m and 1/m are normal; ``recip``: ``D = m d`` and ``1 / D`` are normal, and
+    ``y / d`` is evaluated as ``h * (1 / D)``.
 
     ``m`` is detached: ``c`` equals ``h / (||h|| + eps)`` for every fixed scale ``m > 0``, so
     treating it as a constant gives autograd the exact derivative. Entries of rows that a branch
@@ -77,11 +78,12 @@ class _L2Rows:
         one = torch.ones((), dtype=h.dtype, device=h.device)
         self.m = torch.where(self.scaled, m, one)
         self.h = torch.where(self.scaled, h, one)
-        self.y = self.h / self.m
+        tiny = torch.finfo(h.dtype).tiny
+        fast_m = (self.m >= tiny) & (self.m <= 1.0 / tiny)  # y = h * (1/m), as the kernels
+        self.y = torch.where(fast_m, self.h * (1.0 / torch.where(fast_m, self.m, one)), self.h / self.m)
         self.n = torch.linalg.vector_norm(self.y, dim=1, keepdim=True)  # >= 1 in every row
         self.d = self.n + _div_eps(self.eps, self.m)
         D = self.m * self.d
-        tiny = torch.finfo(h.dtype).tiny
         self.recip = (D >= tiny) & (D <= 1.0 / tiny)
         self.inv_D = 1.0 / torch.where(self.recip, D, one)
 
@@ -90,11 +92,13 @@ class _L2Rows:
         return torch.where(self.recip, self.h * self.inv_D, self.y / self.d)
 
     def grad(self, g: Tensor) -> Tensor:
-        """``(g - y beta) / (m d)`` of the scaled rows; the slow path divides by ``d`` first
-        (``m d`` may be subnormal or overflow there)."""
-        beta = (self.y * g).sum(1, keepdim=True) / self.n / self.d
-        t = g - self.y * beta
-        return torch.where(self.recip, t * self.inv_D, t / self.d / self.m)
+        """``(g - y beta) / (m d)``, ``beta = (y.g) / (n d)``, of the scaled rows: on the fast
+        path ``(g - h k) / D`` with ``k = beta / m = (y.g) / (n D)``; the slow path divides by
+        ``d`` first (``m d`` may be subnormal or overflow there)."""
+        ygn = (self.y * g).sum(1, keepdim=True) / self.n
+        fast = (g - self.h * (ygn * self.inv_D)) * self.inv_D
+        slow = (g - self.y * (ygn / self.d)) / self.d / self.m
+        return torch.where(self.recip, fast, slow)
 
     def dominated(self, x: Tensor) -> Tensor:
         """The eps-dominated rows' ``x / eps`` (0 when eps = 0: only zero rows are dominated then)."""
