@@ -3,7 +3,8 @@
 //
 // Forward: work-balanced chunks of segments in parallel (one chunk per thread); each segment
 // sums c(h[i]) of its unmasked rows into an at::opmath_type row buffer, in row order, in one
-// pass over h (mode 2 reads each row twice while it sits in L1: ||h|| then h / (||h|| + eps)).
+// pass over h (mode 2 reads each row three times while it sits in L1: max |h_c|, ||h / max||,
+// then the values -- the max-scaled evaluation of common/canonical.h).
 // Backward: work-balanced chunks of rows; each row finds its segment once (binary search at the
 // chunk start, then a walk) and writes its gradient row (zero for masked rows and rows outside
 // [ptr[0], ptr[G])). Deterministic, no atomics.
@@ -38,6 +39,51 @@ void dispatch_mode(int64_t mode, const F& fn) {
   }
 }
 
+// Calls fn(std::integral_constant<bool/int, ...>) for a runtime flag / mode-2 path, so that the
+// per-element loops below are branch-free and vectorise (the choice is uniform over a row).
+template <typename F>
+void dispatch_bool(bool b, const F& fn) {
+  if (b) fn(std::true_type{});
+  else fn(std::false_type{});
+}
+
+template <typename F>
+void dispatch_l2_path(int path, const F& fn) {
+  switch (path) {
+    case kL2Fast: fn(std::integral_constant<int, kL2Fast>{}); break;
+    case kL2Slow: fn(std::integral_constant<int, kL2Slow>{}); break;
+    default: fn(std::integral_constant<int, kL2Dominated>{}); break;
+  }
+}
+
+// The mode-2 state of row hr (common/canonical.h): max pass, then sum_c y_c^2 (and, for the
+// backward, sum_c y_c g_c with g = gr) unless the row is eps-dominated.
+template <bool GRAD, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
+CanonRow<acc_t> l2_row(const scalar_t* __restrict__ hr, const scalar_t* __restrict__ gr, int64_t C,
+                       acc_t eps) {
+  acc_t m = acc_t(0), p = acc_t(0);
+#pragma omp simd reduction(max : m) reduction(+ : p)
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t hv = static_cast<acc_t>(hr[c]);
+    m = l2_max_step(m, hv);
+    p = l2_probe_step(p, hv);
+  }
+  CanonRow<acc_t> row = l2_row_begin(m + p, eps);
+  if (row.path == kL2Dominated) return row;
+  acc_t ss = acc_t(0), yg = acc_t(0);
+  dispatch_bool(row.fast_m, [&](auto FAST_M) {
+#pragma omp simd reduction(+ : ss, yg)
+    for (int64_t c = 0; c < C; ++c) {
+      const acc_t y = l2_y<decltype(FAST_M)::value>(static_cast<acc_t>(hr[c]), row);
+      ss += y * y;
+      if constexpr (GRAD) yg += y * static_cast<acc_t>(gr[c]);
+    }
+  });
+  if constexpr (GRAD) l2_grad_row_finish(row, ss, yg);
+  else l2_row_finish(row, ss);
+  return row;
+}
+
 template <int64_t MODE, typename scalar_t, typename index_t>
 void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* mask, scalar_t* out,
                             int64_t gb, int64_t ge, int64_t C, double eps_d) {
@@ -50,15 +96,18 @@ void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* m
     for (int64_t i = ptr[g], end = ptr[g + 1]; i < end; ++i) {
       if (mask != nullptr && !mask[i]) continue;
       const scalar_t* __restrict__ hr = h + i * C;
-      acc_t scale = acc_t(1);
       if constexpr (MODE == kCanonL2) {
-        acc_t ss = acc_t(0);
-#pragma omp simd reduction(+ : ss)
-        for (int64_t c = 0; c < C; ++c) ss += static_cast<acc_t>(hr[c]) * static_cast<acc_t>(hr[c]);
-        scale = l2_row_scale(ss, eps);
-      }
+        const CanonRow<acc_t> row = l2_row<false>(hr, hr, C, eps);
+        dispatch_l2_path(row.path, [&](auto P) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) a[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c]), scale);
+          for (int64_t c = 0; c < C; ++c)
+            a[c] += l2_value<decltype(P)::value>(static_cast<acc_t>(hr[c]), row);
+        });
+      } else {
+        const CanonRow<acc_t> row;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) a[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c]), row);
+      }
     }
     scalar_t* o = out + g * C;
     for (int64_t c = 0; c < C; ++c) o[c] = static_cast<scalar_t>(a[c]);
@@ -105,21 +154,21 @@ void canonical_backward_rows(const scalar_t* grad, const scalar_t* h, const inde
     }
     const scalar_t* __restrict__ hr = h + i * C;
     const scalar_t* __restrict__ gr = grad + g * C;
-    acc_t alpha = acc_t(1), beta = acc_t(0);
     if constexpr (MODE == kCanonL2) {
-      acc_t ss = acc_t(0), hg = acc_t(0);
-#pragma omp simd reduction(+ : ss, hg)
-      for (int64_t c = 0; c < C; ++c) {
-        const acc_t hv = static_cast<acc_t>(hr[c]);
-        ss += hv * hv;
-        hg += hv * static_cast<acc_t>(gr[c]);
-      }
-      l2_grad_coeffs(ss, hg, eps, alpha, beta);
-    }
+      const CanonRow<acc_t> row = l2_row<true>(hr, gr, C, eps);
+      dispatch_l2_path(row.path, [&](auto P) {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c)
-      o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]),
-                                                        static_cast<acc_t>(gr[c]), alpha, beta));
+        for (int64_t c = 0; c < C; ++c)
+          o[c] = static_cast<scalar_t>(l2_grad<decltype(P)::value>(static_cast<acc_t>(hr[c]),
+                                                                   static_cast<acc_t>(gr[c]), row));
+      });
+    } else {
+      const CanonRow<acc_t> row;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c)
+        o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]),
+                                                          static_cast<acc_t>(gr[c]), row));
+    }
   }
 }
 

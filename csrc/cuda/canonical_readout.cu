@@ -3,11 +3,13 @@
 //
 // Forward: one block per (segment, channel tile of <= kTileC channels); each of the block's
 // kWarps warps takes every kWarps-th row of the segment (mode 2: the warp reduces the row's
-// ||h||^2 over all C channels with shuffles, then scales), accumulating c(h) for the tile into
+// max |h_c| and then ||h / max||^2 over all C channels with shuffles -- the max-scaled evaluation
+// of common/canonical.h -- then scales), accumulating c(h) for the tile into
 // its own shared-memory row; the warps' partial rows are then added in warp order. Fixed
 // assignment and order: deterministic, no atomics.
 // Backward: one warp per row (grid-stride); the row's segment comes from a binary search in ptr;
-// mode 2 reduces ||h||^2 and h . grad per row with shuffles, then writes the gradient row.
+// mode 2 reduces max |h_c|, then ||h / max||^2 and (h / max) . grad per row with shuffles, then
+// writes the gradient row.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -34,6 +36,41 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const T w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+// The mode-2 state of row hr, computed cooperatively by one warp (every lane gets the same row,
+// so the branches on row.path / row.fast_m are warp-uniform). Mirrors l2_row of
+// cpu/canonical_readout.cpp.
+template <bool GRAD, typename scalar_t, typename acc_t>
+__device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const scalar_t* gr,
+                                                        int64_t C, acc_t eps, int lane) {
+  acc_t m = acc_t(0), p = acc_t(0);
+  for (int64_t c = lane; c < C; c += 32) {
+    const acc_t hv = static_cast<acc_t>(hr[c]);
+    m = l2_max_step(m, hv);
+    p = l2_probe_step(p, hv);
+  }
+  CanonRow<acc_t> row = l2_row_begin(warp_max(m) + warp_sum(p), eps);
+  if (row.path == kL2Dominated) return row;
+  acc_t ss = acc_t(0), yg = acc_t(0);
+  for (int64_t c = lane; c < C; c += 32) {
+    const acc_t y = l2_y(static_cast<acc_t>(hr[c]), row);
+    ss += y * y;
+    if constexpr (GRAD) yg += y * static_cast<acc_t>(gr[c]);
+  }
+  if constexpr (GRAD) l2_grad_row_finish(row, warp_sum(ss), warp_sum(yg));
+  else l2_row_finish(row, warp_sum(ss));
+  return row;
+}
+
 template <int64_t MODE, typename scalar_t, typename index_t>
 __global__ void canonical_sum_kernel(const scalar_t* __restrict__ h,
                                      const index_t* __restrict__ ptr,
@@ -55,17 +92,10 @@ __global__ void canonical_sum_kernel(const scalar_t* __restrict__ h,
     for (int64_t i = start + warp; i < end; i += kWarps) {
       if (mask != nullptr && !mask[i]) continue;  // warp-uniform
       const scalar_t* hr = h + i * C;
-      acc_t scale = acc_t(1);
-      if constexpr (MODE == kCanonL2) {
-        acc_t ss = acc_t(0);
-        for (int64_t c = lane; c < C; c += 32) {
-          const acc_t v = static_cast<acc_t>(hr[c]);
-          ss += v * v;
-        }
-        scale = l2_row_scale(warp_sum(ss), eps);
-      }
+      CanonRow<acc_t> row;
+      if constexpr (MODE == kCanonL2) row = l2_row_warp<false>(hr, hr, C, eps, lane);
       for (int64_t c = lane; c < tw; c += 32)
-        mine[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c0 + c]), scale);
+        mine[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c0 + c]), row);
     }
   }
   __syncthreads();
@@ -104,19 +134,11 @@ __global__ void canonical_backward_kernel(const scalar_t* __restrict__ grad,
     }
     const scalar_t* hr = h + i * C;
     const scalar_t* gr = grad + g * C;
-    acc_t alpha = acc_t(1), beta = acc_t(0);
-    if constexpr (MODE == kCanonL2) {
-      acc_t ss = acc_t(0), hg = acc_t(0);
-      for (int64_t c = lane; c < C; c += 32) {
-        const acc_t hv = static_cast<acc_t>(hr[c]);
-        ss += hv * hv;
-        hg += hv * static_cast<acc_t>(gr[c]);
-      }
-      l2_grad_coeffs(warp_sum(ss), warp_sum(hg), eps, alpha, beta);
-    }
+    CanonRow<acc_t> row;
+    if constexpr (MODE == kCanonL2) row = l2_row_warp<true>(hr, gr, C, eps, lane);
     for (int64_t c = lane; c < C; c += 32)
       o[c] = static_cast<scalar_t>(
-          canonical_grad<MODE>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), alpha, beta));
+          canonical_grad<MODE>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), row));
   }
 }
 

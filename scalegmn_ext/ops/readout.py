@@ -8,13 +8,28 @@ intermediate), with
 * ``"abs"`` (mode 1): ``c(h) = |h|`` -- invariant to flipping the sign of any row (the sign
   symmetry of odd activations such as tanh / sine);
 * ``"l2"`` (mode 2): ``c(h) = h / (||h||_2 + eps)`` per row -- invariant to positive rescaling
-  of any row (the scale symmetry of ReLU networks; exactly for ``eps = 0``, up to ``eps / ||h||``
-  otherwise; ``eps > 0`` keeps zero rows at 0 instead of NaN).
+  of any row (the scale symmetry of ReLU networks). Evaluated max-scaled (``m = max_c |h_c|``,
+  ``y = h / m``, ``c = y / (||y|| + eps / m)``; details in csrc/common/canonical.h), so no
+  intermediate under- or overflows for any finite row:
+
+  - ``eps = 0``: ``c(a h) = c(h)`` to a few ulp for every finite row and ``a > 0``, whatever
+    the magnitude (1e-300..1e300 in float64, 1e-35..1e35 in float32, subnormal rows included);
+    a zero row gives 0 (the convention for 0/0).
+  - ``eps > 0`` is where exactness ends, by design: with ``N = ||h||``,
+    ``||c(a h) - c(h)|| / ||c(h)|| = eps |a - 1| / (a N + eps) <= (eps / N) |1 - 1/a|``, i.e.
+    rows with ``||h|| >> eps`` are invariant up to ``~eps / ||h||`` and rows with ``||h|| ~ eps``
+    are visibly not. A zero row gives 0; a row whose ``eps / m`` overflows (``m`` below ``eps``
+    divided by the largest finite number of the accumulation type, ~1.8e308 / ~3.4e38) gives
+    ``h / eps`` (what the formula rounds to there: ``||h||`` vanishes against ``eps``).
 
 Gradients: ``torch.ops.scalegmn.canonical_segment_sum_backward`` (a compiled op) gives
 ``dh = J_c(h)^T grad[seg]``: ``grad`` (identity), ``sign(h) * grad`` with ``sign(0) = 0`` (abs:
-the subgradient 0 at the kink), and ``grad / (n + eps) - h (h . grad) / (n (n + eps)^2)`` (l2,
-``n = ||h||``; a zero row gets ``grad / eps``). The backward op has its own autograd, a
+the subgradient 0 at the kink), and ``grad / (N + eps) - h (h . grad) / (N (N + eps)^2)`` (l2,
+``N = ||h||``, evaluated max-scaled as ``(grad - y beta) / (m d)``, ``beta = (y . grad) / (n d)``,
+``n = ||y||``, ``d = n + eps / m``). A zero row gets ``grad / eps`` (the limit ``h -> 0``) when
+``eps > 0`` and 0 when ``eps = 0`` (the derivative does not exist there; never inf/NaN); a row
+whose ``eps / m`` overflows gets ``grad / eps``. The gradient of a tiny row is genuinely huge
+(``~grad / ||h||``) and may overflow to inf when ``eps = 0``. The backward op has its own autograd, a
 pure-PyTorch composite (:func:`scalegmn_ext.reference.readout.canonical_backward_double`) whose
 segment reduction calls the compiled forward op, so gradients of any order work.
 """
@@ -112,7 +127,9 @@ def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mo
         mask: optional bool ``[N]``; rows with ``False`` are left out (None: all rows).
         mode: ``"identity"``/``"sum"`` (0), ``"abs"``/``"sign"`` (1) or ``"l2"``/``"scale"`` (2);
             see the module doc.
-        eps: ``>= 0``, only used by mode 2.
+        eps: ``>= 0``, only used by mode 2 (see the module doc: 0 gives exact scale invariance
+            and 0 for zero rows; > 0 bounds ``|c|`` and the gradient near ``h = 0`` at the cost of
+            an invariance error ``<= (eps / ||h||) |1 - 1/a|``).
 
     Returns:
         ``[G, C]``; empty segments give zeros. Deterministic; half/bfloat16 accumulate in
