@@ -9,7 +9,8 @@ pure-PyTorch reference returns (never a crash, never unwritten/uninitialised out
 modified input). The CSR, readout, dropout and graph ops are fuzzed with 1 and with 2 threads
 (so parallel_csr_rows cuts several chunks); every other op with 1.
 
-Case count: ``SCALEGMN_FUZZ_CASES`` (total over all ops, default 2400, i.e. 200 per op);
+Case count: ``SCALEGMN_FUZZ_CASES`` (total over all ops, default 2400: about 190 per op after
+the split over each op's mutations rounds down);
 ``SCALEGMN_FUZZ_SEED`` picks a random hypothesis seed (default: derandomized, the same cases
 every run). ``make fuzz`` runs 12,000 cases. The second half of the file holds deterministic
 regression tests for the defects the fuzzer found (issue 9), run the same way.
