@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: all setup demo test bench cuda-check clean distclean
+.PHONY: all setup demo test fuzz bench cuda-check clean distclean
 
 all: test
 
@@ -19,6 +19,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q python_tests $(PYTEST_ARGS)
+
+# Property-based fuzzing of every torch.ops.scalegmn op (python_tests/test_fuzz_ops.py) with
+# SCALEGMN_FUZZ_CASES cases (default 12000; `make test` runs 2400); SCALEGMN_FUZZ_SEED=N for new cases.
+SCALEGMN_FUZZ_CASES ?= 12000
+fuzz: setup
+	SCALEGMN_FUZZ_CASES=$(SCALEGMN_FUZZ_CASES) $(PY) -m pytest -q -s python_tests/test_fuzz_ops.py $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_graph.py

@@ -22,7 +22,7 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
   const GraphMeta m = weights_meta(weights, biases, max_kh, max_kw);
   auto [node, edge] = alloc_graph(biases, m, input_value, weights[0].options(), weights[0].size(2));
   if (m.B == 0 || m.E == 0) return {node, edge};
-  const int64_t K = m.Kh * m.Kw;
+  const int64_t K = m.K;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, edge.scalar_type(), "weights_to_graph_cpu", [&] {
     scalar_t* out = edge.data_ptr<scalar_t>();
     for (size_t l = 0; l < m.layers.size(); ++l) {
@@ -70,7 +70,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cp
       const LayerMeta& lm = m.layers[l];
       scalar_t* wp = ws[l].data_ptr<scalar_t>();
       const KernelPlacement p = placement(lm, m, dense_centre);
-      const int64_t kk = lm.kh * lm.kw, K = m.Kh * m.Kw;
+      const int64_t kk = lm.kh * lm.kw, K = m.K;
       std::vector<int64_t> slot_of_k(kk);
       for (int64_t k = 0; k < kk; ++k) slot_of_k[k] = kernel_index_to_slot(k, p);
       const bool plain_copy = (kk == K);  // kernel == grid: the slot map is the identity

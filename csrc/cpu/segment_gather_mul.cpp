@@ -18,7 +18,8 @@
 // kPrefetchDistance positions ahead is software-prefetched.
 //
 // Index values are checked while running (rowptr up front; col/perm per position, bad
-// positions skipped); any violation raises a RuntimeError naming the first bad entry.
+// positions skipped), and perm is checked to be a permutation after the loop (one O(E) pass);
+// any violation raises a RuntimeError naming the first bad entry.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -257,6 +258,7 @@ at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge,
     });
   });
   if (!ok) raise_bad_csr("segment_gather_mul", csr, "x");
+  check_perm_is_permutation("segment_gather_mul", csr);
   return out;
 }
 
@@ -324,6 +326,8 @@ at::Tensor gather_pair_cpu(const char* op, const at::Tensor& a, const at::Tensor
     });
   });
   if (!ok) raise_bad_csr(op, csr, "b");
+  // in range but repeated edge ids would leave rows of `out` unwritten (uninitialised memory)
+  check_perm_is_permutation(op, csr);
   return out;
 }
 

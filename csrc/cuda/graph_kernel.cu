@@ -54,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cuda(at::TensorList weights,
       const at::Tensor w = weights[l].contiguous();
       const int64_t R = lm.out * lm.in;
       // padding slots of the grid must read as zero
-      if (lm.kh * lm.kw < m.Kh * m.Kw) edge.narrow(1, lm.edge_offset, R).zero_();
+      if (lm.kh * lm.kw < m.K) edge.narrow(1, lm.edge_offset, R).zero_();
       weights_to_edges_kernel<scalar_t><<<grid_for(m.B * R * lm.kh * lm.kw), kThreads, 0, stream>>>(
           w.const_data_ptr<scalar_t>(), edge.data_ptr<scalar_t>(), m.B, R, m.E, lm.edge_offset,
           placement(lm, m, dense_centre));

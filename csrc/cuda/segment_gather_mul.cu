@@ -232,6 +232,7 @@ at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
       }
     });
   });
+  check_perm_is_permutation("segment_gather_mul", csr);
   return out;
 }
 
@@ -273,6 +274,8 @@ at::Tensor gather_pair_cuda(const char* name, const at::Tensor& a, const at::Ten
       else launch(std::integral_constant<int, 1>{});
     });
   });
+  // in range but repeated edge ids would leave rows of `out` unwritten
+  check_perm_is_permutation(name, csr);
   return out;
 }
 

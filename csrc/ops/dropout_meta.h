@@ -10,7 +10,8 @@
 
 namespace scalegmn {
 
-// Validates p in [0, 1), offset >= 0, floating dtype; returns x contiguous.
+// Validates p in [0, 1), offset >= 0, offset + numel <= 2^63 - 1 (int64 element indices),
+// floating dtype; returns x contiguous.
 at::Tensor check_hash_dropout(const at::Tensor& x, double p, int64_t offset);
 
 }  // namespace scalegmn

@@ -53,6 +53,8 @@ void check(const at::Tensor& edge, const at::Tensor& dst, const at::Tensor& src,
            const std::optional<at::Tensor>& ln_w, const std::optional<at::Tensor>& ln_b,
            const at::Tensor& w_2, const at::Tensor& b_2, const at::Tensor& w_g, double p) {
   TORCH_CHECK(edge.dim() == 4, "edge_update: edge must be [B, out, in, d_e], got ", edge.sizes());
+  TORCH_CHECK(at::isFloatingType(edge.scalar_type()), "edge_update: edge must be a floating tensor, got ",
+              edge.scalar_type());
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), de = edge.size(3);
   TORCH_CHECK(dst.dim() == 3 && dst.size(0) == B && dst.size(1) == O,
               "edge_update: dst must be [B, out, d] = [", B, ", ", O, ", d], got ", dst.sizes());
@@ -116,6 +118,10 @@ std::vector<at::Tensor> edge_update_backward(const at::Tensor& grad, const at::T
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = dst.size(2), dout = w_2.size(0);
   TORCH_CHECK(grad.dim() == 4 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == I && grad.size(3) == dout,
               "edge_update_backward: grad must be [", B, ", ", O, ", ", I, ", ", dout, "], got ", grad.sizes());
+  // a grad of another dtype would be silently promoted in the products below
+  TORCH_CHECK(grad.scalar_type() == edge.scalar_type() && grad.device() == edge.device(),
+              "edge_update_backward: grad must be ", edge.scalar_type(), " on ", edge.device(), ", got ",
+              grad.scalar_type(), " on ", grad.device());
   at::NoGradGuard no_grad;
   // d_edge: every tile writes its rows (no memset); d_dst / d_src: summed per tile
   at::Tensor d_edge = grad.numel() == 0 ? at::zeros(edge.sizes(), edge.options()) : at::empty(edge.sizes(), edge.options());

@@ -1,15 +1,20 @@
 #include "graph_meta.h"
 
+#include "../common/checked_size.h"
+
 namespace scalegmn {
 
 GraphMeta weights_meta(at::TensorList weights, at::TensorList biases, int64_t Kh, int64_t Kw) {
   TORCH_CHECK(!weights.empty(), "weights_to_graph: weights must hold at least one layer");
   TORCH_CHECK(weights.size() == biases.size(), "weights_to_graph: got ", weights.size(),
               " weight tensors but ", biases.size(), " bias tensors");
-  TORCH_CHECK(Kh > 0 && Kw > 0, "weights_to_graph: max kernel size must be positive");
+  TORCH_CHECK(Kh > 0 && Kw > 0, "weights_to_graph: max kernel size must be positive, got ", Kh,
+              "x", Kw);
+  constexpr const char* op = "weights_to_graph";
   GraphMeta m;
   m.Kh = Kh;
   m.Kw = Kw;
+  m.K = checked_mul(Kh, Kw, op, "edge feature width max_kh * max_kw");
   const auto& w0 = weights[0];
   TORCH_CHECK(w0.dim() == 3 || w0.dim() == 5, "weights_to_graph: weights[0] must be [B, out, in] or ",
               "[B, out, in, kh, kw], got ", w0.sizes());
@@ -38,9 +43,10 @@ GraphMeta weights_meta(at::TensorList weights, at::TensorList biases, int64_t Kh
                 "weights_to_graph: biases[", l, "] must be [", m.B, ", ", lm.out, "], got ",
                 b.sizes());
     m.layers.push_back(lm);
-    m.E += lm.out * lm.in;
-    m.N += lm.out;
+    m.E = checked_add(m.E, checked_mul(lm.out, lm.in, op, "edges of a layer"), op, "edge count E");
+    m.N = checked_add(m.N, lm.out, op, "node count N");
   }
+  checked_numel({m.B, m.E, m.K}, op, "edge feature numel B * E * max_kh * max_kw");
   return m;
 }
 
@@ -52,10 +58,14 @@ GraphMeta graph_meta(const at::Tensor& node, const at::Tensor& edge, at::IntArra
   TORCH_CHECK(kernel_h.size() == L && kernel_w.size() == L && is_conv.size() == L,
               "graph_to_weights: kernel_h, kernel_w and is_conv must have one entry per layer (",
               L, ")");
+  constexpr const char* op = "graph_to_weights";
   GraphMeta m;
   m.Kh = Kh;
   m.Kw = Kw;
-  TORCH_CHECK(Kh > 0 && Kw > 0, "graph_to_weights: max kernel size must be positive");
+  TORCH_CHECK(Kh > 0 && Kw > 0, "graph_to_weights: max kernel size must be positive, got ", Kh,
+              "x", Kw);
+  // the product is compared with edge.size(2) below: unchecked, 2^32 * 2^32 would wrap to 0
+  m.K = checked_mul(Kh, Kw, op, "edge feature width max_kh * max_kw");
   m.N = layout[0];
   for (size_t l = 0; l < L; ++l) {
     LayerMeta lm{layout[l + 1], layout[l], kernel_h[l], kernel_w[l], is_conv[l], m.E, m.N};
@@ -66,15 +76,15 @@ GraphMeta graph_meta(const at::Tensor& node, const at::Tensor& edge, at::IntArra
     TORCH_CHECK(lm.is_conv || (lm.kh == 1 && lm.kw == 1), "graph_to_weights: dense layer ", l,
                 " must have kernel size 1x1");
     m.layers.push_back(lm);
-    m.E += lm.out * lm.in;
-    m.N += lm.out;
+    m.E = checked_add(m.E, checked_mul(lm.out, lm.in, op, "edges of a layer"), op, "edge count E");
+    m.N = checked_add(m.N, lm.out, op, "node count N");
   }
   TORCH_CHECK(node.dim() == 3 && node.size(1) == m.N && node.size(2) == 1,
               "graph_to_weights: node features must be [B, ", m.N, ", 1], got ", node.sizes());
   m.B = node.size(0);
   TORCH_CHECK(edge.dim() == 3 && edge.size(0) == m.B && edge.size(1) == m.E &&
-                  edge.size(2) == Kh * Kw,
-              "graph_to_weights: edge features must be [", m.B, ", ", m.E, ", ", Kh * Kw,
+                  edge.size(2) == m.K,
+              "graph_to_weights: edge features must be [", m.B, ", ", m.E, ", ", m.K,
               "], got ", edge.sizes());
   TORCH_CHECK(node.scalar_type() == edge.scalar_type() && node.device() == edge.device(),
               "graph_to_weights: node and edge features must share dtype and device");
@@ -85,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor> alloc_graph(at::TensorList biases, const Grap
                                                double input_value, const at::TensorOptions& opt,
                                                int64_t n_inputs) {
   auto node = at::empty({m.B, m.N, 1}, opt);
-  auto edge = at::empty({m.B, m.E, m.Kh * m.Kw}, opt);
+  auto edge = at::empty({m.B, m.E, m.K}, opt);
   if (m.B == 0) return {node, edge};
   node.narrow(1, 0, n_inputs).fill_(input_value);
   for (size_t l = 0; l < m.layers.size(); ++l)

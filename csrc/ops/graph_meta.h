@@ -19,6 +19,7 @@ struct LayerMeta {
 
 struct GraphMeta {
   int64_t B = 0, N = 0, E = 0, Kh = 1, Kw = 1;
+  int64_t K = 1;  // Kh * Kw, overflow-checked by the meta functions (kernels index with it)
   std::vector<LayerMeta> layers;
 };
 

@@ -1,5 +1,9 @@
 #include "message_meta.h"
 
+#include <ATen/Dispatch.h>
+
+#include <vector>
+
 namespace scalegmn {
 namespace {
 
@@ -32,6 +36,10 @@ CsrArgs check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor& co
   a.rows = rowptr.numel() - 1;
   a.nnz = col.numel();
   a.cols = n_cols;
+  // rowptr[0] = 0 and rowptr[rows] = E: with no rows there can be no edges. Checked here from
+  // the shapes because the kernels return early for rows == 0 without reading rowptr.
+  TORCH_CHECK(a.rows > 0 || a.nnz == 0, op, ": rowptr has no rows (shape [1]) but col holds E = ",
+              a.nnz, " edges; rowptr must be [N_dst + 1] with rowptr[-1] = E");
   check_index(op, "col", col, dtype, device, a.nnz);
   a.rowptr = rowptr.contiguous();
   a.col = col.contiguous();
@@ -99,6 +107,30 @@ PairArgs check_gather_pair(const char* op, const at::Tensor& a, const at::Tensor
   m.a = a.contiguous();
   m.b = b.contiguous();
   return m;
+}
+
+void check_perm_is_permutation(const char* op, const CsrArgs& csr) {
+  if (!csr.perm.defined() || csr.nnz == 0) return;
+  if (csr.perm.is_cpu()) {
+    // E values in [0, E) form a permutation iff none repeats: one pass with a seen-flag per id.
+    std::vector<uint8_t> seen(static_cast<size_t>(csr.nnz), 0);
+    AT_DISPATCH_INDEX_TYPES(csr.perm.scalar_type(), "check_perm_is_permutation", [&] {
+      const index_t* pm = csr.perm.const_data_ptr<index_t>();
+      for (int64_t p = 0; p < csr.nnz; ++p) {
+        const int64_t e = static_cast<int64_t>(pm[p]);
+        if (e < 0 || e >= csr.nnz) continue;  // out of range: reported by raise_bad_csr
+        TORCH_CHECK(!seen[e], op, ": perm must be a permutation of [0, E = ", csr.nnz,
+                    "), but perm[", p, "] = ", e, " repeats an earlier entry");
+        seen[e] = 1;
+      }
+    });
+    return;
+  }
+  // Device tensors: mark every id that occurs and assert (on the device, no host sync) that
+  // all were marked. Runs after the kernels' own range asserts on the same stream.
+  at::Tensor seen = at::zeros({csr.nnz}, csr.perm.options().dtype(at::kBool));
+  seen.index_fill_(0, csr.perm.to(at::kLong), true);
+  at::_assert_async(seen.all(), "perm must be a permutation of [0, E) (every edge id exactly once)");
 }
 
 void raise_bad_csr(const char* op, const CsrArgs& csr, const char* cols_name) {

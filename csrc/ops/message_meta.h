@@ -12,7 +12,11 @@
 // kernels check their shapes so that a wrong transposed CSR fails at the forward call.
 // Index VALUES (rowptr monotone with rowptr[0] = 0 and rowptr[N_dst] = E, col in [0, N_src),
 // perm in [0, E)) are checked by the kernels themselves while they run (CPU: RuntimeError after
-// the loop, bad positions skipped; CUDA: device-side assert).
+// the loop, bad positions skipped; CUDA: device-side assert). perm must moreover be a
+// permutation of [0, E) (every edge id exactly once): gather_mul_csr / gather_dot_csr write
+// out[perm[p]], so a repeated id would leave output rows unwritten (and race on the repeated
+// ones), and the autograd formulas rely on the transposed CSR describing the same edges. All
+// three ops check it (check_perm_is_permutation, O(E)), so they accept the same CSRs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -64,6 +68,10 @@ PairArgs check_gather_pair(const char* op, const at::Tensor& a, const at::Tensor
                            const std::optional<at::Tensor>& t_rowptr,
                            const std::optional<at::Tensor>& t_col,
                            const std::optional<at::Tensor>& t_perm);
+
+// Raises unless csr.perm (when given, values already in range) is a permutation of [0, E).
+// CPU: RuntimeError naming the first repeated entry; CUDA: an asynchronous device-side assert.
+void check_perm_is_permutation(const char* op, const CsrArgs& csr);
 
 // After a CPU kernel flagged bad indices: raises a RuntimeError naming the first bad entry.
 [[noreturn]] void raise_bad_csr(const char* op, const CsrArgs& csr, const char* cols_name);

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <array>
+#include <utility>
 #include <vector>
 
 namespace scalegmn {
@@ -175,10 +176,42 @@ void check_inputs(const at::Tensor& edge, const at::Tensor& hv, const Params& P)
   TORCH_CHECK(P.w_f.dim() == 2 && P.w_f.size(1) == d && P.w_2.dim() == 2 && P.w_2.size(1) == P.w_f.size(0),
               "scale_eq_message: w_f [d_h, d] and w_2 [d_out, d_h] do not chain: ", P.w_f.sizes(), ", ",
               P.w_2.sizes());
-  for (const at::Tensor* t : {&hv, &P.w_e, &P.w_in, &P.w_f, &P.b_f, &P.w_2, &P.b_2})
-    TORCH_CHECK(t->scalar_type() == edge.scalar_type() && t->device() == edge.device(),
+  TORCH_CHECK(at::isFloatingType(edge.scalar_type()), "scale_eq_message: edge must be a floating tensor, got ",
+              edge.scalar_type());
+  const int64_t dh = P.w_f.size(0);
+  // Vectors must have exactly their length: a [1] bias would broadcast in the forward's
+  // element-wise ops, but its gradient is accumulated into a [1] buffer from [n, len] rows and
+  // the backward fails (and the reference would broadcast differently).
+  auto check_vec = [](const at::Tensor& t, const char* name, int64_t len) {
+    TORCH_CHECK(!t.defined() || (t.dim() == 1 && t.size(0) == len), "scale_eq_message: ", name,
+                " must be [", len, "], got ", t.sizes());
+  };
+  check_vec(P.b_f, "b_f", dh);
+  check_vec(P.b_2, "b_2", dout);
+  check_vec(P.b1, "b1", d);
+  check_vec(P.ln1_w, "ln1_w", d);
+  check_vec(P.ln1_b, "ln1_b", d);
+  check_vec(P.ln2_w, "ln2_w", dh);
+  check_vec(P.ln2_b, "ln2_b", dh);
+  // A LayerNorm bias without its weight would be silently ignored (no LayerNorm is applied).
+  TORCH_CHECK(!P.ln1_b.defined() || P.ln1_w.defined(), "scale_eq_message: ln1_b given without ln1_w");
+  TORCH_CHECK(!P.ln2_b.defined() || P.ln2_w.defined(), "scale_eq_message: ln2_b given without ln2_w");
+  const std::array<std::pair<const at::Tensor*, const char*>, 12> ts{{{&hv, "hv"},
+                                                                       {&P.w_e, "w_e"},
+                                                                       {&P.w_in, "w_in"},
+                                                                       {&P.b1, "b1"},
+                                                                       {&P.ln1_w, "ln1_w"},
+                                                                       {&P.ln1_b, "ln1_b"},
+                                                                       {&P.w_f, "w_f"},
+                                                                       {&P.b_f, "b_f"},
+                                                                       {&P.ln2_w, "ln2_w"},
+                                                                       {&P.ln2_b, "ln2_b"},
+                                                                       {&P.w_2, "w_2"},
+                                                                       {&P.b_2, "b_2"}}};
+  for (const auto& [t, name] : ts)
+    TORCH_CHECK(!t->defined() || (t->scalar_type() == edge.scalar_type() && t->device() == edge.device()),
                 "scale_eq_message: all tensors must share edge's dtype and device (", edge.scalar_type(),
-                ", ", edge.device(), ")");
+                ", ", edge.device(), "), but ", name, " is ", t->scalar_type(), " on ", t->device());
 }
 
 // Returns (out, workspace): with save = true the workspace holds every edge's GEMM outputs
@@ -225,8 +258,16 @@ std::vector<at::Tensor> scale_eq_message_backward(
                         saved->is_contiguous()),
               "scale_eq_message_backward: saved must be a contiguous [", B * O * I, ", ", saved_width(P, d),
               "] workspace, got ", saved->sizes());
+  // the workspace's rows are fed to out= GEMMs and mixed with edge-dtype tensors
+  TORCH_CHECK(!have || (saved->scalar_type() == edge.scalar_type() && saved->device() == edge.device()),
+              "scale_eq_message_backward: saved must be the forward's ", edge.scalar_type(), " workspace on ",
+              edge.device(), ", got ", saved->scalar_type(), " on ", saved->device());
   TORCH_CHECK(grad.dim() == 3 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == dout,
               "scale_eq_message_backward: grad must be [", B, ", ", O, ", ", dout, "], got ", grad.sizes());
+  // a grad of another dtype would be silently promoted in the products below
+  TORCH_CHECK(grad.scalar_type() == edge.scalar_type() && grad.device() == edge.device(),
+              "scale_eq_message_backward: grad must be ", edge.scalar_type(), " on ", edge.device(), ", got ",
+              grad.scalar_type(), " on ", grad.device());
   at::NoGradGuard no_grad;
   at::Tensor d_edge = at::empty_like(edge, at::MemoryFormat::Contiguous), d_hv = at::zeros_like(hv);
   at::Tensor d_we = at::zeros_like(w_e), d_win = at::zeros_like(w_in), d_wf = at::zeros_like(w_f),

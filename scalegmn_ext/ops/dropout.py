@@ -30,6 +30,12 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("scalegmn::hash_dropout")
     def _fake(x, p, seed, offset):
+        # the real kernels' checks (csrc/ops/dropout_meta.cpp)
+        torch._check(x.is_floating_point(), lambda: f"hash_dropout: x must be a floating tensor, got {x.dtype}")
+        torch._check(0.0 <= p < 1.0, lambda: f"hash_dropout: p must be in [0, 1), got {p}")
+        torch._check(offset >= 0, lambda: f"hash_dropout: offset must be >= 0, got {offset}")
+        torch._check(offset + x.numel() <= 2**63 - 1,
+                     lambda: f"hash_dropout: last flat index offset + x.numel() = {offset} + {x.numel()} overflows int64")
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     def _setup(ctx, inputs, output):
@@ -46,8 +52,7 @@ def _check(x: Tensor, p: float, offset: int) -> None:
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     if not 0.0 <= float(p) < 1.0:
         raise ValueError(f"p must be in [0, 1), got {p!r}")
-    if int(offset) < 0:
-        raise ValueError(f"offset must be >= 0, got {offset!r}")
+    _ref.check_index_range(int(offset), x.numel())
 
 
 def hash_dropout(x: Tensor, p: float, seed: int, offset: int = 0) -> Tensor:

@@ -21,19 +21,57 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 if HAS_EXTENSION:
 
+    _INT64_MAX = 2**63 - 1
+
+    def _check_max_kernel(op, max_kh, max_kw):
+        # the real kernels' checks (csrc/ops/graph_meta.cpp): positive grid, Kh * Kw fits int64
+        torch._check(max_kh > 0 and max_kw > 0, lambda: f"{op}: max kernel size must be positive, got {max_kh}x{max_kw}")
+        torch._check(max_kh * max_kw <= _INT64_MAX,
+                     lambda: f"{op}: edge feature width max_kh * max_kw = {max_kh} * {max_kw} overflows int64")
+
     @torch.library.register_fake("scalegmn::weights_to_graph")
     def _weights_to_graph_fake(weights, biases, max_kh, max_kw, dense_centre, input_value):
+        op = "weights_to_graph"
+        torch._check(len(weights) > 0, lambda: f"{op}: weights must hold at least one layer")
+        torch._check(len(weights) == len(biases), lambda: f"{op}: got {len(weights)} weight tensors but {len(biases)} bias tensors")
+        _check_max_kernel(op, max_kh, max_kw)
         w0 = weights[0]
-        torch._check(len(weights) == len(biases), lambda: "weights and biases differ in length")
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            torch._check(w.dim() in (3, 5), lambda: f"{op}: weights[{l}] must be [B, out, in] or [B, out, in, kh, kw]")
+            torch._check(w.dtype == w0.dtype and b.dtype == w0.dtype, lambda: f"{op}: layer {l} dtype differs from weights[0]")
+            torch._check(w.shape[0] == w0.shape[0], lambda: f"{op}: weights[{l}] batch differs from weights[0]")
+            torch._check(l == 0 or w.shape[2] == weights[l - 1].shape[1], lambda: f"{op}: weights[{l}] in != previous out")
+            if w.dim() == 5:
+                torch._check(w.shape[3] <= max_kh and w.shape[4] <= max_kw, lambda: f"{op}: weights[{l}] kernel exceeds the max")
+            torch._check(b.dim() == 2 and b.shape[0] == w0.shape[0] and b.shape[1] == w.shape[1],
+                         lambda: f"{op}: biases[{l}] must be [B, out]")
         n = w0.shape[2] + sum(w.shape[1] for w in weights)
         e = sum(w.shape[1] * w.shape[2] for w in weights)
         return w0.new_empty(w0.shape[0], n, 1), w0.new_empty(w0.shape[0], e, max_kh * max_kw)
 
     @torch.library.register_fake("scalegmn::graph_to_weights")
     def _graph_to_weights_fake(node, edge, layout, kernel_h, kernel_w, is_conv, max_kh, max_kw, dense_centre):
+        op = "graph_to_weights"
+        L = len(layout) - 1
+        torch._check(L >= 1, lambda: f"{op}: layout must list at least two layer widths")
+        torch._check(len(kernel_h) == L and len(kernel_w) == L and len(is_conv) == L,
+                     lambda: f"{op}: kernel_h, kernel_w and is_conv must have one entry per layer ({L})")
+        _check_max_kernel(op, max_kh, max_kw)
+        for l in range(L):
+            torch._check(layout[l] > 0 and layout[l + 1] > 0, lambda: f"{op}: layout entries must be positive")
+            torch._check(0 < kernel_h[l] <= max_kh and 0 < kernel_w[l] <= max_kw,
+                         lambda: f"{op}: kernel size of layer {l} must be positive and fit the max kernel")
+            torch._check(is_conv[l] or (kernel_h[l] == 1 and kernel_w[l] == 1), lambda: f"{op}: dense layer {l} must be 1x1")
+        n = sum(layout)
+        e = sum(layout[l] * layout[l + 1] for l in range(L))
+        torch._check(e <= _INT64_MAX, lambda: f"{op}: edge count E overflows int64")
         B = node.shape[0]
+        torch._check(node.dim() == 3 and node.shape[1] == n and node.shape[2] == 1, lambda: f"{op}: node features must be [B, {n}, 1]")
+        torch._check(edge.dim() == 3 and edge.shape[0] == B and edge.shape[1] == e and edge.shape[2] == max_kh * max_kw,
+                     lambda: f"{op}: edge features must be [{B}, {e}, {max_kh * max_kw}]")
+        torch._check(edge.dtype == node.dtype, lambda: f"{op}: node and edge features must share dtype and device")
         ws, bs = [], []
-        for l in range(len(layout) - 1):
+        for l in range(L):
             shape = (B, layout[l + 1], layout[l]) + ((kernel_h[l], kernel_w[l]) if is_conv[l] else ())
             ws.append(node.new_empty(shape))
             bs.append(node.new_empty(B, layout[l + 1]))
@@ -76,6 +114,14 @@ _HAS_CUDA_KERNELS = cuda_kernels_for("weights_to_graph", "graph_to_weights")
 
 def _compiled_ok(t: Tensor) -> bool:
     return compiled_ok(t, _HAS_CUDA_KERNELS)
+
+
+def _check_grid(Kh: int, Kw: int) -> None:
+    # the ops' own checks, raised before any allocation (the grid width Kh * Kw is an int64 size)
+    if Kh <= 0 or Kw <= 0:
+        raise ValueError(f"max_kernel_size must be positive, got {(Kh, Kw)}")
+    if Kh * Kw > 2**63 - 1:
+        raise ValueError(f"max_kernel_size {(Kh, Kw)}: the edge feature width Kh * Kw overflows int64")
 
 
 def _check_weights(weights, biases, arch: Architecture | None) -> tuple[list[Tensor], list[Tensor], bool]:
@@ -170,6 +216,7 @@ def weights_to_graph(
         max_kernel_size = arch.max_kernel_size if arch is not None else (
             max(w.shape[3] if w.dim() == 5 else 1 for w in ws), max(w.shape[4] if w.dim() == 5 else 1 for w in ws))
     Kh, Kw = (int(k) for k in max_kernel_size)
+    _check_grid(Kh, Kw)
     for l, w in enumerate(ws):
         if w.dim() == 5 and (w.shape[3] > Kh or w.shape[4] > Kw):
             raise ValueError(f"weights[{l}] has a {w.shape[3]}x{w.shape[4]} kernel, larger than max_kernel_size {(Kh, Kw)}")
@@ -201,7 +248,8 @@ def graph_to_weights(
     batched = node.dim() == 3
     if not batched:
         node, edge = node.unsqueeze(0), edge.unsqueeze(0)
-    Kh, Kw = max_kernel_size if max_kernel_size is not None else arch.max_kernel_size
+    Kh, Kw = (int(k) for k in (max_kernel_size if max_kernel_size is not None else arch.max_kernel_size))
+    _check_grid(Kh, Kw)
     N, E = arch.num_nodes, arch.num_edges
     if node.dim() != 3 or node.shape[1:] != (N, 1):
         raise ValueError(f"node must be [B, {N}, 1] (or [{N}, 1]) for {arch}, got shape {tuple(node.shape)}")

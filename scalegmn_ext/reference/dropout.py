@@ -11,6 +11,16 @@ from torch import Tensor
 __all__ = ["hash_dropout", "dropout_keep_mask", "dropout_threshold"]
 
 _M32 = 0xFFFFFFFF
+_INT64_MAX = 2**63 - 1
+
+
+def check_index_range(offset: int, numel: int) -> None:
+    """Element indices ``offset + k`` (``k < numel``) are int64 in the kernels and here: reject
+    ``offset < 0`` and ``offset + numel > 2^63 - 1`` (the op's own check, same message)."""
+    if offset < 0:
+        raise ValueError(f"hash_dropout: offset must be >= 0, got {offset}")
+    if offset + numel > _INT64_MAX:
+        raise ValueError(f"hash_dropout: last flat index offset + x.numel() = {offset} + {numel} overflows int64")
 
 
 def _hash32(x: Tensor) -> Tensor:
@@ -31,6 +41,7 @@ def dropout_keep_mask(shape, p: float, seed: int, offset: int = 0, device=None) 
     n = 1
     for s in shape:
         n *= int(s)
+    check_index_range(int(offset), n)
     k = torch.arange(n, dtype=torch.int64, device=device) + int(offset)
     s = int(seed) & _M32
     hi = _hash32((k >> 32) ^ s)

@@ -35,7 +35,8 @@ def weights_to_graph(
     w0 = weights[0]
     B, n0 = w0.shape[0], w0.shape[2]
     inputs = w0.new_full((B, n0), input_value)
-    node = torch.cat([inputs, *[b.reshape(B, -1) for b in biases]], dim=1).unsqueeze(-1)
+    # explicit width: reshape(B, -1) cannot infer it when B = 0
+    node = torch.cat([inputs, *[b.reshape(B, b.shape[-1]) for b in biases]], dim=1).unsqueeze(-1)
     edges = []
     for w in weights:
         is_conv = w.dim() == 5

@@ -4,7 +4,8 @@ They compute what ``torch.ops.scalegmn.{segment_gather_mul, gather_mul_csr, gath
 compute, with ordinary (differentiable) tensor ops that materialise the per-edge ``[E, C]``
 product -- exactly what the compiled ops avoid. Argument conventions (see
 :class:`scalegmn_ext.ops.csr.CSR`): ``rowptr [N_dst + 1]`` / ``col [E]`` / ``perm [E] | None`` is
-the CSR by receiver (``perm[p]`` = edge id of position ``p``; None = identity); the transposed
+the CSR by receiver (``perm[p]`` = edge id of position ``p``, a permutation of ``[0, E)``;
+None = identity); the transposed
 CSR ``t_*`` is accepted for signature compatibility and ignored.
 """
 from __future__ import annotations
@@ -32,7 +33,15 @@ def csr_rows(rowptr: Tensor, num_edges: int) -> Tensor:
 
 
 def _edge_ids(perm: Tensor | None, E: int, device) -> Tensor:
-    return perm.long() if perm is not None else torch.arange(E, device=device)
+    if perm is None:
+        return torch.arange(E, device=device)
+    perm = perm.long()
+    if E > 0:
+        # the compiled ops' contract: every edge id exactly once (a repeated id would leave rows of
+        # gather_mul_csr / gather_dot_csr unwritten); _assert_async keeps this traceable
+        seen = torch.zeros(E, dtype=torch.bool, device=perm.device).index_fill_(0, perm, True)
+        torch._assert_async(seen.all(), "perm must be a permutation of [0, E) (every edge id exactly once)")
+    return perm
 
 
 def transpose_csr(rowptr: Tensor, col: Tensor, perm: Tensor | None, num_src: int) -> tuple[Tensor, Tensor, Tensor]:
