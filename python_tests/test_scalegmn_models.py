@@ -210,6 +210,11 @@ def test_unbatched_graph_input_and_empty_batch():
     assert uw[0].shape == ws[0].shape[1:]
     w0, b0 = _inputs(arch, B=0, seed=0)
     assert m(w0, b0).shape == (0, 3)
+    m.impl = "reference"  # the per-edge path too (it reshaped with -1, which B = 0 cannot infer)
+    assert m(w0, b0).shape == (0, 3)
+    e.impl = "reference"
+    ew, eb = e(w0, b0)
+    assert [w.shape for w in ew] == [w.shape for w in w0]
 
 
 def test_residual_head_starts_near_identity():

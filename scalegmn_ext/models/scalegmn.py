@@ -476,8 +476,9 @@ class _ScaleGMNBase(nn.Module):
         dev = h.device
         ei, _, _ = s.to(dev).batch(B)
         g = {"edge_index": ei, "hidden": s.hidden_mask.to(dev).repeat(B), "input": s.input_mask.to(dev).repeat(B)}
-        x, ef = self._run_flat(h.reshape(B * s.num_nodes, -1), e.reshape(B * s.num_edges, -1), g)
-        return x.reshape(B, s.num_nodes, -1), ef.reshape(B, s.num_edges, -1)
+        # explicit widths: with B = 0 a -1 could not be inferred
+        x, ef = self._run_flat(h.reshape(B * s.num_nodes, h.shape[-1]), e.reshape(B * s.num_edges, e.shape[-1]), g)
+        return x.reshape(B, s.num_nodes, x.shape[-1]), ef.reshape(B, s.num_edges, ef.shape[-1])
 
     def _run_flat(self, x: Tensor, ef: Tensor, g: dict, sparse: bool = False) -> tuple[Tensor, Tensor]:
         """The generic path on a flat disjoint graph (edge_index + masks): per edge as the public
