@@ -20,9 +20,9 @@
 namespace scalegmn {
 namespace {
 
-// Networks per parallel task, so that a task moves >= kTaskElems elements. Below that an OpenMP
-// region costs more than it saves (measured on a 2-core VM: B=128 INRs, 143K elements, gains
-// ~15 % from 2 threads; B=8 loses), so small batches stay on the calling thread.
+// Networks per parallel task, so that a task moves >= kTaskElems elements (256 KiB of float32):
+// starting an OpenMP region costs microseconds, about what copying that much takes, so smaller
+// batches stay on the calling thread.
 constexpr int64_t kTaskElems = 1 << 16;
 inline int64_t batch_grain(int64_t elems_per_net) {
   return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(elems_per_net, 1));
@@ -121,6 +121,17 @@ void edges_to_layer(const T* src, T* dst, const LayerCopy& c, int64_t K) {
   }
 }
 
+// n values at src with a stride (biases / node features) -> contiguous dst; stride 1 (the usual
+// case) is a plain copy.
+template <typename T>
+inline void gather_strided(const T* src, int64_t stride, int64_t n, T* dst) {
+  if (stride == 1) {
+    std::copy(src, src + n, dst);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+}
+
 std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
                                                         at::TensorList biases, int64_t max_kh,
                                                         int64_t max_kw, bool dense_centre,
@@ -157,8 +168,7 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
         scalar_t* eb = ep + b * m.E * K;
         for (size_t l = 0; l < plan.size(); ++l) {
           const LayerCopy& c = plan[l];
-          const scalar_t* bias = bp[l] + b * b_stride0[l];
-          for (int64_t o = 0; o < c.out; ++o) nb[c.node_begin + o] = bias[o * b_stride1[l]];
+          gather_strided(bp[l] + b * b_stride0[l], b_stride1[l], c.out, nb + c.node_begin);
           layer_to_edges(wp[l] + b * w_bstride[l], eb + c.edge_begin, c, K);
         }
       }
@@ -201,8 +211,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cp
         for (size_t l = 0; l < plan.size(); ++l) {
           const LayerCopy& c = plan[l];
           edges_to_layer(eb + c.edge_begin, wp[l] + b * c.edges * c.kk, c, K);
-          scalar_t* bias = bp[l] + b * c.out;
-          for (int64_t o = 0; o < c.out; ++o) bias[o] = nb[(c.node_begin + o) * n_stride1];
+          gather_strided(nb + c.node_begin * n_stride1, n_stride1, c.out, bp[l] + b * c.out);
         }
       }
     });
