@@ -35,3 +35,11 @@ def test_bench_scalegmn_smoke(tmp_path, extra):
 def test_bench_message_smoke():
     out = _run("bench_message.py", "--smoke", "--no-readout")
     assert "fraction of the measured copy bandwidth" in out
+
+
+def test_bench_graph_vs_copy_smoke(tmp_path):
+    out = _run("bench_graph.py", "--smoke", "--vs-copy", "--threads", "1", "--json", str(tmp_path / "g.json"))
+    assert "| weights_to_graph |" in out and "| graph_to_weights |" in out and "op % of clone" in out
+    rows = json.loads((tmp_path / "g.json").read_text())
+    assert {r["case"] for r in rows} == {"INR 2-32-32-1", "Small CNN Zoo"}
+    assert all(r["op_fwd_GBps"] > 0 and r["copy_inv_GBps"] > 0 for r in rows)

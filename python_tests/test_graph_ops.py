@@ -122,6 +122,36 @@ def test_noncontiguous_inputs(device):
     assert torch.equal(sx.weights_to_graph(wt, bs, arch)[1], redge)
 
 
+@pytest.mark.parametrize("name", ["siren", "small_cnn_zoo", "mixed_kernels"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_batch_parallel_copy_paths(name, threads):
+    """Batches big enough that the CPU kernels split the networks over threads (every copy path:
+    whole-grid memcpy, dense 1x1 in a larger grid, smaller conv kernels), bitwise equal to the
+    reference in both directions, also for batch-strided views (read in place, not copied)."""
+    arch = ARCHS[name]
+    Kh, Kw = arch.max_kernel_size
+    B = 2 * (1 << 16) // (arch.num_edges * arch.edge_dim) + 3  # > 2 tasks of the kernels' grain
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ws, bs = _rand(arch, 2 * B, torch.float32, "cpu", 11)
+        ws, bs = [w[::2] for w in ws], [b[1::2] for b in bs]  # batch stride 2, rows contiguous
+        node, edge = torch.ops.scalegmn.weights_to_graph(ws, bs, Kh + 1, Kw, False, -2.0)
+        rnode, redge = ref.weights_to_graph(ws, bs, Kh + 1, Kw, False, -2.0)
+        assert torch.equal(node, rnode) and torch.equal(edge, redge)
+        meta = _meta_args(arch, Kh + 1, Kw, centre=False)
+        offset = (torch.cat([node, node])[B:], torch.cat([edge, edge])[B:])  # storage offset
+        strided = (torch.stack([node, -node], 1).flatten(0, 1)[::2], torch.stack([edge, -edge], 1).flatten(0, 1)[::2])
+        assert not strided[1].is_contiguous()
+        for n, e in ((node, edge), offset, strided):
+            ws2, bs2 = torch.ops.scalegmn.graph_to_weights(n, e, *meta)
+            rws, rbs = ref.graph_to_weights(n, e, *meta)
+            for a, b, c in zip(ws2 + bs2, rws + rbs, ws + bs):
+                assert a.is_contiguous() and torch.equal(a, b) and torch.equal(a, c)
+    finally:
+        torch.set_num_threads(prev)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["siren", "small_cnn_zoo"])
 def test_empty_batch(name, device):

@@ -102,6 +102,76 @@ def graph_table(rows):
     return "\n".join(lines)
 
 
+
+# Copy-bandwidth mode of bench_graph.py (--vs-copy): compiled op vs reference vs a clone of the
+# same bytes, both directions, without the (slow) per-network baseline.
+COPY_CASES = [("INR 2-32-32-1", "siren", B) for B in (1, 8, 128, 1024, 8192)] + \
+             [("Small CNN Zoo", "cnn", B) for B in (1, 8, 128, 1024, 8192)]
+COPY_SMOKE = [("INR 2-32-32-1", "siren", 4), ("Small CNN Zoo", "cnn", 2)]
+
+
+def run_graph_copy_case(label, kind, B, device, dtype, min_run_time, repeats):
+    """weights_to_graph / graph_to_weights: compiled op vs the pure-PyTorch reference vs ``clone()``
+    of a flat buffer as large as the op's output (fresh allocation, like the op's).
+
+    GB/s = (bytes read + bytes written) / time: forward reads weights + biases and writes node +
+    edge; the inverse reads node + edge and writes weights + biases; a clone of n bytes moves 2n.
+    ``*_vs_copy`` is the op's (or reference's) GB/s as a fraction of the clone's.
+    """
+    arch = _arch(kind)
+    Kh, Kw = arch.max_kernel_size
+    meta = (list(arch.layout), [l.kernel_size[0] for l in arch.layers], [l.kernel_size[1] for l in arch.layers],
+            [l.is_conv for l in arch.layers], Kh, Kw, True)
+    ws, bs = random_weights(arch, B, dtype=dtype, device=device, generator=torch.Generator().manual_seed(B))
+    node, edge = torch.ops.scalegmn.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
+    rn, re = ref.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
+    assert torch.equal(node, rn) and torch.equal(edge, re), "weights_to_graph differs from the reference"
+    w2, b2 = torch.ops.scalegmn.graph_to_weights(node, edge, *meta)
+    rw, rb = ref.graph_to_weights(node, edge, *meta)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(w2 + b2, ws + bs, rw + rb)), \
+        "graph_to_weights differs from the reference or the weights"
+    el = node.element_size()
+    w_bytes = sum(t.numel() for t in ws + bs) * el
+    g_bytes = (node.numel() + edge.numel()) * el
+    fwd_buf = torch.empty(g_bytes // el, dtype=dtype, device=device).uniform_()
+    inv_buf = torch.empty(w_bytes // el, dtype=dtype, device=device).uniform_()
+    fns = {
+        "op_fwd": lambda: torch.ops.scalegmn.weights_to_graph(ws, bs, Kh, Kw, True, 1.0),
+        "ref_fwd": lambda: ref.weights_to_graph(ws, bs, Kh, Kw, True, 1.0),
+        "copy_fwd": lambda: fwd_buf.clone(),
+        "op_inv": lambda: torch.ops.scalegmn.graph_to_weights(node, edge, *meta),
+        "ref_inv": lambda: ref.graph_to_weights(node, edge, *meta),
+        "copy_inv": lambda: inv_buf.clone(),
+    }
+    t = _best_and_median(fns, device, min_run_time, repeats)
+    row = {"case": label, "B": B, "device": device, "dtype": str(dtype).replace("torch.", ""),
+           "threads": torch.get_num_threads(), "fwd_bytes": w_bytes + g_bytes, "inv_bytes": w_bytes + g_bytes,
+           "fwd_copy_bytes": 2 * g_bytes, "inv_copy_bytes": 2 * w_bytes}
+    for k, (best, med) in t.items():
+        row[k], row[k + "_median"] = best, med
+    for d in ("fwd", "inv"):
+        copy_gbps = row[f"{d}_copy_bytes"] / row[f"copy_{d}"] / 1e9
+        row[f"copy_{d}_GBps"] = copy_gbps
+        for impl in ("op", "ref"):
+            row[f"{impl}_{d}_GBps"] = row[f"{d}_bytes"] / row[f"{impl}_{d}"] / 1e9
+            row[f"{impl}_{d}_vs_copy"] = row[f"{impl}_{d}_GBps"] / copy_gbps
+    return row
+
+
+def graph_copy_table(rows):
+    """One line per (case, B, threads, direction): times (best, median), ref/op, GB/s, % of clone."""
+    head = ("| case | B | threads | dir | op (ms) | ref (ms) | clone (ms) | ref / op | op GB/s | ref GB/s "
+            "| clone GB/s | op % of clone |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        for d, name in (("fwd", "weights_to_graph"), ("inv", "graph_to_weights")):
+            lines.append(
+                f"| {r['case']} | {r['B']} | {r['threads']} | {name} | {r[f'op_{d}']*1e3:.4g} ({r[f'op_{d}_median']*1e3:.4g}) | "
+                f"{r[f'ref_{d}']*1e3:.4g} ({r[f'ref_{d}_median']*1e3:.4g}) | {r[f'copy_{d}']*1e3:.4g} | "
+                f"{r[f'ref_{d}']/r[f'op_{d}']:.2f}x | {r[f'op_{d}_GBps']:.2f} | {r[f'ref_{d}_GBps']:.2f} | "
+                f"{r[f'copy_{d}_GBps']:.2f} | {100*r[f'op_{d}_vs_copy']:.0f} % |")
+    return "\n".join(lines)
+
 # ================================================================ message / readout ops =========
 # Used by benchmarks/bench_message.py: the fused CSR message op (segment_gather_mul) and the
 # canonical readout (canonical_segment_sum) vs their unfused pure-PyTorch formulations, on

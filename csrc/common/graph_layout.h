@@ -39,10 +39,18 @@ SGMN_HD_INLINE int64_t kernel_index_to_slot(int64_t k, const KernelPlacement& p)
   return (k / p.kw + p.oh) * p.Kw + (k % p.kw + p.ow);
 }
 
+// Inverse of kernel_index_to_slot: the flattened kernel index held by grid slot `s`, or -1 for a
+// padding slot (which reads as zero). Lets a kernel write each edge's grid once, in order.
+SGMN_HD_INLINE int64_t slot_to_kernel_index(int64_t s, const KernelPlacement& p) {
+  const int64_t y = s / p.Kw - p.oh, x = s % p.Kw - p.ow;
+  return (y >= 0 && y < p.kh && x >= 0 && x < p.kw) ? y * p.kw + x : -1;
+}
+
 // Flat index into edge features [B, E, Kh * Kw] of weight element (b, r, k) of one layer, where
 // r = o * in + i enumerates the layer's edges receiver-major and k its kernel entries. The
 // weight element itself sits at flat index (b * R + r) * kh * kw + k of the contiguous weight.
-// Every kernel (CPU and CUDA, both directions) moves data along this one map.
+// The CUDA kernels index element-wise through this map; the CPU kernels move whole per-network
+// layer blocks (base (b * E + edge_offset) * Kh * Kw) through the same slot map above.
 SGMN_HD_INLINE int64_t edge_element(int64_t b, int64_t r, int64_t k, int64_t E, int64_t edge_offset,
                                     const KernelPlacement& p) {
   return (b * E + edge_offset + r) * (p.Kh * p.Kw) + kernel_index_to_slot(k, p);
