@@ -8,6 +8,7 @@ import os
 import re
 
 import pytest
+import torch
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 # a fence line "```python" (nothing else on it), the code, then a closing "```" line
@@ -28,6 +29,16 @@ def _blocks() -> list[tuple[str, str]]:
 
 
 BLOCKS = _blocks()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Small examples: one intra-op thread is as fast, and does not stall when other processes
+    # share the (2-core) machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_readme_has_python_examples():

@@ -61,7 +61,8 @@ class ZooProgress:
     rate and ETA (tqdm's ``initial``).
     """
 
-    FORMAT = "{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+    FORMAT = ("{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed} elapsed, ETA {remaining}, "
+              "{rate_fmt}{postfix}]")
 
     def __init__(self, total: int, unit: str, *, label: str = "", stream=None, enabled: bool = True) -> None:
         self.total, self.unit, self.label, self.enabled = total, unit, label, enabled
