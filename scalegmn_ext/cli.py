@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     d.add_argument("--out", default="runs/demo", help="output/cache directory (default: runs/demo)")
     d.add_argument("--tiny", action="store_true",
                    help="the smallest sizes that still run every check (seconds; for tests); flags below override")
-    d.add_argument("--n-inr", type=int, default=None, help="number of SIRENs to fit, one per digit (default 640)")
+    d.add_argument("--n-inr", type=int, default=None, help="number of SIRENs to fit, one per digit (default 64)")
     d.add_argument("--heldout-inr", type=int, default=None,
                    help="SIRENs kept out of the encoder training to score it (default n-inr / 5)")
     d.add_argument("--inr-steps", type=int, default=None, help="Adam steps per SIREN (default 300)")
@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     d.add_argument("--cnn-train-size", type=int, default=None,
                    help="MNIST digits the CNNs train on (default 4000, the most)")
     d.add_argument("--encoder-steps", type=int, default=None,
-                   help="AdamW steps of the ScaleGMN digit classifier on the SIRENs (default 150)")
+                   help="AdamW steps of the ScaleGMN digit classifier on the SIRENs (default 30)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-bench", action="store_true", help="skip the benchmark table")
     d.set_defaults(fn=_demo)

@@ -10,7 +10,8 @@
 6. Runs the ScaleGMN encoder and equivariant head on the fitted zoos: exact invariance /
    equivariance under the group (float64), fused fast path vs the per-edge reference, and a
    short classification training of the encoder on the SIRENs (digit labels), scored on
-   held-out SIRENs.
+   held-out SIRENs. That step shows that training runs and how fast, not that the encoder
+   learns digits: minutes of CPU training on a few hundred SIRENs stay at chance (10 %).
 7. Prints the graph-construction benchmark table (compiled op vs the per-network dense path).
 
 Results go to ``<out>/summary.json`` (written atomically, also when a check fails); the trained
@@ -42,8 +43,8 @@ from .ops import graph_to_weights, weights_to_graph
 __all__ = ["run_demo", "DemoCheckError", "step_seed", "DEFAULT_SIZES", "TINY_SIZES"]
 
 #: run_demo's default sizes (``scalegmn-ext demo``): a few minutes on a 2-core CPU.
-DEFAULT_SIZES = dict(n_inr=640, heldout_inr=None, inr_steps=300, n_cnn=16, cnn_epochs=3, cnn_train_size=4000,
-                     encoder_steps=150)
+DEFAULT_SIZES = dict(n_inr=64, heldout_inr=None, inr_steps=300, n_cnn=16, cnn_epochs=3, cnn_train_size=4000,
+                     encoder_steps=30)
 #: the smallest sizes that still run every step and check (``--tiny``; tests): a few seconds.
 TINY_SIZES = dict(n_inr=10, heldout_inr=2, inr_steps=10, n_cnn=2, cnn_epochs=1, cnn_train_size=200,
                   encoder_steps=1)
@@ -155,7 +156,13 @@ def _scalegmn_report(arch: Architecture, ws, bs, generator: torch.Generator, inp
 
 def _train_encoder(arch: Architecture, ws, bs, y, n_train: int, steps: int, log) -> dict:
     """AdamW steps of the encoder classifying SIRENs by digit on the first ``n_train`` SIRENs,
-    then its accuracy on the rest (held out: never trained on). Chance is 10 %."""
+    then its accuracy on the rest (held out: never trained on). Chance is 10 %.
+
+    This times a training step through the fused ops; it is too short to learn digits. Measured
+    (2-core CPU): 512 training SIRENs, d_hid 32, 2 layers, batches of 64, 200 AdamW steps:
+    held-out accuracy 8-13 %, i.e. chance. The held-out figure is reported so that nobody reads
+    a falling training loss as learning.
+    """
     enc = ScaleGMN(arch, ScaleGMNConfig(d_hid=64, num_layers=3, d_out=10, dropout=0.1))
     opt = torch.optim.AdamW(enc.parameters(), lr=3e-3)
     tr_w, tr_b = [w[:n_train] for w in ws], [b[:n_train] for b in bs]
