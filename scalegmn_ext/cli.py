@@ -73,17 +73,22 @@ class ZooProgress:
         self.bar = None
 
     def update(self, done: float, postfix: str = "") -> None:
-        from tqdm import tqdm
-
         done = float(done)
+        if self.start_done is None:
+            self.start_done = self.done = done
+        if not self.enabled:  # --quiet: count only (the summary line), no tqdm needed
+            self.done = done
+            return
         if self.bar is None:  # created at the first report so that ``initial`` is what was already on disk
-            self.start_done = done
-            self.bar = tqdm(total=self.total, initial=done, unit=self.unit, desc=self.label,
-                            bar_format=self.FORMAT, disable=not self.enabled,
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                raise ImportError("the zoo progress bar needs tqdm: pip install tqdm "
+                                  "(or pass --quiet)") from None
+            self.bar = tqdm(total=self.total, initial=done, unit=self.unit, desc=self.label, bar_format=self.FORMAT,
                             file=self.stream if self.tty else _LineStream(self.stream),
                             mininterval=0.2 if self.tty else 30.0, dynamic_ncols=self.tty,
                             ncols=None if self.tty else 100)
-            self.done = done
         if postfix:
             self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(done - self.done)
