@@ -530,13 +530,65 @@ def test_cli_interrupt_and_view_helpers(tmp_path, capsys, monkeypatch, inr_zoo):
     assert torch.equal(v.load(slice(None))[0][0], inr_zoo.load(v.rows)[0][0])
 
 
-def test_progress_bar_rate_and_eta():
-    s = io.StringIO()
-    bar = cli.ProgressBar(100, "INRs", label="inr ", stream=s)
+def test_progress_bar_units_rate_and_eta():
+    s = io.StringIO()  # not a terminal: one line per report, at most every 30 s, and a last one
+    bar = cli.ZooProgress(100, "INRs", label="inr ", stream=s)
     bar.update(20)  # resumed: 20 already done
-    bar.t0 -= 10.0
-    bar.update(60, "PSNR 31.0 dB")
+    bar.bar.start_t -= 40.0  # pretend the next report comes 40 s later
+    bar.bar.last_print_t -= 40.0
+    bar.update(60.4, "PSNR 31.0 dB")
     line = s.getvalue().splitlines()[-1]
-    assert "60/100 INRs" in line and "60%" in line and "PSNR 31.0 dB" in line
-    assert "4.0 INRs/s" in line and "ETA 0:10" in line
-    assert abs(bar.rate() - 4.0) < 0.1
+    # count and percentage in one unit (fractional networks), rate and ETA exclude the resumed 20
+    assert "60.4/100 INRs" in line and " 60%" in line and "PSNR 31.0 dB" in line
+    assert "1.01INRs/s" in line and "ETA 00:39" in line
+    assert "\r" not in s.getvalue()
+    n_lines = len(s.getvalue().splitlines())
+    bar.update(61)  # within 30 s of the last line: no new line
+    assert len(s.getvalue().splitlines()) == n_lines
+    bar.update(100)
+    bar.close()
+    assert "100.0/100 INRs" in s.getvalue().splitlines()[-1] and "100%" in s.getvalue().splitlines()[-1]
+    assert bar.done - bar.start_done == 80  # what this run did (the CLI's "fitted N INRs")
+    quiet = io.StringIO()
+    q = cli.ZooProgress(8, "nets", stream=quiet, enabled=False)
+    q.update(0)
+    q.update(1.6, "relu loss 2.1")
+    q.close()
+    assert quiet.getvalue() == "" and q.done == 1.6
+
+
+def test_refused_rerun_names_every_differing_setting(tmp_path):
+    out = tmp_path / "zoo"
+    generate_inr_zoo(out, **INR_KW)
+    with pytest.raises(ValueError) as info:
+        generate_inr_zoo(out, **{**INR_KW, "steps": 13, "lr": 1e-3})
+    msg = str(info.value)
+    assert "config.steps: stored 12, new 13" in msg and "config.lr: stored 0.003, new 0.001" in msg
+    assert "config.seed" not in msg  # settings that agree are not listed
+    assert msg.endswith("choose another output directory")  # the whole message, not cut
+    cnn_out = tmp_path / "cnn"
+    generate_cnn_zoo(cnn_out, **{**CNN_KW, "n": 2, "epochs": 1, "checkpoints": [1]})
+    with pytest.raises(ValueError) as info:
+        generate_cnn_zoo(cnn_out, **{**CNN_KW, "n": 2, "epochs": 2, "checkpoints": [2]})
+    assert "config.epochs: stored 1, new 2" in str(info.value)
+    assert "config.checkpoints: stored [1], new [2]" in str(info.value)
+
+
+def test_load_accepts_a_view_of_the_zoo(tmp_path, inr_zoo):
+    train = inr_zoo.where(split="train")
+    ws, bs = inr_zoo.load(train)  # the view's rows, in its order
+    ws2, bs2 = train.load()
+    assert all(torch.equal(a, b) for a, b in zip(ws + bs, ws2 + bs2)) and ws[0].shape[0] == len(train)
+    node, _ = inr_zoo.graphs(train)
+    assert node.shape[0] == len(train)
+    # a view of a view: indices are relative to the view that loads
+    odd = train.where(label=lambda c: c % 2 == 1)
+    assert torch.equal(train.load(odd)[0][0], inr_zoo.load(odd.rows)[0][0])
+    # rows outside the loading view, or another zoo's view: a clear error saying what to pass
+    with pytest.raises(ValueError, match=r"not in this view.*view\.load\(\)"):
+        train.load(inr_zoo.where(split="test"))
+    other = generate_inr_zoo(tmp_path / "other", **INR_KW)
+    with pytest.raises(ValueError, match="is a view of the zoo .* not of"):
+        inr_zoo.load(other.where(split="train"))
+    with pytest.raises(TypeError, match=r"indices must be .* a view of this zoo \(zoo\.where\(\.\.\.\)\), got list"):
+        inr_zoo.load([0.5, 1.5])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -21,81 +20,83 @@ def _info(_args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .demo import DEFAULT_SIZES, TINY_SIZES, DemoCheckError, run_demo
 
-    run_demo(out=args.out, n_inr=args.n_inr, inr_steps=args.inr_steps, n_cnn=args.n_cnn,
-             cnn_epochs=args.cnn_epochs, seed=args.seed, bench=not args.no_bench)
+    sizes = dict(TINY_SIZES if args.tiny else DEFAULT_SIZES)
+    sizes.update({k: getattr(args, k) for k in sizes if getattr(args, k) is not None})  # explicit flags win
+    try:
+        run_demo(out=args.out, seed=args.seed, bench=not args.no_bench, **sizes)
+    except DemoCheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad option values, named by run_demo
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-class ProgressBar:
-    """A dependency-free progress bar on stderr: count, percent, rate and ETA.
+class _LineStream:
+    """tqdm redraws its bar in place with ``\\r``; in a log file or CI output that piles every
+    redraw onto one line. This stream turns each redraw into its own line instead."""
 
-    ``update(done, postfix)`` takes the absolute amount done (floats allowed). On a terminal the
-    bar redraws in place (at most every ``min_interval`` s); otherwise (logs, CI) it prints a
-    line about every 10 % or 30 s. Work that was already done when the bar started (a resumed
-    run) is shown but excluded from the rate and ETA.
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, s: str) -> None:
+        line = s.replace("\r", "").rstrip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class ZooProgress:
+    """The zoo commands' progress bar: a tqdm bar fed the absolute amount done.
+
+    The generators report fractional amounts (1.6 networks = one done, another 60 % trained), so
+    the count is shown with one decimal: count and percentage then always agree. On a terminal
+    the bar redraws in place; otherwise (logs, CI) it prints a line at most every 30 s and at
+    the end. Work already done when the bar starts (a resumed run) is shown but excluded from the
+    rate and ETA (tqdm's ``initial``).
     """
 
-    def __init__(self, total: float, unit: str = "it", *, label: str = "", stream=None, width: int = 28,
-                 min_interval: float = 0.2, enabled: bool = True) -> None:
-        self.total, self.unit, self.label = float(total), unit, label
+    FORMAT = ("{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed} elapsed, ETA {remaining}, "
+              "{rate_fmt}{postfix}]")
+
+    def __init__(self, total: int, unit: str, *, label: str = "", stream=None, enabled: bool = True) -> None:
+        self.total, self.unit, self.label, self.enabled = total, unit, label, enabled
         self.stream = stream if stream is not None else sys.stderr
-        self.width, self.min_interval, self.enabled = width, min_interval, enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.start_done: float | None = None
-        self.t0 = time.perf_counter()
-        self.last_draw = -1e9
-        self.last_line_frac = -1.0
-        self.done, self.postfix = 0.0, ""
-
-    @staticmethod
-    def _fmt_time(s: float) -> str:
-        if not math.isfinite(s):
-            return "?"
-        s = int(round(s))
-        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-    def rate(self) -> float:
-        el = time.perf_counter() - self.t0
-        return (self.done - (self.start_done or 0.0)) / el if el > 0 else 0.0
-
-    def render(self) -> str:
-        frac = min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else 1.0
-        fill = int(frac * self.width)
-        rate = self.rate()
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        el = time.perf_counter() - self.t0
-        rate_s = f"{rate * 60:.0f} {self.unit}/min" if rate < 1 else f"{rate:.1f} {self.unit}/s"
-        return (f"{self.label}[{'#' * fill}{'.' * (self.width - fill)}] {int(self.done)}/{int(self.total)} {self.unit} "
-                f"{math.floor(100 * frac):3d}% | {rate_s} | {self._fmt_time(el)} elapsed, ETA {self._fmt_time(eta)}"
-                + (f" | {self.postfix}" if self.postfix else ""))
+        self.done = 0.0
+        self.bar = None
 
     def update(self, done: float, postfix: str = "") -> None:
+        done = float(done)
         if self.start_done is None:
-            self.start_done = float(done)
-            self.t0 = time.perf_counter()
-        self.done = float(done)
-        if postfix:
-            self.postfix = postfix
-        if not self.enabled:
+            self.start_done = self.done = done
+        if not self.enabled:  # --quiet: count only (the summary line), no tqdm needed
+            self.done = done
             return
-        now = time.perf_counter()
-        frac = self.done / self.total if self.total > 0 else 1.0
-        if self.tty:
-            if now - self.last_draw >= self.min_interval or self.done >= self.total:
-                self.stream.write("\r\033[K" + self.render())
-                self.stream.flush()
-                self.last_draw = now
-        elif frac - self.last_line_frac >= 0.1 or now - self.last_draw >= 30 or (self.done >= self.total > 0 and self.last_line_frac < 1):
-            self.stream.write(self.render() + "\n")
-            self.stream.flush()
-            self.last_draw, self.last_line_frac = now, frac
+        if self.bar is None:  # created at the first report so that ``initial`` is what was already on disk
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                raise ImportError("the zoo progress bar needs tqdm: pip install tqdm "
+                                  "(or pass --quiet)") from None
+            self.bar = tqdm(total=self.total, initial=done, unit=self.unit, desc=self.label, bar_format=self.FORMAT,
+                            file=self.stream if self.tty else _LineStream(self.stream),
+                            mininterval=0.2 if self.tty else 30.0, dynamic_ncols=self.tty,
+                            ncols=None if self.tty else 100)
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(done - self.done)
+        self.done = done
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\r\033[K" + self.render() + "\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _csv_floats(text: str, n: int, name: str) -> tuple[float, ...]:
@@ -124,7 +125,7 @@ def _workers(args) -> int:
 
 def _progress(args, unit: str, label: str):
     """The zoo commands' progress bar and a log that starts a fresh line below a live bar."""
-    bar = ProgressBar(args.n, unit, label=label, enabled=not args.quiet)
+    bar = ZooProgress(args.n, unit, label=label, enabled=not args.quiet)
     log = (lambda s: None) if args.quiet else (lambda s: print(("\n" if bar.tty else "") + s, file=sys.stderr))
     return bar, log
 
@@ -267,10 +268,18 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="real INR/CNN zoos -> graphs -> symmetry checks -> ScaleGMN checks -> graph benchmark")
     d.add_argument("--out", default="runs/demo", help="output/cache directory (default: runs/demo)")
-    d.add_argument("--n-inr", type=int, default=64, help="number of SIRENs to fit (default 64)")
-    d.add_argument("--inr-steps", type=int, default=300, help="Adam steps per SIREN (default 300)")
-    d.add_argument("--n-cnn", type=int, default=16, help="CNNs per activation (default 16)")
-    d.add_argument("--cnn-epochs", type=int, default=3, help="training epochs per CNN (default 3)")
+    d.add_argument("--tiny", action="store_true",
+                   help="the smallest sizes that still run every check (seconds; for tests); flags below override")
+    d.add_argument("--n-inr", type=int, default=None, help="number of SIRENs to fit, one per digit (default 64)")
+    d.add_argument("--heldout-inr", type=int, default=None,
+                   help="SIRENs kept out of the encoder training to score it (default n-inr / 5)")
+    d.add_argument("--inr-steps", type=int, default=None, help="Adam steps per SIREN (default 300)")
+    d.add_argument("--n-cnn", type=int, default=None, help="CNNs per activation (default 16)")
+    d.add_argument("--cnn-epochs", type=int, default=None, help="training epochs per CNN (default 3)")
+    d.add_argument("--cnn-train-size", type=int, default=None,
+                   help="MNIST digits the CNNs train on (default 4000, the most)")
+    d.add_argument("--encoder-steps", type=int, default=None,
+                   help="AdamW steps of the ScaleGMN digit classifier on the SIRENs (default 30)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-bench", action="store_true", help="skip the benchmark table")
     d.set_defaults(fn=_demo)

@@ -400,14 +400,24 @@ class _ScaleGMNBase(nn.Module):
     # ---------------------------------------------------------------- inputs ----------------
     def _graph(self, weights, biases) -> tuple[Tensor, Tensor, bool, Architecture]:
         """``(node, edge, batched, arch)``; a WeightGraph may hold any compatible architecture."""
+        # Checked here, before any matmul, so that a dtype mismatch names the argument instead of
+        # surfacing as torch's "expected m1 and m2 to have the same dtype" deep inside a layer.
+        dtype = self.edge_init.weight.dtype
         if isinstance(weights, WeightGraph):
             if weights.arch != self.arch:
                 check_compatible(self.arch, weights.arch)
+            if weights.edge.dtype != dtype:
+                raise TypeError(f"weights (a WeightGraph) has dtype {weights.edge.dtype} but this model's parameters "
+                                f"are {dtype}; convert one of them (e.g. model.to({weights.edge.dtype}))")
             return weights.node, weights.edge, True, weights.arch
         if isinstance(weights, Tensor) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
         batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
         g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
+        if g.edge.dtype != dtype:  # from_weights has checked that all weights and biases share one dtype
+            raise TypeError(f"weights/biases have dtype {g.edge.dtype} but this model's parameters are {dtype}; "
+                            f"convert one of them (e.g. [w.to({dtype}) for w in weights], "
+                            f"or model.to({g.edge.dtype}))")
         return g.node, g.edge, batched, self.arch
 
     def _embed_nodes(self, node: Tensor, node_type: Tensor | None = None, hidden: Tensor | None = None,

@@ -288,6 +288,27 @@ def _read_shard_header(path: str, arch: Architecture, columns, expect_rows: int 
 # ----------------------------------------------------------------------------------------------
 # writer
 # ----------------------------------------------------------------------------------------------
+_MISSING = object()  # a key present on one side only
+
+
+def _short_repr(v: Any, limit: int = 120) -> str:
+    if v is _MISSING:
+        return "(absent)"
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+def _differences(old: Any, new: Any, where: str) -> list[str]:
+    """``["config.epochs: stored 5, new 3", ...]``: every differing leaf key of two JSON values,
+    with both values, so that a refused rerun says exactly which setting to change back."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k, _MISSING), new.get(k, _MISSING), f"{where}.{k}")]
+    if old == new:
+        return []
+    return [f"{where}: stored {_short_repr(old)}, new {_short_repr(new)}"]
+
+
 class ZooWriter:
     """Resumable, crash-safe writer of one zoo directory (used by the zoo generators).
 
@@ -335,12 +356,11 @@ class ZooWriter:
                 old = _load_json(self.meta_path)
                 if old.get("format") != FORMAT_NAME:
                     raise ValueError(f"{self.meta_path}: exists but is not a {FORMAT_NAME} file; choose another directory")
-                mismatch = [k for k in ("kind", "arch", "config", "columns", "num_chunks")
-                            if old.get(k) != header[k]]
-                if mismatch:
-                    diff = "; ".join(f"{k}: stored {old.get(k)!r} vs new {header[k]!r}" for k in mismatch)
+                diff = [d for k in ("kind", "arch", "config", "columns", "num_chunks")
+                        for d in _differences(old.get(k, _MISSING), header[k], k)]
+                if diff:
                     raise ValueError(
-                        f"{self.path} already holds a zoo made with different settings ({diff[:600]}); "
+                        f"{self.path} already holds a zoo made with different settings ({'; '.join(diff)}); "
                         "rerun with the same settings to resume, or choose another output directory")
                 self.already_complete = bool(old.get("complete"))
                 if self.already_complete:
@@ -713,6 +733,8 @@ class Zoo:
 
     def _indices(self, indices) -> tuple[np.ndarray, bool]:
         n = len(self._rows)
+        if isinstance(indices, Zoo):
+            return self._view_indices(indices), False
         if isinstance(indices, slice):
             return np.arange(n)[indices], False
         if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
@@ -728,16 +750,31 @@ class Zoo:
                 raise IndexError(f"boolean mask must have shape ({n},), got {idx.shape}")
             return np.nonzero(idx)[0], False
         if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise TypeError(f"indices must be an int, a slice, a bool mask or a 1-D integer sequence, got {idx.dtype} {idx.shape}")
+            raise TypeError("indices must be an int, a slice, a bool mask, a 1-D integer sequence or a view of this "
+                            f"zoo (zoo.where(...)), got {type(indices).__name__} ({idx.dtype} {idx.shape})")
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"indices out of range for a zoo of {n} networks")
         return idx.astype(np.int64) % max(n, 1), False
+
+    def _view_indices(self, view: "Zoo") -> np.ndarray:
+        """Indices into this view of the rows of ``view`` (e.g. ``zoo.where(...)``), in its order."""
+        if os.path.realpath(view.path) != os.path.realpath(self.path):
+            raise ValueError(f"indices is a view of the zoo {view.path}, not of {self.path}; pass a view of this "
+                             "zoo (zoo.where(...)), or load from the view itself: view.load()")
+        pos = {int(r): i for i, r in enumerate(self._rows)}
+        missing = [int(r) for r in view._rows if int(r) not in pos]
+        if missing:
+            raise ValueError(f"indices is a zoo view with {len(missing)} rows (e.g. row {missing[0]}) that are not "
+                             f"in this view of {len(self)} rows; load from the view itself: view.load()")
+        return np.array([pos[int(r)] for r in view._rows], dtype=np.int64)
 
     def load(self, indices=slice(None), *, dtype: torch.dtype | None = None, device=None
              ) -> tuple[list[Tensor], list[Tensor]]:
         """Weights and biases of the given rows, stacked per layer (``[k, ...]``; unbatched for an int).
 
-        Reads only the requested rows (contiguous runs are one slice each) from the shards.
+        ``indices``: an int, a slice, a bool mask, a 1-D integer sequence/tensor, or a view of this
+        zoo (``zoo.load(zoo.where(split="train"))`` loads that view's rows). Reads only the
+        requested rows (contiguous runs are one slice each) from the shards.
         """
         local, single = self._indices(indices)
         glob = self._rows[local]
