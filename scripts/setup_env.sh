@@ -134,8 +134,16 @@ TORCH_ID="$(torch_id)" || die "cannot find torch in $VENV"
 # What setup.py's CPU/CUDA choice depends on, found cheaply (no torch import): the switches, the
 # nvcc it would use, and whether an NVIDIA device node exists. A GPU appearing or going away
 # therefore triggers a rebuild.
+# torch takes CUDA_HOME from the env, else two levels above the nvcc on PATH. A wrapper script
+# on PATH (this machine: /usr/local/bin/nvcc runs /usr/local/cuda-13.0/bin/nvcc) would make that
+# /usr/local, which has no CUDA headers; point it at /usr/local/cuda instead.
+if [ -z "${CUDA_HOME:-}${CUDA_PATH:-}" ] && p="$(command -v nvcc)" \
+   && [ ! -f "$(dirname "$(dirname "$p")")/include/cuda_runtime.h" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDA_HOME=/usr/local/cuda
+fi
 nvcc_path() {
-  if [ -n "${CUDA_HOME:-}" ]; then [ -x "$CUDA_HOME/bin/nvcc" ] && echo "$CUDA_HOME/bin/nvcc"
+  local home="${CUDA_HOME:-${CUDA_PATH:-}}"
+  if [ -n "$home" ]; then [ -x "$home/bin/nvcc" ] && echo "$home/bin/nvcc"
   elif command -v nvcc >/dev/null; then command -v nvcc
   elif [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda/bin/nvcc
   fi
@@ -145,7 +153,9 @@ MODE_ID="FORCE_CUDA=${FORCE_CUDA:-} FORCE_ONLY_CPU=${FORCE_ONLY_CPU:-} nvcc=$(nv
 gpu_nodes=$({ compgen -G '/dev/nvidia[0-9]*' || true; } | wc -l) arch=${TORCH_CUDA_ARCH_LIST:-}"
 src_hash() {
   {
-    printf '%s\n' "$DEPS_ID" "$TORCH_ID" "$MODE_ID"
+    # The installed torch, not TORCH_SPEC's text: switching TORCH_SPEC to `existing`, or to a
+    # wheel of the torch already installed, needs no rebuild.
+    printf '%s\n' "v$DEPS_VERSION" "$TORCH_ID" "$MODE_ID"
     sha256sum setup.py pyproject.toml
     find csrc -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -d' ' -f1
