@@ -7,7 +7,7 @@
 #      TORCH_SPEC=torch==2.14.1 (CUDA 13 build);
 #   3. checks the build mode setup.py picked: CPU+CUDA when nvcc is found and a GPU is visible,
 #      else CPU-only (the case on a GPU-less CI machine, even with nvcc installed);
-#   4. runs a short test subset (< 1 min on 2 cores) against that build;
+#   4. runs a short test subset (77 tests, ~1-2 min on 2 cores) against that build;
 #   5. runs the set-up again and checks that it is a no-op.
 #
 # Environment:
@@ -68,8 +68,11 @@ EOF
 
 # 3. Short test subset against the CUDA torch build.
 t0=$SECONDS
-(cd "$SRC" && "$PY" -m pytest -q -p no:cacheprovider \
-  python_tests/test_graph_ops.py -k "not gradgrad" \
+# The graph ops (reference match, opcheck, gradcheck, torch.compile, input errors) and one
+# readout of the model's fast-vs-reference + invariance test; gradgrad and the full_graph half
+# add a minute on 2 cores and nothing about the set-up.
+(cd "$SRC" && "$PY" -m pytest -q -p no:cacheprovider -k "not gradgrad and not full_graph" \
+  python_tests/test_graph_ops.py \
   python_tests/test_scalegmn_models.py::test_fast_matches_reference_and_is_invariant) \
   || die "tests failed against torch $TORCH_SPEC"
 tests_s=$((SECONDS - t0))
