@@ -1,8 +1,9 @@
 # Developer entry points. Quick start: `make demo`, `make test`.
-# `setup` (run by demo/test/bench) creates .venv with torch 2.13 (CPU) and builds the extension;
-# it is idempotent and only rebuilds when setup.py/pyproject.toml/csrc/** change.
+# `setup` (run by demo/test/bench) creates .venv with torch 2.13 and builds the extension; it is
+# idempotent and only rebuilds when setup.py/pyproject.toml/csrc/** or the torch change.
+# SCALEGMN_VENV=/path/venv and TORCH_SPEC=... (see scripts/setup_env.sh) choose another venv/torch.
 SHELL := /bin/bash
-VENV := .venv
+VENV := $(or $(SCALEGMN_VENV),.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
@@ -40,6 +41,6 @@ clean:
 	rm -f scalegmn_ext/_C*.so $(VENV)/.scalegmn_ext_stamp
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# clean + remove .venv.
+# clean + remove .venv (never a venv named by SCALEGMN_VENV, which may be the user's own).
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf .venv

@@ -17,6 +17,8 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/copy_sources.sh
+source "$REPO/scripts/copy_sources.sh"
 TORCH_CU_VERSION="${TORCH_CU_VERSION:-2.14.1}"
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
@@ -40,19 +42,7 @@ trap cleanup EXIT
 
 # 1. Copy the sources.
 SRC="$TMP/src"
-mkdir -p "$SRC"
-if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  # -c: tracked (even if matched by .gitignore), -o --exclude-standard: untracked, not ignored.
-  # Deleted-but-tracked files are skipped by the existence test.
-  (cd "$REPO" && git ls-files -z -c -o --exclude-standard) \
-    | grep -zvE '(^|/)(build|\.venv[^/]*|dist)/|\.so$|(^|/)__pycache__/|\.egg-info/' \
-    | (cd "$REPO" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) \
-    | (cd "$REPO" && tar --null -T - -cf -) | tar -xf - -C "$SRC"
-else
-  (cd "$REPO" && tar -cf - --exclude=./build --exclude='*.so' --exclude='./.venv*' \
-    --exclude=./dist --exclude=__pycache__ --exclude='*.egg-info' --exclude=./.git .) \
-    | tar -xf - -C "$SRC"
-fi
+copy_sources "$REPO" "$SRC"
 log "copied $(find "$SRC" -type f | wc -l) source files to $SRC"
 
 # 2. The venv with the CUDA build of torch.
