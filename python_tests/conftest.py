@@ -9,6 +9,16 @@ from scalegmn_ext.arch import Architecture
 from scalegmn_ext.data import load_mnist_5k
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny workloads: as fast, and no stalls when other
+    processes share the (2-core) machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def real_nets() -> dict:
     """``{name: (arch, weights, biases, input_value)}`` for SIRENs fitted to real MNIST digits and

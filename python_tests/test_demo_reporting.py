@@ -9,14 +9,7 @@ from scalegmn_ext import cli, demo
 from scalegmn_ext.demo import TINY_SIZES, DemoCheckError, run_demo
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small workloads: one intra-op thread is as fast, and does not stall when other processes
-    # share the (2-core) machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 # wall-clock figures differ between any two runs; everything else must not

@@ -31,14 +31,7 @@ def _blocks() -> list[tuple[str, str]]:
 BLOCKS = _blocks()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small examples: one intra-op thread is as fast, and does not stall when other processes
-    # share the (2-core) machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_readme_has_python_examples():

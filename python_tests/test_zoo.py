@@ -23,14 +23,7 @@ CNN_KW = dict(n=4, source="mnist", epochs=2, checkpoints=[0, 1], train_size=240,
               batch_size=16, chunk=2, seed=5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny workloads: one intra-op thread is as fast and does not stall when other processes
-    # share the (2-core) machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class Interrupt(Exception):
