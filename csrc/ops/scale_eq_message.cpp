@@ -49,7 +49,7 @@ struct Tile {
   at::Tensor p, q, lp, lq;        // mode 3: pre-LN1 and post-LN1 of both signs
   at::Tensor mp, rp, mq, rq;      // LN1 statistics
   at::Tensor u, t, lt, m2, r2, v;  // canonical features, pre-LN2, post-LN2, stats, SiLU
-  at::Tensor l2_m, l2_n, l2_den;   // mode 2: row max |x| (1 for zero rows), ||x / m||, its denominator
+  at::Tensor l2_m, l2_y, l2_n, l2_den;  // mode 2: row max |x| (1 for zero rows), x / m, ||x / m||, denominator
   at::Tensor inv;                  // Inv(x)
 };
 
@@ -125,11 +125,11 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
       const at::Tensor m = T.x.abs().amax({1}, true);
       const at::Tensor nz = m > 0;
       T.l2_m = at::where(nz, m, at::ones_like(m));
-      const at::Tensor y = T.x / T.l2_m;
-      T.l2_n = y.norm(2, {1}, true);
+      T.l2_y = T.x / T.l2_m;
+      T.l2_n = T.l2_y.norm(2, {1}, true);
       const at::Tensor den = P.eps > 0 ? T.l2_n + at::full_like(T.l2_m, P.eps) / T.l2_m : T.l2_n;
       T.l2_den = at::where(nz, den, at::full_like(den, P.eps > 0 ? P.eps : INFINITY));
-      T.u = y / T.l2_den;
+      T.u = T.l2_y / T.l2_den;
       break;
     }
     default:
@@ -329,7 +329,7 @@ std::vector<at::Tensor> scale_eq_message_backward(
       } else if (P.mode == kL2) {
         // J du = [du - y (y . du) / (n den)] / (m den), y = x / m, n = ||y||, den = n + eps / m
         // (zero rows: y = 0, m = 1, den = eps or inf -> du / eps or 0)
-        const at::Tensor y = T.x / T.l2_m;
+        const at::Tensor& y = T.l2_y;
         const at::Tensor n_safe = at::where(T.l2_n > 0, T.l2_n, at::ones_like(T.l2_n));
         const at::Tensor proj = du - y * ((y * du).sum(1, true) / (n_safe * T.l2_den));
         dx.add_(proj / (T.l2_m * T.l2_den));

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..reference.canonical import joint_scale_normalize_terms, scale_normalize
+from ..reference.canonical import joint_scale_normalize_terms, nonzero_or_one, row_max, scale_normalize
 
 __all__ = ["MLP", "Canonicalizer", "InvariantNet", "ScaleEq", "GatedBackwardMessage"]
 
@@ -164,8 +164,8 @@ class GatedBackwardMessage(nn.Module):
         """Per sender node ``i``: ``(b_max, b_sq, b~)`` with ``b = W_s h_i``, ``b_max = max |b|``
         (detached), ``b~ = b / b_max`` and ``b_sq = ||b~||^2``."""
         b = self.send(h_send)
-        b_max = b.detach().abs().amax(-1, keepdim=True)
-        b_t = b / torch.where(b_max > 0, b_max, torch.ones_like(b_max))
+        b_max = row_max(b)
+        b_t = b / nonzero_or_one(b_max)
         return b_max, b_t.pow(2).sum(-1, keepdim=True), b_t
 
     def project_sender(self, b_t: Tensor, io: bool) -> Tensor:

@@ -69,6 +69,7 @@ from ..ops.edge_update import edge_update
 from ..ops.graph import graph_to_weights
 from ..ops.readout import canonical_segment_sum
 from ..ops.scale_eq import scale_eq_message
+from ..reference.canonical import inverse_norm_sq
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, GatedBackwardMessage, ScaleEq
 
@@ -125,7 +126,8 @@ def _row_sets(g: dict) -> dict:
     rh, sh = hid[dst], hid[src]
     nz = lambda m: m.nonzero().squeeze(1)  # noqa: E731
     return {**g, "e_hid": nz(rh), "e_io": nz(~rh), "e_shid": nz(sh), "e_sio": nz(~sh),
-            "n_hid": nz(hid), "n_in": nz(inp), "n_out": nz(out)}
+            "n_hid": nz(hid), "n_in": nz(inp), "n_out": nz(out),
+            "out_deg": torch.bincount(src, minlength=hid.shape[0]).unsqueeze(-1)}  # backward-message count per node
 
 
 def _sub_seed(seed: int, j: int) -> int:
@@ -172,14 +174,7 @@ class _GNNLayer(nn.Module):
         ``q_j / q_i``. Computed max-scaled (``(y / ||y||^2) / m``, ``y = e / m``) so that it is
         exact for every non-zero ``e`` without a clamp, and 0 for ``e = 0``. Its magnitude is
         ``1 / ||e||``: exact, but unbounded (the reason ``"gated"`` is the default)."""
-        if self.sym != "scale":
-            return e
-        m = e.detach().abs().amax(-1, keepdim=True)
-        nz = m > 0
-        m_safe = torch.where(nz, m, torch.ones_like(m))
-        y = e / m_safe
-        n2 = y.pow(2).sum(-1, keepdim=True)
-        return torch.where(nz, y / torch.where(nz, n2, torch.ones_like(n2)) / m_safe, torch.zeros_like(y))
+        return inverse_norm_sq(e) if self.sym == "scale" else e
 
     def _backward_dense(self, H: list[Tensor], E: list) -> list[Tensor]:
         """Backward messages into every node block (the output block gets zeros)."""
@@ -295,7 +290,7 @@ class _GNNLayer(nn.Module):
             for io, r in rows.items():
                 v[r] = gb.edge_terms(a[r], b_max[r], b_sq[r], gb.project_sender(b_t[r], io), io)
             v_sum = torch.zeros_like(x).index_add_(0, src, v)
-            deg = torch.zeros_like(x[:, :1]).index_add_(0, src, torch.ones_like(a[:, :1]))
+            deg = g["out_deg"].to(x.dtype)
             mb = torch.zeros_like(x)
             for io, nodes in ((False, g["n_hid"]), (True, g["n_in"])):
                 mb[nodes] = gb.finish(v_sum[nodes], deg[nodes], x[nodes], io)
@@ -406,19 +401,18 @@ class _ScaleGMNBase(nn.Module):
         if isinstance(weights, WeightGraph):
             if weights.arch != self.arch:
                 check_compatible(self.arch, weights.arch)
-            if weights.edge.dtype != dtype:
-                raise TypeError(f"weights (a WeightGraph) has dtype {weights.edge.dtype} but this model's parameters "
-                                f"are {dtype}; convert one of them (e.g. model.to({weights.edge.dtype}))")
-            return weights.node, weights.edge, True, weights.arch
-        if isinstance(weights, Tensor) or not isinstance(weights, Sequence):
+            g, batched, subject, fix = weights, True, "weights (a WeightGraph) has", ""
+        elif isinstance(weights, Tensor) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
-        batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
-        g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
-        if g.edge.dtype != dtype:  # from_weights has checked that all weights and biases share one dtype
-            raise TypeError(f"weights/biases have dtype {g.edge.dtype} but this model's parameters are {dtype}; "
-                            f"convert one of them (e.g. [w.to({dtype}) for w in weights], "
-                            f"or model.to({g.edge.dtype}))")
-        return g.node, g.edge, batched, self.arch
+        else:
+            batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
+            # from_weights has checked that all weights and biases share one dtype
+            g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
+            subject, fix = "weights/biases have", f"[w.to({dtype}) for w in weights], or "
+        if g.edge.dtype != dtype:
+            raise TypeError(f"{subject} dtype {g.edge.dtype} but this model's parameters are {dtype}; convert one "
+                            f"of them (e.g. {fix}model.to({g.edge.dtype}))")
+        return g.node, g.edge, batched, g.arch
 
     def _embed_nodes(self, node: Tensor, node_type: Tensor | None = None, hidden: Tensor | None = None,
                      s=None) -> Tensor:

@@ -29,14 +29,24 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["scale_normalize", "joint_scale_normalize_terms"]
+__all__ = ["scale_normalize", "joint_scale_normalize_terms", "inverse_norm_sq", "row_max", "nonzero_or_one"]
+
+
+def row_max(x: Tensor, dim: int = -1) -> Tensor:
+    """``max |x|`` along ``dim`` (kept), detached: the scale every max-scaled map divides by."""
+    return x.detach().abs().amax(dim, keepdim=True)
+
+
+def nonzero_or_one(m: Tensor) -> Tensor:
+    """``m`` with its zeros replaced by 1: a safe divisor for rows that are exactly zero."""
+    return torch.where(m > 0, m, torch.ones_like(m))
 
 
 def scale_normalize(x: Tensor, eps: float = 0.0, dim: int = -1) -> Tensor:
     """``x / (||x||_2 + eps)`` along ``dim``, max-scaled (see the module docstring); zero rows -> 0."""
-    m = x.detach().abs().amax(dim, keepdim=True)
+    m = row_max(x, dim)
     nz = m > 0
-    m_safe = torch.where(nz, m, torch.ones_like(m))
+    m_safe = nonzero_or_one(m)
     y = x / m_safe
     n = torch.linalg.vector_norm(y, dim=dim, keepdim=True)
     den = n + eps / m_safe if eps > 0 else n
@@ -56,12 +66,25 @@ def joint_scale_normalize_terms(a: Tensor, b_max: Tensor, b_sq: Tensor) -> tuple
     ``inv_den = 0`` (the output is 0). ``m`` is a detached constant, as in :func:`scale_normalize`,
     so gradients are exact.
     """
-    m = torch.maximum(a.detach().abs().amax(-1, keepdim=True), b_max)
+    m = torch.maximum(row_max(a), b_max)
     nz = m > 0
-    m_safe = torch.where(nz, m, torch.ones_like(m))
+    m_safe = nonzero_or_one(m)
     a_bar = a / m_safe
     r = b_max / m_safe
     n2 = a_bar.pow(2).sum(-1, keepdim=True) + r * r * b_sq
     n = torch.where(nz, n2, torch.ones_like(n2)).sqrt()
     inv_den = torch.where(nz, 1.0 / n, torch.zeros_like(n))
     return a_bar, r, inv_den
+
+
+def inverse_norm_sq(e: Tensor) -> Tensor:
+    """``e / ||e||^2`` along the last dim (0 for ``e = 0``), which scales with ``1 / a`` when ``e``
+    scales with ``a``: ``(y / ||y||^2) / m`` with ``y = e / m``, so it is exact for every non-zero
+    ``e`` without a clamp. Its magnitude is ``1 / ||e||`` -- exact but unbounded (a subnormal
+    ``e`` overflows it)."""
+    m = row_max(e)
+    nz = m > 0
+    m_safe = nonzero_or_one(m)
+    y = e / m_safe
+    n2 = y.pow(2).sum(-1, keepdim=True)
+    return torch.where(nz, y / nonzero_or_one(n2) / m_safe, torch.zeros_like(y))
