@@ -29,7 +29,7 @@ import torch
 
 import scalegmn_ext as sx
 from scalegmn_ext._io import atomic_write_json
-from scalegmn_ext.bench import (CASES, COPY_CASES, COPY_SMOKE, SMOKE, graph_copy_table, graph_table,
+from scalegmn_ext.tasks.bench import (CASES, COPY_CASES, COPY_SMOKE, SMOKE, graph_copy_table, graph_table,
                                 run_graph_case, run_graph_copy_case)
 
 

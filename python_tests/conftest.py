@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scalegmn_ext import fit
-from scalegmn_ext.arch import Architecture
-from scalegmn_ext.data import load_mnist_5k
+from scalegmn_ext.tasks import fit
+from scalegmn_ext.weightspace.architecture import Architecture
+from scalegmn_ext.tasks.data import load_mnist_5k
 
 
 @pytest.fixture(scope="module")

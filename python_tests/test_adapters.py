@@ -1,4 +1,4 @@
-"""Tests for scalegmn_ext.nets and scalegmn_ext.adapters (modules / state dicts / nfn <-> weights)."""
+"""Tests for scalegmn_ext.weightspace.nets and scalegmn_ext.weightspace.adapters (modules / state dicts / nfn <-> weights)."""
 from __future__ import annotations
 
 import math
@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from scalegmn_ext.adapters import (
+from scalegmn_ext.weightspace.adapters import (
     arch_from_module, from_nfn, module_to_weights, state_dict_to_weights, to_nfn,
     weights_to_module, weights_to_state_dict,
 )
-from scalegmn_ext.arch import Architecture, LayerSpec
-from scalegmn_ext.nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
+from scalegmn_ext.weightspace.architecture import Architecture, LayerSpec
+from scalegmn_ext.weightspace.nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
 
 TOL = 1e-12
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from scalegmn_ext import data
+from scalegmn_ext.tasks import data
 
 REAL = data.FASHION_MNIST_DIR
 HAVE_REAL = os.path.isfile(os.path.join(REAL, "train-images-idx3-ubyte.gz"))

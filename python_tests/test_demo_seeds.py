@@ -6,7 +6,7 @@ independent draws of every symmetry and ScaleGMN check in the demo.
 import pytest
 import torch
 
-from scalegmn_ext.demo import TINY_SIZES, DemoCheckError, run_demo
+from scalegmn_ext.tasks.demo import TINY_SIZES, DemoCheckError, run_demo
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from scalegmn_ext import symmetry
+from scalegmn_ext.weightspace import symmetry
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.reference.canonical import scale_normalize
 

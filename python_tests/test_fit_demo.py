@@ -6,8 +6,9 @@ import os
 import pytest
 import torch
 
-from scalegmn_ext import Architecture, data, fit
-from scalegmn_ext.demo import run_demo
+from scalegmn_ext import Architecture
+from scalegmn_ext.tasks import data, fit
+from scalegmn_ext.tasks.demo import run_demo
 
 
 def test_mnist_5k_loads_real_digits():

@@ -1,4 +1,4 @@
-"""Batched functional forward (scalegmn_ext.functional) against a per-network torch.nn.functional loop."""
+"""Batched functional forward (scalegmn_ext.weightspace.functional) against a per-network torch.nn.functional loop."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from scalegmn_ext import Architecture
-from scalegmn_ext.functional import activation_fn, coordinate_grid, forward, render_inr
+from scalegmn_ext.weightspace.functional import activation_fn, coordinate_grid, forward, render_inr
 
 DT = torch.float64
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import scalegmn_ext as sx
-from scalegmn_ext import adapters, functional, nets
-from scalegmn_ext.zoo import published as pz
+from scalegmn_ext.weightspace import adapters, functional, nets
+from scalegmn_ext.tasks.zoo import published as pz
 
 SIREN = sx.Architecture.siren()
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import scalegmn_ext as sx
-from scalegmn_ext import symmetry
-from scalegmn_ext.graph import WeightGraph
+from scalegmn_ext.weightspace import symmetry
+from scalegmn_ext.weightspace.graph import WeightGraph
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.testing import random_weights
 
@@ -354,7 +354,7 @@ def test_mixed_batch_rejects_incompatible_architectures():
                                   sx.Architecture.mlp([3, 4, 5, 2])])
 def test_block_types_follow_graph_structure(arch):
     """The pure-Python per-layer edge types used by the fast path agree with graph_structure."""
-    from scalegmn_ext.graph import graph_structure
+    from scalegmn_ext.weightspace.graph import graph_structure
     from scalegmn_ext.models.scalegmn import _block_types
 
     s, eo = graph_structure(arch), graph_structure(arch).edge_offsets

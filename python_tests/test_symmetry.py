@@ -1,4 +1,4 @@
-"""Weight-space group actions (scalegmn_ext.symmetry): invariance of the network function, group laws,
+"""Weight-space group actions (scalegmn_ext.weightspace.symmetry): invariance of the network function, group laws,
 consistency with the graph node/edge order, reproducibility and input validation."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from scalegmn_ext import Architecture, Symmetry, weights_to_graph
-from scalegmn_ext.functional import forward
-from scalegmn_ext.symmetry import (
+from scalegmn_ext.weightspace.functional import forward
+from scalegmn_ext.weightspace.symmetry import (
     GroupElement, apply_group_element, compose, edge_scale_factors, identity_element, invert,
     node_scale_factors, permute_edge_features, permute_node_features, random_group_element, transform,
 )

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from scalegmn_ext import Architecture, LayerSpec, cli, fit, functional
-from scalegmn_ext.zoo import Zoo, ZooWriter, arch_from_dict, arch_to_dict, format as zfmt, png
-from scalegmn_ext.zoo.cnn import CNN_COLUMNS, DEFAULT_RANGES, cnn_eval_data, generate_cnn_zoo
-from scalegmn_ext.zoo.inr import INR_COLUMNS, generate_inr_zoo, load_source_images
+from scalegmn_ext import Architecture, LayerSpec, cli
+from scalegmn_ext.tasks import fit
+from scalegmn_ext.weightspace import functional
+from scalegmn_ext.tasks.zoo import Zoo, ZooWriter, arch_from_dict, arch_to_dict, format as zfmt, png
+from scalegmn_ext.tasks.zoo.cnn import CNN_COLUMNS, DEFAULT_RANGES, cnn_eval_data, generate_cnn_zoo
+from scalegmn_ext.tasks.zoo.inr import INR_COLUMNS, generate_inr_zoo, load_source_images
 
 INR_KW = dict(n=7, steps=12, lr=3e-3, chunk=3, fit_batch=2, seed=3)
 CNN_KW = dict(n=4, source="mnist", epochs=2, checkpoints=[0, 1], train_size=240, test_size=96, eval_train_size=40,
@@ -236,7 +238,7 @@ def test_worker_errors_propagate_and_cancel_the_others():
     import threading
     import time
 
-    from scalegmn_ext.zoo.inr import Cancelled, _map
+    from scalegmn_ext.tasks.zoo.inr import Cancelled, _map
 
     stop, finished = threading.Event(), []
 
@@ -257,7 +259,7 @@ def test_worker_errors_propagate_and_cancel_the_others():
 
 
 def test_training_forward_matches_functional_forward():
-    from scalegmn_ext.zoo.cnn import _forward_train
+    from scalegmn_ext.tasks.zoo.cnn import _forward_train
 
     arch = Architecture.small_cnn_zoo("tanh")
     ws, bs = fit.init_weights(arch, 3, generator=torch.Generator().manual_seed(0))
@@ -271,7 +273,7 @@ def test_training_forward_matches_functional_forward():
 
 
 def test_cnn_hyperparameters_spread_and_validation(tmp_path):
-    from scalegmn_ext.zoo.cnn import _check_ranges, _network_setup
+    from scalegmn_ext.tasks.zoo.cnn import _check_ranges, _network_setup
 
     rng = _check_ranges(None)
     hps = [_network_setup(i, 0, ["relu", "tanh"], rng, 1000, 32) for i in range(200)]
@@ -509,7 +511,7 @@ def test_cli_zoo_inr_and_cnn(tmp_path, capsys, monkeypatch):
 
 
 def test_cli_interrupt_and_view_helpers(tmp_path, capsys, monkeypatch, inr_zoo):
-    import scalegmn_ext.zoo.inr as zinr
+    import scalegmn_ext.tasks.zoo.inr as zinr
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

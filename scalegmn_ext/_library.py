@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 try:
-    from . import _C  # noqa: F401  (importing runs the TORCH_LIBRARY registrations)
+    from . import _C  # noqa: F401  (importing runs the TORCH_LIBRARY registrations
 
     HAS_EXTENSION = True
     _IMPORT_ERROR: Exception | None = None

@@ -20,7 +20,7 @@ def _info(_args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import DEFAULT_SIZES, TINY_SIZES, DemoCheckError, run_demo
+    from .tasks.demo import DEFAULT_SIZES, TINY_SIZES, DemoCheckError, run_demo
 
     sizes = dict(TINY_SIZES if args.tiny else DEFAULT_SIZES)
     sizes.update({k: getattr(args, k) for k in sizes if getattr(args, k) is not None})  # explicit flags win
@@ -118,7 +118,7 @@ def _zoo_common(args):
 
 
 def _workers(args) -> int:
-    from .zoo.inr import default_workers
+    from .tasks.zoo.inr import default_workers
 
     return args.workers or default_workers(args.device)
 
@@ -131,8 +131,8 @@ def _progress(args, unit: str, label: str):
 
 
 def _zoo_inr(args) -> int:
-    from .zoo.inr import generate_inr_zoo, inr_preview_image, inr_summary_table
-    from .zoo.png import write_png
+    from .tasks.zoo.inr import generate_inr_zoo, inr_preview_image, inr_summary_table
+    from .tasks.zoo.png import write_png
 
     _zoo_common(args)
     bar, log = _progress(args, "INRs", "inr ")
@@ -153,13 +153,13 @@ def _zoo_inr(args) -> int:
     png = os.path.join(args.out, "preview.png")
     write_png(png, inr_preview_image(zoo, args.preview, data_root=args.data_root))
     print(f"  preview      {png} (pairs: source image | INR reconstruction)")
-    print(f"  load with    scalegmn_ext.zoo.Zoo({args.out!r})")
+    print(f"  load with    scalegmn_ext.tasks.zoo.Zoo({args.out!r})")
     return 0
 
 
 def _zoo_cnn(args) -> int:
-    from .zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
-    from .zoo.png import write_png
+    from .tasks.zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
+    from .tasks.zoo.png import write_png
 
     _zoo_common(args)
     ranges = {k: v for k, v in (("lr", args.lr_range), ("weight_decay", args.wd_range),
@@ -189,7 +189,7 @@ def _zoo_cnn(args) -> int:
     png = os.path.join(args.out, "accuracy_hist.png")
     write_png(png, cnn_accuracy_histogram(zoo))
     print(f"  histogram          {png}")
-    print(f"  load with          scalegmn_ext.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
+    print(f"  load with          scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
     return 0
 
 

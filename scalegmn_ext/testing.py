@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .arch import Architecture
+from .weightspace.architecture import Architecture
 
 __all__ = ["DEVICES", "FLOAT_DTYPES", "random_weights", "noncontiguous"]
 

@@ -15,7 +15,7 @@ Two implementations share every parameter (one ``state_dict``):
   (gather node states to edges, project per edge, run both branches on every row and mask, four
   GEMMs for the symmetrisation, scatter-add). It is the test oracle and the benchmark baseline.
 
-Mixed-architecture batches (:class:`~scalegmn_ext.graph.MixedGraphBatch`) run group by group
+Mixed-architecture batches (:class:`~scalegmn_ext.weightspace.graph.MixedGraphBatch`) run group by group
 through the dense path, or -- for small groups -- as one disjoint graph through the generic graph
 path (``forward_sparse``: the fast path's per-node savings on an edge list; ``forward_flat``
 under ``impl="reference"``).
@@ -62,8 +62,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from ..arch import Architecture
-from ..graph import MixedGraphBatch, WeightGraph, check_compatible, graph_structure
+from ..weightspace.architecture import Architecture
+from ..weightspace.graph import MixedGraphBatch, WeightGraph, check_compatible, graph_structure
 from ..ops.dropout import draw_seed, hash_dropout
 from ..ops.edge_update import edge_update
 from ..ops.graph import graph_to_weights
@@ -100,7 +100,7 @@ def _dense(E) -> Tensor:
 def _block_types(arch: Architecture) -> tuple:
     """Per weight layer: its single edge type id, or None when its edges have several types.
 
-    Pure Python on the type rules of :func:`~scalegmn_ext.graph.graph_structure` (node types:
+    Pure Python on the type rules of :func:`~scalegmn_ext.weightspace.graph.graph_structure` (node types:
     input i -> i, hidden layer k -> n_in + k - 1, output j -> n_in + L - 1 + j; edge types: the
     rank of (sender type, receiver type) among all pairs), so torch.compile sees constants."""
     layout, L = arch.layout, arch.num_layers
@@ -536,7 +536,7 @@ class ScaleGMN(_ScaleGMNBase):
 
     The output is invariant to hidden-neuron permutations and to the activation's sign / positive
     scale symmetry. Call with per-layer ``weights``/``biases`` (batched or a single network) or a
-    :class:`~scalegmn_ext.graph.WeightGraph`.
+    :class:`~scalegmn_ext.weightspace.graph.WeightGraph`.
     """
 
     def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast"):

@@ -26,7 +26,7 @@ from torch import Tensor
 from ..reference.message import transpose_csr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..graph import GraphStructure
+    from ..weightspace.graph import GraphStructure
 
 __all__ = ["CSR"]
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
-from ..arch import Architecture
+from ..weightspace.architecture import Architecture
 from ..reference import graph as _ref
 
 __all__ = ["weights_to_graph", "graph_to_weights"]
@@ -208,7 +208,7 @@ def weights_to_graph(
 
     Returns:
         ``node`` ``[B, N, 1]`` (input nodes: ``input_value``; others: biases, layer by layer) and
-        ``edge`` ``[B, E, Kh * Kw]`` in receiver-major order (see :mod:`scalegmn_ext.graph`).
+        ``edge`` ``[B, E, Kh * Kw]`` in receiver-major order (see :mod:`scalegmn_ext.weightspace.graph`).
         NaN/Inf weights are copied through unchanged. Differentiable w.r.t. weights and biases.
     """
     ws, bs, batched = _check_weights(weights, biases, arch)

@@ -1,4 +1,4 @@
-"""Batched functional forward of B networks of one :class:`~scalegmn_ext.arch.Architecture`.
+"""Batched functional forward of B networks of one :class:`~scalegmn_ext.weightspace.architecture.Architecture`.
 
 All B networks are evaluated in ONE call, without a Python loop over networks:
 
@@ -10,7 +10,7 @@ All B networks are evaluated in ONE call, without a Python loop over networks:
 The computation is ordinary differentiable PyTorch, so it can be used to train a batch of INRs
 or CNNs at once (gradients w.r.t. weights, biases and inputs).
 
-Network semantics (shared by :mod:`scalegmn_ext.symmetry`):
+Network semantics (shared by :mod:`scalegmn_ext.weightspace.symmetry`):
 
 * MLP: ``h_0 = x``; ``h_l = act(W_l h_{l-1} + b_l)`` for hidden layers; the last layer has no
   activation. ``sine`` means ``sin(arch.w0 * z)`` after every hidden layer, including the first
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .arch import ACTIVATION_SYMMETRY, Architecture
+from .architecture import ACTIVATION_SYMMETRY, Architecture
 
 __all__ = ["activation_fn", "forward", "coordinate_grid", "render_inr"]
 
@@ -37,7 +37,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def activation_fn(name: str, w0: float = 30.0) -> Callable[[Tensor], Tensor]:
-    """The elementwise activation ``name`` (one of :data:`~scalegmn_ext.arch.ACTIVATION_SYMMETRY`).
+    """The elementwise activation ``name`` (one of :data:`~scalegmn_ext.weightspace.architecture.ACTIVATION_SYMMETRY`).
 
     ``leaky_relu`` uses slope 0.01; ``sine`` is ``sin(w0 * z)``.
     """

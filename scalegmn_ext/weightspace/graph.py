@@ -31,8 +31,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .arch import Architecture
-from .ops import graph as _ops
+from .architecture import Architecture
+from ..ops import graph as _ops
 
 __all__ = ["GraphStructure", "WeightGraph", "graph_structure"]
 

@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__ as _pkg_version
-from ..arch import Architecture
+from ... import __version__ as _pkg_version
+from ...weightspace.architecture import Architecture
 from ..fit import fit_inrs, init_weights_seeded
-from ..functional import render_inr
+from ...weightspace.functional import render_inr
 from .format import Zoo, ZooWriter
 
 __all__ = ["generate_inr_zoo", "load_source_images", "inr_preview_image", "inr_summary_table", "INR_COLUMNS"]
@@ -280,7 +280,7 @@ def inr_summary_table(zoo: Zoo) -> str:
 
 def inr_preview_image(zoo: Zoo, count: int = 32, *, scale: int = 2, data_root: str | None = None) -> np.ndarray:
     """A uint8 grid: for ``count`` INRs of the zoo (spread over the zoo), the source image next to the
-    reconstruction rendered with :func:`~scalegmn_ext.functional.render_inr` from the stored weights."""
+    reconstruction rendered with :func:`~scalegmn_ext.weightspace.functional.render_inr` from the stored weights."""
     count = max(1, min(count, len(zoo)))
     idx = np.unique(np.linspace(0, len(zoo) - 1, count).round().astype(np.int64))
     ws, bs = zoo.load(idx)

@@ -43,15 +43,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._io import atomic_write_bytes, atomic_write_text
-from ..arch import Architecture, LayerSpec, Symmetry
+from ..._io import atomic_write_bytes, atomic_write_text
+from ...weightspace.architecture import Architecture, LayerSpec, Symmetry
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "Zoo", "ZooWriter", "arch_to_dict", "arch_from_dict",
     "atomic_write_bytes", "atomic_write_text", "assign_splits", "require_safetensors",
 ]
 
-FORMAT_NAME = "scalegmn_ext.zoo"
+FORMAT_NAME = "scalegmn_ext.tasks.zoo"
 FORMAT_VERSION = 1
 META_FILE = "zoo.json"
 CSV_FILE = "networks.csv"
@@ -821,7 +821,7 @@ class Zoo:
 
         ``input_value`` defaults to 1.0 for INR zoos and 0.0 for CNN zoos (the public code's choices).
         """
-        from ..ops import weights_to_graph
+        from ...ops import weights_to_graph
 
         ws, bs = self.load(indices, dtype=kw.pop("dtype", None), device=kw.pop("device", None))
         if input_value is None:

@@ -31,14 +31,15 @@ import time
 
 import torch
 
-from . import fit, symmetry
-from ._io import atomic_torch_save, atomic_write_json
-from .arch import Architecture
+from . import fit
+from ..weightspace import symmetry
+from .._io import atomic_torch_save, atomic_write_json
+from ..weightspace.architecture import Architecture
 from .bench import graph_table, run_graph_case
 from .data import load_mnist_5k
-from .functional import forward, render_inr
-from .models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
-from .ops import graph_to_weights, weights_to_graph
+from ..weightspace.functional import forward, render_inr
+from ..models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
+from ..ops import graph_to_weights, weights_to_graph
 
 __all__ = ["run_demo", "DemoCheckError", "step_seed", "DEFAULT_SIZES", "TINY_SIZES"]
 

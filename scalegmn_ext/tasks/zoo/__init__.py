@@ -1,11 +1,11 @@
 """Model zoos: generate (resumably) and read collections of trained networks.
 
-* :mod:`scalegmn_ext.zoo.format` -- the on-disk format (safetensors + JSON + CSV) and the
-  :class:`~scalegmn_ext.zoo.format.Zoo` reader.
-* :mod:`scalegmn_ext.zoo.inr` -- SIREN INR zoos of real images (MNIST-5k or Fashion-MNIST).
-* :mod:`scalegmn_ext.zoo.cnn` -- Small-CNN-Zoo CNNs on Fashion-MNIST with varied hyper-parameters.
-* :mod:`scalegmn_ext.zoo.png` -- a dependency-free PNG encoder and pixel plots.
-* :mod:`scalegmn_ext.zoo.published` -- readers for the published zoos (separate module).
+* :mod:`scalegmn_ext.tasks.zoo.format` -- the on-disk format (safetensors + JSON + CSV) and the
+  :class:`~scalegmn_ext.tasks.zoo.format.Zoo` reader.
+* :mod:`scalegmn_ext.tasks.zoo.inr` -- SIREN INR zoos of real images (MNIST-5k or Fashion-MNIST).
+* :mod:`scalegmn_ext.tasks.zoo.cnn` -- Small-CNN-Zoo CNNs on Fashion-MNIST with varied hyper-parameters.
+* :mod:`scalegmn_ext.tasks.zoo.png` -- a dependency-free PNG encoder and pixel plots.
+* :mod:`scalegmn_ext.tasks.zoo.published` -- readers for the published zoos (separate module).
 
 Command line: ``scalegmn-ext zoo inr|cnn --n N --out DIR``.
 """

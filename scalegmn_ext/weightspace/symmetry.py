@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .arch import ACTIVATION_SYMMETRY, Architecture, Symmetry
+from .architecture import ACTIVATION_SYMMETRY, Architecture, Symmetry
 from .functional import _check_params
 
 __all__ = [
@@ -223,7 +223,7 @@ def apply_group_element(
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Apply ``g`` to B networks: returns new ``(weights, biases)`` (see the module docstring).
 
-    ``weights``/``biases`` as in :func:`scalegmn_ext.functional.forward` (None biases are zeros);
+    ``weights``/``biases`` as in :func:`scalegmn_ext.weightspace.functional.forward` (None biases are zeros);
     unbatched weights need a ``g`` with B = 1 and give unbatched results. Vectorised over the
     batch (gathers), differentiable w.r.t. weights, biases and ``g.scale``.
     """

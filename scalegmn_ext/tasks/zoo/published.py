@@ -2,7 +2,7 @@
 
 Both readers give the package's batched weight lists (per layer ``[B, out, in]`` /
 ``[B, out, in, kh, kw]`` in torch layout, biases ``[B, out]``), ready for
-:func:`scalegmn_ext.weights_to_graph`, :mod:`scalegmn_ext.functional` and the adapters.
+:func:`scalegmn_ext.weights_to_graph`, :mod:`scalegmn_ext.weightspace.functional` and the adapters.
 Loading never runs code from the files: ``.pth`` files go through
 ``torch.load(weights_only=True)`` and ``.npy`` files through ``np.load(allow_pickle=False)``.
 Every format error is a :class:`ZooFormatError` (a ``ValueError``) that names the file.
@@ -72,10 +72,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import adapters as _adapters
-from .._io import atomic_write_json
-from ..arch import ACTIVATION_SYMMETRY, Architecture, LayerSpec
-from ..graph import WeightGraph
+from ...weightspace import adapters as _adapters
+from ..._io import atomic_write_json
+from ...weightspace.architecture import ACTIVATION_SYMMETRY, Architecture, LayerSpec
+from ...weightspace.graph import WeightGraph
 
 __all__ = [
     "ZooFormatError", "ZooBatch", "INRZooBatch", "CNNZooBatch",
@@ -977,7 +977,7 @@ def load_small_cnn_zoo(
 # conversions
 # ==============================================================================================
 def to_nfn(weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None):
-    """nfn layout (channel axis 1): see :func:`scalegmn_ext.adapters.to_nfn`."""
+    """nfn layout (channel axis 1): see :func:`scalegmn_ext.weightspace.adapters.to_nfn`."""
     return _adapters.to_nfn(weights, biases)
 
 

@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import __version__ as _pkg_version
-from ..arch import Architecture
-from ..functional import activation_fn, forward
+from ... import __version__ as _pkg_version
+from ...weightspace.architecture import Architecture
+from ...weightspace.functional import activation_fn, forward
 from .format import Zoo, ZooWriter
 from .inr import Cancelled, _check_fractions, _map, _stats, default_workers, single_threaded_ops
 
@@ -371,7 +371,7 @@ def generate_cnn_zoo(
             ``workers``: threads training groups in parallel with single-threaded torch ops
             (default ``torch.get_num_threads()`` on CPU, 1 elsewhere; speed only).
         device, split_fractions, data_root, progress, on_chunk, log: as in
-            :func:`~scalegmn_ext.zoo.inr.generate_inr_zoo` (progress counts networks).
+            :func:`~scalegmn_ext.tasks.zoo.inr.generate_inr_zoo` (progress counts networks).
     """
     workers = default_workers(device) if workers is None else workers
     for name, v in (("n", n), ("epochs", epochs), ("train_size", train_size), ("test_size", test_size),

@@ -4,9 +4,9 @@
 * :class:`OutputOffset` -- adds a constant to the network output (the MNIST-INR zoo adds 0.5).
 * :class:`SIREN` -- the INR of the published MNIST-INR zoo; parameters ``layers.{i}.weight/bias``.
 * :class:`SmallCNN` -- the Small CNN Zoo net (3x conv3x3/s2, GAP, linear).
-* :func:`build_module` -- an ``nn.Sequential`` for any :class:`~scalegmn_ext.arch.Architecture`.
+* :func:`build_module` -- an ``nn.Sequential`` for any :class:`~scalegmn_ext.weightspace.architecture.Architecture`.
 
-The forward conventions match :mod:`scalegmn_ext.arch`: MLPs apply the activation after every
+The forward conventions match :mod:`scalegmn_ext.weightspace.architecture`: MLPs apply the activation after every
 layer but the last; CNNs apply it after every conv layer, then global average pooling, then the
 dense layers with the activation between them (none after the last); the output gets
 ``+ arch.output_offset``.
@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .arch import ACTIVATION_SYMMETRY, Architecture
+from .architecture import ACTIVATION_SYMMETRY, Architecture
 
 __all__ = ["Sine", "OutputOffset", "SIREN", "SmallCNN", "make_activation", "build_module"]
 
@@ -53,7 +53,7 @@ class OutputOffset(nn.Module):
 
 
 def make_activation(name: str, w0: float = 30.0) -> nn.Module:
-    """A fresh activation module for an :data:`~scalegmn_ext.arch.ACTIVATION_SYMMETRY` name."""
+    """A fresh activation module for an :data:`~scalegmn_ext.weightspace.architecture.ACTIVATION_SYMMETRY` name."""
     if name == "relu":
         return nn.ReLU()
     if name == "leaky_relu":

@@ -1,7 +1,7 @@
 """Training many small networks at once: batched SIREN fitting and batched CNN training.
 
 Both optimise the stacked per-layer tensors of B networks with ONE functional forward per step
-(:func:`scalegmn_ext.functional.forward`), never a Python loop over networks. Each network's loss
+(:func:`scalegmn_ext.weightspace.functional.forward`), never a Python loop over networks. Each network's loss
 is summed (not averaged) over the batch, so every network gets exactly the gradient it would get
 if trained alone, and Adam's per-element statistics keep the networks independent.
 """
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .arch import Architecture
-from .functional import coordinate_grid, forward
+from ..weightspace.architecture import Architecture
+from ..weightspace.functional import coordinate_grid, forward
 
 __all__ = ["init_weights", "init_weights_seeded", "fit_inrs", "train_cnns", "evaluate_cnns", "psnr"]
 
@@ -107,13 +107,13 @@ def fit_inrs(
             default they are drawn with :func:`init_weights` from ``generator``.
 
     Sine MLPs (SIRENs of any depth/width) use a hand-written batched forward/backward and Adam
-    (the same maths as ``torch.optim.Adam`` on :func:`~scalegmn_ext.functional.forward`; 1.4-2x
+    (the same maths as ``torch.optim.Adam`` on :func:`~scalegmn_ext.weightspace.functional.forward`; 1.4-2x
     faster than autograd on CPU) that also drops finished INRs from the working batch; other
     activations use autograd.
 
     Returns:
         ``weights``, ``biases`` (per layer, ``[B, ...]``), final ``psnr`` ``[B]`` (recomputed
-        with :func:`~scalegmn_ext.functional.forward` on the returned weights) and the number of
+        with :func:`~scalegmn_ext.weightspace.functional.forward` on the returned weights) and the number of
         Adam steps each INR trained ``[B]``.
     """
     if not isinstance(images, Tensor) or images.dim() != 3:

@@ -1,6 +1,6 @@
 """Adapters between ``torch.nn`` modules / state dicts / the nfn library and weight lists.
 
-A batch of B networks of one :class:`~scalegmn_ext.arch.Architecture` is ``weights`` (per layer
+A batch of B networks of one :class:`~scalegmn_ext.weightspace.architecture.Architecture` is ``weights`` (per layer
 ``[B, out, in]`` dense or ``[B, out, in, kh, kw]`` conv, torch layout) and ``biases`` (per layer
 ``[B, out]``). Single networks use the same lists without the batch axis.
 """
@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .arch import ACTIVATION_SYMMETRY, Architecture, LayerSpec
+from .architecture import ACTIVATION_SYMMETRY, Architecture, LayerSpec
 from .nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
 
 __all__ = [
@@ -54,7 +54,7 @@ def _flat_items(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Modul
                 items.append((q(name), child))
         return items
     raise TypeError(
-        f"module must be an nn.Sequential, scalegmn_ext.nets.SIREN or scalegmn_ext.nets.SmallCNN, "
+        f"module must be an nn.Sequential, scalegmn_ext.weightspace.nets.SIREN or scalegmn_ext.weightspace.nets.SmallCNN, "
         f"got {type(module).__name__}"
     )
 
@@ -209,11 +209,11 @@ def arch_from_module(module: nn.Module, activation: str | None = None) -> Archit
     """Infer the :class:`Architecture` of ``module``.
 
     Supported: an ``nn.Sequential`` (nested ones are flattened) of ``Linear`` / ``Conv2d`` /
-    activation modules (ReLU, LeakyReLU(0.01), Tanh, :class:`~scalegmn_ext.nets.Sine`, Sigmoid,
+    activation modules (ReLU, LeakyReLU(0.01), Tanh, :class:`~scalegmn_ext.weightspace.nets.Sine`, Sigmoid,
     GELU, SiLU), ``AdaptiveAvgPool2d(1)`` + ``Flatten`` between the conv and dense layers,
     ``Dropout`` / ``Identity`` (ignored), a leading ``Flatten`` (dropped) and a final
-    :class:`~scalegmn_ext.nets.OutputOffset`; a :class:`~scalegmn_ext.nets.SIREN`; a
-    :class:`~scalegmn_ext.nets.SmallCNN`.
+    :class:`~scalegmn_ext.weightspace.nets.OutputOffset`; a :class:`~scalegmn_ext.weightspace.nets.SIREN`; a
+    :class:`~scalegmn_ext.weightspace.nets.SmallCNN`.
 
     Args:
         activation: the activation name to use when the module contains no activation module
@@ -338,8 +338,8 @@ def weights_to_module(
 ) -> nn.Module | list[nn.Module]:
     """Build module(s) of architecture ``arch`` loaded with the given weights.
 
-    Sine MLPs whose layers all have biases become :class:`~scalegmn_ext.nets.SIREN`; everything
-    else an ``nn.Sequential`` from :func:`~scalegmn_ext.nets.build_module`. Modules take the
+    Sine MLPs whose layers all have biases become :class:`~scalegmn_ext.weightspace.nets.SIREN`; everything
+    else an ``nn.Sequential`` from :func:`~scalegmn_ext.weightspace.nets.build_module`. Modules take the
     dtype and device of ``weights[0]`` and hold copies (no autograd link to ``weights``).
 
     Unbatched weights give one module. Batched weights give a list of B modules, or only the
@@ -472,9 +472,9 @@ def weights_to_state_dict(
     """State dict(s) ``{<prefix>.weight, <prefix>.bias, ...}`` for the given weights.
 
     ``prefix_format``: a format string with ``{i}`` (index among the parametrised layers) and/or
-    ``{j}`` (position in :func:`~scalegmn_ext.nets.build_module`'s Sequential), a callable
+    ``{j}`` (position in :func:`~scalegmn_ext.weightspace.nets.build_module`'s Sequential), a callable
     ``i -> prefix``, or a list of prefixes. The default ``"seq.{i}"`` gives the published
-    MNIST-INR zoo keys; ``"layers.{i}"`` loads into :class:`~scalegmn_ext.nets.SIREN`; ``"{j}"``
+    MNIST-INR zoo keys; ``"layers.{i}"`` loads into :class:`~scalegmn_ext.weightspace.nets.SIREN`; ``"{j}"``
     loads into ``build_module(arch)``. Layers with ``bias=False`` get no bias key. Unbatched
     weights give one dict; batched weights a list of B dicts. Values are detached copies.
     """
