@@ -63,7 +63,7 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int, device: str = "cpu
             for (o, i), e in zip(blocks, E):
                 hv = w_v(H[0] if i == 2 else H[1])
                 if impl in ("op", "op_save"):
-                    outs.append(scale_eq_message(e, hv, se, w_e.weight, save=impl == "op_save"))
+                    outs.append(scale_eq_message(e, hv, se.message_params(w_e.weight), save=impl == "op_save"))
                 else:
                     x = w_e(e) * hv.unsqueeze(1)
                     outs.append((se(x) if impl == "unfused" else se.forward_reference(x)).sum(2))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops.scale_eq import MessageMode, ScaleEqMessageParams
 from ..reference.canonical import joint_scale_normalize_terms, nonzero_or_one, row_max, scale_normalize
 
 __all__ = ["MLP", "Canonicalizer", "InvariantNet", "ScaleEq", "GatedBackwardMessage"]
@@ -96,9 +97,13 @@ class InvariantNet(nn.Module):
             z = F.linear(x, rho.lin1.weight)
         b1 = rho.lin1.bias
         u = rho.hidden(z + b1) + rho.hidden(b1 - z)
-        w = self.phi.lin1.weight @ rho.lin2.weight
-        b = self.phi.lin1.bias + 2 * (self.phi.lin1.weight @ rho.lin2.bias)
-        return self.phi.lin2(self.phi.hidden(F.linear(u, w, b)))
+        return self.phi.lin2(self.phi.hidden(F.linear(u, *self.merged_first_layer())))
+
+    def merged_first_layer(self) -> tuple[Tensor, Tensor]:
+        """``phi.lin1 o rho.lin2`` as one affine map (no non-linearity in between; ``rho``'s
+        output bias enters twice, once per sign): ``(W, b)`` on the summed hidden ``u``."""
+        rho, lin1 = self.canon.rho, self.phi.lin1
+        return lin1.weight @ rho.lin2.weight, lin1.bias + 2 * (lin1.weight @ rho.lin2.bias)
 
     def forward_reference(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
         c = self.canon.forward_reference(x)
@@ -128,6 +133,30 @@ class ScaleEq(nn.Module):
 
     def forward_reference(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
         return self.gamma(x) * self.inv.forward_reference(x, extra)
+
+    def message_params(self, w_e: Tensor) -> ScaleEqMessageParams:
+        """This block (plus the edge projection ``W_e``) as the arguments of the fused op
+        :func:`~scalegmn_ext.ops.scale_eq.scale_eq_message`, which computes
+        ``sum_i self((W_e e_i) * hv_i)`` without per-edge intermediates."""
+        inv, canon = self.inv, self.inv.canon
+        phi = inv.phi
+        ln2_w, ln2_b = _norm_affine(phi)
+        if canon.rho is not None:
+            rho = canon.rho
+            ln1_w, ln1_b = _norm_affine(rho)
+            w_f, b_f = inv.merged_first_layer()
+            return ScaleEqMessageParams(w_e, torch.cat([self.gamma.weight, rho.lin1.weight], 0), rho.lin1.bias,
+                                        ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias,
+                                        int(MessageMode.SIGN_SYMMETRIZE), canon.eps)
+        mode = {"sign": MessageMode.SIGN_ABS, "scale": MessageMode.SCALE}.get(canon.symmetry, MessageMode.PLAIN)
+        return ScaleEqMessageParams(w_e, self.gamma.weight, None, None, None, phi.lin1.weight, phi.lin1.bias,
+                                    ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias, int(mode), canon.eps)
+
+
+def _norm_affine(mlp: MLP) -> tuple[Tensor | None, Tensor | None]:
+    """``(weight, bias)`` of an MLP's LayerNorm, or ``(None, None)`` without one."""
+    n = mlp.norm
+    return (n.weight, n.bias) if isinstance(n, nn.LayerNorm) else (None, None)
 
 
 class GatedBackwardMessage(nn.Module):

@@ -219,7 +219,7 @@ class _GNNLayer(nn.Module):
         for l in range(1, L + 1):
             e_l, w_e = _project(E[l - 1], self.msg_e.weight)
             if l < L and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
-                agg.append(scale_eq_message(e_l, hv[l - 1], self.msg_hidden, w_e,
+                agg.append(scale_eq_message(e_l, hv[l - 1], self.msg_hidden.message_params(w_e),
                                             save=self.message_save and torch.is_grad_enabled()))
                 continue
             x = F.linear(e_l, w_e) * hv[l - 1].unsqueeze(1)  # [B, out, in, d]

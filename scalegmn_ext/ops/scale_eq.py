@@ -8,13 +8,37 @@ parts: ``save=True``). Double backward is not supported.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for, register_recompute_autograd
 from ..reference import scale_eq as _ref
+from ..reference.scale_eq import MessageMode
 
-__all__ = ["scale_eq_message", "scale_eq_message_args", "DEFAULT_TILE_EDGES"]
+__all__ = ["scale_eq_message", "ScaleEqMessageParams", "MessageMode", "DEFAULT_TILE_EDGES"]
+
+
+class ScaleEqMessageParams(NamedTuple):
+    """The op's weights, in its argument order. ``w_in`` stacks ``Gamma`` (first ``d_out`` rows)
+    with ``W_1`` in :attr:`MessageMode.SIGN_SYMMETRIZE`; ``w_f``/``b_f`` is the first layer of
+    ``phi`` (merged with ``rho``'s last layer in that mode). Built from a model block by
+    :meth:`scalegmn_ext.models.layers.ScaleEq.message_params`."""
+
+    w_e: Tensor
+    w_in: Tensor
+    b1: Tensor | None
+    ln1_w: Tensor | None
+    ln1_b: Tensor | None
+    w_f: Tensor
+    b_f: Tensor
+    ln2_w: Tensor | None
+    ln2_b: Tensor | None
+    w_2: Tensor
+    b_2: Tensor
+    mode: int
+    eps: float
 
 #: Edges per tile (whole networks per tile): small enough to stay in cache, big enough for BLAS.
 DEFAULT_TILE_EDGES = 4096
@@ -41,30 +65,7 @@ if HAS_EXTENSION:
                                 multi_output=True)
 
 
-def scale_eq_message_args(scale_eq, msg_e_weight: Tensor) -> tuple:
-    """Flattens a :class:`~scalegmn_ext.models.layers.ScaleEq` (+ the edge projection ``W_e``)
-    into the op's arguments: ``(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps)``.
-
-    For sign symmetrisation ``Gamma`` is stacked with ``rho``'s first layer and ``phi``'s first
-    layer is merged with ``rho``'s last (no non-linearity between them)."""
-    inv, canon = scale_eq.inv, scale_eq.inv.canon
-    phi = inv.phi
-    ln2 = phi.norm if isinstance(phi.norm, torch.nn.LayerNorm) else None
-    ln2_w, ln2_b = (ln2.weight, ln2.bias) if ln2 is not None else (None, None)
-    if canon.rho is not None:
-        rho = canon.rho
-        ln1 = rho.norm if isinstance(rho.norm, torch.nn.LayerNorm) else None
-        w_in = torch.cat([scale_eq.gamma.weight, rho.lin1.weight], 0)
-        w_f = phi.lin1.weight @ rho.lin2.weight
-        b_f = phi.lin1.bias + 2 * (phi.lin1.weight @ rho.lin2.bias)
-        return (msg_e_weight, w_in, rho.lin1.bias, ln1.weight if ln1 is not None else None,
-                ln1.bias if ln1 is not None else None, w_f, b_f, ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias, 3, canon.eps)
-    mode = {"sign": 1, "scale": 2}.get(canon.symmetry, 0)
-    return (msg_e_weight, scale_eq.gamma.weight, None, None, None, phi.lin1.weight, phi.lin1.bias,
-            ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias, mode, canon.eps)
-
-
-def scale_eq_message(edge: Tensor, hv: Tensor, scale_eq, msg_e_weight: Tensor, *,
+def scale_eq_message(edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *,
                      tile_edges: int = DEFAULT_TILE_EDGES, save: bool = False) -> Tensor:
     """Fused ``sum_i ScaleEq((W_e e[b, o, i]) * hv[b, i])`` -> ``[B, out, d_out]`` (see module doc).
 
@@ -75,7 +76,10 @@ def scale_eq_message(edge: Tensor, hv: Tensor, scale_eq, msg_e_weight: Tensor, *
         raise ValueError(f"edge must be [B, out, in, d_e], got shape {tuple(edge.shape)}")
     if hv.dim() != 3 or hv.shape[0] != edge.shape[0] or hv.shape[1] != edge.shape[2]:
         raise ValueError(f"hv must be [B, in, d] = [{edge.shape[0]}, {edge.shape[2]}, d], got shape {tuple(hv.shape)}")
-    args = scale_eq_message_args(scale_eq, msg_e_weight)
+    if not isinstance(params, ScaleEqMessageParams):
+        raise TypeError(f"params must be a ScaleEqMessageParams (e.g. ScaleEq.message_params(w_e)), "
+                        f"got {type(params).__name__}")
+    args = tuple(params)
     if not compiled_ok(edge, _HAS_CUDA_KERNELS):
         return _ref.scale_eq_message(edge, hv, *args)
     return torch.ops.scalegmn.scale_eq_message(edge.contiguous(), hv.contiguous(), *args, int(tile_edges), bool(save))[0]
