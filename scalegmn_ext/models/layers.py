@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.scale_eq import MessageMode, ScaleEqMessageParams
+from ..ops import MessageMode, ScaleEqMessageParams
 from ..reference.canonical import joint_scale_normalize_terms, nonzero_or_one, row_max, scale_normalize
 
 __all__ = ["MLP", "Canonicalizer", "InvariantNet", "ScaleEq", "GatedBackwardMessage"]

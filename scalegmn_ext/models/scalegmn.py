@@ -64,11 +64,7 @@ from torch import Tensor, nn
 
 from ..weightspace.architecture import Architecture
 from ..weightspace.graph import MixedGraphBatch, WeightGraph, check_compatible, graph_structure
-from ..ops.dropout import draw_seed, hash_dropout
-from ..ops.edge_update import edge_update
-from ..ops.graph import graph_to_weights
-from ..ops.readout import canonical_segment_sum
-from ..ops.scale_eq import scale_eq_message
+from ..ops import canonical_segment_sum, draw_seed, edge_update, graph_to_weights, hash_dropout, scale_eq_message
 from ..reference.canonical import inverse_norm_sq
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, GatedBackwardMessage, ScaleEq

@@ -3,10 +3,10 @@ from .graph import graph_to_weights, weights_to_graph
 from .csr import CSR
 from .message import gather_dot_csr, gather_mul_csr, segment_gather_mul
 from .readout import CANONICAL_MODES, canonical_segment_sum
-from .scale_eq import scale_eq_message
+from .scale_eq import MessageMode, ScaleEqMessageParams, scale_eq_message
 from .edge_update import edge_update
-from .dropout import HashDropout, hash_dropout
+from .dropout import HashDropout, draw_seed, hash_dropout
 
 __all__ = ["weights_to_graph", "graph_to_weights", "CSR", "segment_gather_mul", "gather_mul_csr",
-           "gather_dot_csr", "canonical_segment_sum", "CANONICAL_MODES", "scale_eq_message", "edge_update",
-           "hash_dropout", "HashDropout"]
+           "gather_dot_csr", "canonical_segment_sum", "CANONICAL_MODES", "scale_eq_message", "ScaleEqMessageParams", "MessageMode", "edge_update",
+           "hash_dropout", "HashDropout", "draw_seed"]
