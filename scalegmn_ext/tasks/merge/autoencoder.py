@@ -1,0 +1,122 @@
+"""Training and using the canonicalising autoencoder (:class:`~scalegmn_ext.models.ScaleGMNAutoencoder`).
+
+Losses are in function space, evaluated for the whole batch of networks with the batched
+functional forward (no Python loop over networks):
+
+* INRs -- :class:`INRRenderLoss`: MSE between the images that the decoded and the input INR
+  render on the 28x28 grid (the paper's loss; the target is the input INR, not the pixels).
+* CNNs -- :class:`DistillationLoss`: KL divergence between the class distributions of the input
+  (teacher) and decoded (student) CNN at temperature T = 0.6, scaled by T^2, on a batch of
+  ``n_images`` images sampled afresh at every call (the paper uses the whole test set every step;
+  ``benchmarks/bench_merge.py`` measures what the sample costs and saves).
+
+:func:`canonicalize` encodes and decodes networks in batches; :func:`reconstruction_quality`
+scores the result (PSNR for INRs, accuracy kept for CNNs).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...weightspace.architecture import Architecture
+from ...weightspace.functional import forward, render_inr
+
+__all__ = ["INRRenderLoss", "DistillationLoss", "canonicalize", "reconstruction_quality", "psnr"]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # DistributedDataParallel keeps the model as .module
+
+
+class INRRenderLoss:
+    """Per-network MSE between renderings of decoded and input INRs on a ``size x size`` grid."""
+
+    def __init__(self, arch: Architecture, size: int = 28):
+        if arch.is_cnn or arch.layout[0] != 2:
+            raise ValueError(f"INRRenderLoss needs a 2-D INR architecture (2 inputs), got {arch}")
+        self.arch, self.size = arch, int(size)
+
+    def __call__(self, model: nn.Module, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+        with torch.no_grad():
+            target = render_inr(self.arch, weights, biases, self.size, self.size)
+        dw, db = model(weights, biases)
+        recon = render_inr(self.arch, dw, db, self.size, self.size)
+        return (recon - target).pow(2).flatten(1).mean(1)
+
+
+class DistillationLoss:
+    """Per-network ``T^2 KL(softmax(t / T) || softmax(s / T))`` averaged over a sampled image batch.
+
+    ``images`` ``[N, C, H, W]`` are the pool; each call draws ``n_images`` of them with a generator
+    seeded by ``(seed, call number)``, so the draw is identical on every DDP rank and on resume."""
+
+    def __init__(self, arch: Architecture, images: Tensor, *, temperature: float = 0.6, n_images: int = 256,
+                 seed: int = 0):
+        if not arch.is_cnn and arch.layout[0] != images[0].numel():
+            raise ValueError(f"images of shape {tuple(images.shape[1:])} do not fit {arch}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.arch, self.images, self.T = arch, images, float(temperature)
+        self.n_images, self.seed, self.calls = min(int(n_images), images.shape[0]), int(seed), 0
+
+    def sample(self) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls)
+        self.calls += 1
+        return self.images[torch.randperm(self.images.shape[0], generator=g)[: self.n_images]]
+
+    def __call__(self, model: nn.Module, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+        x = self.sample().to(device=weights[0].device, dtype=weights[0].dtype)
+        if not self.arch.is_cnn:
+            x = x.flatten(1)
+        with torch.no_grad():
+            teacher = F.log_softmax(forward(self.arch, weights, biases, x) / self.T, -1)
+        dw, db = model(weights, biases)
+        student = F.log_softmax(forward(self.arch, dw, db, x) / self.T, -1)
+        kl = (teacher.exp() * (teacher - student)).sum(-1)  # [B, n_images]
+        return kl.mean(1) * self.T**2
+
+
+def canonicalize(model: nn.Module, weights: Sequence[Tensor], biases: Sequence[Tensor], *,
+                 batch_size: int = 256) -> tuple[list[Tensor], list[Tensor]]:
+    """Encode + decode networks in batches (no gradients): the canonical representatives."""
+    ae = _unwrap(model)
+    was = ae.training
+    ae.eval()
+    outs_w, outs_b = [], []
+    with torch.no_grad():
+        n = weights[0].shape[0]
+        for s in range(0, n, batch_size):
+            dw, db = ae([w[s:s + batch_size] for w in weights], [b[s:s + batch_size] for b in biases])
+            outs_w.append(dw)
+            outs_b.append(db)
+    ae.train(was)
+    L = len(weights)
+    if not outs_w:
+        return [w[:0] for w in weights], [b[:0] for b in biases]
+    return [torch.cat([o[l] for o in outs_w]) for l in range(L)], [torch.cat([o[l] for o in outs_b]) for l in range(L)]
+
+
+def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> Tensor:
+    """Per-image PSNR (dB) between ``[B, ...]`` renderings; identical images give +inf."""
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(peak**2 / mse)
+
+
+def reconstruction_quality(arch: Architecture, original: tuple, decoded: tuple, *, images: Tensor | None = None,
+                           labels: Tensor | None = None, size: int = 28) -> dict:
+    """INRs: mean PSNR of the decoded rendering against the original's. Classifiers (with
+    ``images``/``labels``): accuracy of the originals and of the decoded networks."""
+    if images is None:
+        ro = render_inr(arch, *original, size, size)
+        rd = render_inr(arch, *decoded, size, size)
+        p = psnr(rd.clamp(0, 1), ro.clamp(0, 1))
+        return {"psnr_mean": float(p[torch.isfinite(p)].mean()) if bool(torch.isfinite(p).any()) else math.inf,
+                "psnr_min": float(p.min())}
+    x = images if arch.is_cnn else images.flatten(1)
+    x = x.to(original[0][0].dtype)
+    acc = [float((forward(arch, *net, x).argmax(-1) == labels).double().mean()) for net in (original, decoded)]
+    return {"accuracy_original": acc[0], "accuracy_decoded": acc[1], "accuracy_kept": acc[1] - acc[0]}
