@@ -98,18 +98,21 @@ def matching_objective(arch: Architecture, a, b) -> float:
 
 def _layer_cost(wa, ba, wb, bb, perms, signs, k: int) -> np.ndarray:
     """``C[o, j]``: similarity of ``a``'s unit ``o`` with ``b``'s unit ``j`` of hidden layer ``k + 1``
-    (output side of ``arch.layers[k]``), every other hidden layer's current element applied to ``b``."""
+    (output side of ``arch.layers[k]``), every other hidden layer's current element applied to ``b``.
+
+    numpy on purpose: these are small matrices, and torch's thread pool costs more than the
+    products on a busy machine (measured 20x slower for the 2-32-32-1 SIREN)."""
     w_in = wb[k]
     if k > 0:  # b's incoming weights seen through the previous layer's current element
-        shape = (1, -1) + (1,) * (w_in.dim() - 2)
-        w_in = w_in[:, perms[k - 1]] * torch.as_tensor(signs[k - 1]).view(shape)
-    c = wa[k].flatten(1) @ w_in.flatten(1).T + torch.outer(ba[k], bb[k])
+        shape = (1, -1) + (1,) * (w_in.ndim - 2)
+        w_in = w_in[:, perms[k - 1]] * signs[k - 1].reshape(shape)
+    c = wa[k].reshape(wa[k].shape[0], -1) @ w_in.reshape(w_in.shape[0], -1).T + np.outer(ba[k], bb[k])
     w_out = wb[k + 1]
     if k + 1 < len(perms):  # b's outgoing weights seen through the next layer's current element
-        shape = (-1,) + (1,) * (w_out.dim() - 1)
-        w_out = w_out[perms[k + 1]] * torch.as_tensor(signs[k + 1]).view(shape)
-    c = c + wa[k + 1].transpose(0, 1).flatten(1) @ w_out.transpose(0, 1).flatten(1).T
-    return c.numpy()
+        shape = (-1,) + (1,) * (w_out.ndim - 1)
+        w_out = w_out[perms[k + 1]] * signs[k + 1].reshape(shape)
+    n = c.shape[0]
+    return c + np.swapaxes(wa[k + 1], 0, 1).reshape(n, -1) @ np.swapaxes(w_out, 0, 1).reshape(n, -1).T
 
 
 def _descend(wa, ba, wb, bb, perms, signs, signed: bool, rng: np.random.Generator, max_sweeps: int):
@@ -202,7 +205,8 @@ def weight_matching(
         else:
             perms = [rng.permutation(n) for n in hidden]
             signs = [rng.choice([-1.0, 1.0], size=n) for n in hidden]
-        sweeps = _descend(wa, ba, wb, bb, perms, signs, method == "sign", rng, max_sweeps) if hidden else 0
+        np_nets = [[t.numpy() for t in x] for x in (wa, ba, wb, bb)]
+        sweeps = _descend(*np_nets, perms, signs, method == "sign", rng, max_sweeps) if hidden else 0
         g = _as_element(perms, signs)
         wg, bg = _apply(arch, wb, bb, g)
         obj = float(sum((x * y).sum() for x, y in zip(wa + ba, wg + bg)))
