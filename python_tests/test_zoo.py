@@ -475,7 +475,7 @@ def test_image_pairs_figure_writes_a_readable_png(tmp_path):
     gray = img[:, :, :3].mean(-1)
     assert (gray < 0.05).sum() > 5 * 200 and (gray > 0.95).sum() > 1000  # black tiles and white bars/background
     assert ((gray > 0.4) & (gray < 0.6)).sum() > 5 * 20  # the half-bright reconstructions
-    assert _pixels_near(img, "#1f77b4") > 50 and _pixels_near(img, "#d62728") > 50  # source / INR frames
+    assert all(_pixels_near(img, c) > 50 for c in plots.PAIR_FRAME_COLORS)  # source / reconstruction frames
     with pytest.raises(ValueError, match="reconstructions must have the shape of sources"):
         plots.image_pairs_figure(src, rec[:4])
     with pytest.raises(ValueError, match=r"captions must have one entry per image \(5\)"):
@@ -531,7 +531,9 @@ def test_cli_zoo_inr_and_cnn(tmp_path, capsys, monkeypatch):
         img = _read_png(out / "preview.png")
         assert img.shape[1] > img.shape[0] > 100
         gray = img[:, :, :3].mean(-1)
-        assert (gray < 0.05).sum() > 4 * 300 and _pixels_near(img, "#1f77b4") > 40 and _pixels_near(img, "#d62728") > 40
+        from scalegmn_ext.tasks.plots import PAIR_FRAME_COLORS
+
+        assert (gray < 0.05).sum() > 4 * 300 and all(_pixels_near(img, c) > 40 for c in PAIR_FRAME_COLORS)
     else:
         assert "preview      not written" in cap.out and "scalegmn_ext[plots]" in cap.out
     assert len(Zoo(out)) == 4

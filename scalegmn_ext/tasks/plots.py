@@ -19,12 +19,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["image_pairs_figure", "accuracy_histogram_figure", "save_png", "ACTIVATION_COLORS"]
+__all__ = ["image_pairs_figure", "accuracy_histogram_figure", "save_png", "ACTIVATION_COLORS", "PAIR_FRAME_COLORS"]
 
 #: Fixed colours for the activations, so the same activation looks the same in every figure.
 ACTIVATION_COLORS = {"relu": "#1f77b4", "tanh": "#ff7f0e", "sine": "#2ca02c", "leaky_relu": "#9467bd",
                      "sigmoid": "#8c564b", "gelu": "#e377c2", "silu": "#7f7f7f"}
 _OTHER_COLORS = ("#17becf", "#bcbd22", "#d62728")
+#: Frame colours of the source image (blue) and of its reconstruction (red) in :func:`image_pairs_figure`.
+PAIR_FRAME_COLORS = ("#1f77b4", "#d62728")
 
 
 def _figure_factory():
@@ -77,21 +79,21 @@ def image_pairs_figure(
     rows = math.ceil(n / cols)
     # about 1.25 in per tile and 0.35 in above it for a two-line 7 pt caption; constrained layout
     # places the captions and the title without overlaps
-    fig = new_figure(figsize=(2 * cols * 1.25, rows * 1.65 + (0.55 if title else 0.1)), dpi=100, layout="constrained")
+    fig = new_figure(figsize=(2 * cols * 1.25, rows * 1.65 + (0.55 if title else 0.1)), dpi=100,
+                     layout="constrained")
     grid = fig.add_gridspec(rows, 2 * cols)
+    src_caps = list(captions) if captions is not None else ["source"] * n
+    rec_caps = list(reconstruction_captions) if reconstruction_captions is not None else ["reconstruction"] * n
     for i in range(n):
         r, c = divmod(i, cols)
-        for k, (img, cap) in enumerate(((src[i], captions[i] if captions else "source"),
-                                        (rec[i], reconstruction_captions[i] if reconstruction_captions
-                                         else "reconstruction"))):
+        for k, (img, cap) in enumerate(((src[i], src_caps[i]), (rec[i], rec_caps[i]))):
             ax = fig.add_subplot(grid[r, 2 * c + k])
             ax.imshow(np.clip(img, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_title(cap, fontsize=7, pad=2)
             ax.set_xticks([])
             ax.set_yticks([])
-            # a coloured frame tells the two halves of a pair apart at a glance
-            for spine in ax.spines.values():
-                spine.set_edgecolor("#1f77b4" if k == 0 else "#d62728")
+            for spine in ax.spines.values():  # the frame colour tells the two halves of a pair apart
+                spine.set_edgecolor(PAIR_FRAME_COLORS[k])
                 spine.set_linewidth(1.2)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -99,9 +101,9 @@ def image_pairs_figure(
 
 
 def accuracy_histogram_figure(
-    groups: Mapping[str, Sequence[float] | np.ndarray], *, bins: int = 25, value_range: tuple[float, float] = (0.0, 1.0),
-    title: str = "", xlabel: str = "final test accuracy (%)", ylabel: str = "networks (count)",
-    chance: float | None = None,
+    groups: Mapping[str, Sequence[float] | np.ndarray], *, bins: int = 25,
+    value_range: tuple[float, float] = (0.0, 1.0), title: str = "", xlabel: str = "final test accuracy (%)",
+    ylabel: str = "networks (count)", chance: float | None = None,
 ):
     """A stacked histogram of accuracies in [0, 1], one colour per group (e.g. per activation).
 

@@ -37,7 +37,8 @@ class ZooBatch:
         return to_nfn(self.weights, self.biases)
 
     def to_pyg(self, *, input_value: float = 1.0, dense_centre: bool = True, edge_order: str = "receiver"):
-        """``torch_geometric.data.Batch`` of the networks with ``y = labels``; see :func:`~scalegmn_ext.weightspace.adapters.to_pyg_batch`."""
+        """``torch_geometric.data.Batch`` of the networks with ``y = labels``; see
+        :func:`~scalegmn_ext.weightspace.adapters.to_pyg_batch`."""
         return to_pyg_batch(self.arch, self.weights, self.biases, self.labels, input_value=input_value,
                             dense_centre=dense_centre, edge_order=edge_order)
 
