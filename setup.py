@@ -90,7 +90,8 @@ setup(
     packages=find_packages(include=["scalegmn_ext", "scalegmn_ext.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.6", "numpy", "scipy"],
-    extras_require={"test": ["pytest"], "data": ["safetensors", "tqdm"]},
+    # plots: the PNG figures of the zoo commands (INR preview, CNN accuracy histogram)
+    extras_require={"test": ["pytest"], "data": ["safetensors", "tqdm"], "plots": ["matplotlib>=3.6"]},
     ext_modules=get_extensions(),
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},

@@ -141,7 +141,7 @@ def test_inr_bad_files_are_refused_with_file_names(inr_zoo, tmp_path):
     bad = dict(good)
     bad["seq.1.weight"] = torch.zeros(32, 16)
     torch.save(bad, f)
-    with pytest.raises(pz.ZooFormatError, match=r"model_final\.pth: seq\.1\.weight has shape \[32, 16\]"):
+    with pytest.raises(pz.ZooFormatError, match=r"model_final\.pth: seq\.1\.weight must have shape \[32, 32\] for layer 1 .*got \[32, 16\]"):
         pz.load_inr_file(f)
     bad = {k: v for k, v in good.items() if k != "seq.2.bias"}
     torch.save(bad, f)

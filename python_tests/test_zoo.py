@@ -1,13 +1,13 @@
-"""Zoo generation, the zoo file format, resume/atomicity, corrupt files, PNG output and the CLI.
+"""Zoo generation, the zoo file format, resume/atomicity, corrupt files, the PNG figures and the CLI.
 
 Everything runs on tiny zoos (a few networks, a few steps) so the file stays fast.
 """
 import builtins
+import importlib.util
 import io
 import json
 import os
-import struct
-import zlib
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ import torch
 from scalegmn_ext import Architecture, LayerSpec, cli
 from scalegmn_ext.tasks import fit
 from scalegmn_ext.weightspace import functional
-from scalegmn_ext.tasks.zoo import Zoo, ZooWriter, arch_from_dict, arch_to_dict, format as zfmt, png
+from scalegmn_ext.tasks.zoo import Zoo, ZooWriter, arch_from_dict, arch_to_dict, format as zfmt
 from scalegmn_ext.tasks.zoo.cnn import CNN_COLUMNS, DEFAULT_RANGES, cnn_eval_data, generate_cnn_zoo
 from scalegmn_ext.tasks.zoo.inr import INR_COLUMNS, generate_inr_zoo, load_source_images
 
@@ -238,7 +238,7 @@ def test_worker_errors_propagate_and_cancel_the_others():
     import threading
     import time
 
-    from scalegmn_ext.tasks.zoo.inr import Cancelled, _map
+    from scalegmn_ext.tasks.zoo.generation import Cancelled, parallel_map
 
     stop, finished = threading.Event(), []
 
@@ -253,9 +253,9 @@ def test_worker_errors_propagate_and_cancel_the_others():
         finished.append(i)
 
     with pytest.raises(RuntimeError, match="boom"):
-        _map(fn, range(6), 2, stop)
+        parallel_map(fn, range(6), 2, stop)
     assert stop.is_set() and finished == []
-    assert _map(lambda i: i * i, range(5), 3) == [0, 1, 4, 9, 16]
+    assert parallel_map(lambda i: i * i, range(5), 3) == [0, 1, 4, 9, 16]
 
 
 def test_training_forward_matches_functional_forward():
@@ -434,47 +434,86 @@ def test_writer_atomic_and_validating(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# PNG
+# figures (matplotlib)
 # ----------------------------------------------------------------------------------------------
-def _png_chunks(data: bytes):
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, out = 8, []
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
-        assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF
-        out.append((tag, body))
-        pos += 12 + n
-    return out
+def _read_png(path):
+    """A written PNG read back as float RGB(A) in [0, 1], [H, W, C]."""
+    from matplotlib import image as mpimg
+
+    img = mpimg.imread(str(path))
+    assert img.ndim == 3 and img.shape[2] in (3, 4) and img.dtype == np.float32
+    return img
 
 
-def test_png_encoder_is_valid_png(tmp_path):
-    rng = np.random.default_rng(0)
-    gray = rng.integers(0, 256, (7, 5), dtype=np.uint8)
-    rgb = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    for img, color, ch in ((gray, 0, 1), (rgb, 2, 3)):
-        data = png.encode_png(img)
-        chunks = _png_chunks(data)
-        assert [t for t, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
-        w, h, depth, ctype, _, _, _ = struct.unpack(">IIBBBBB", chunks[0][1])
-        assert (w, h, depth, ctype) == (img.shape[1], img.shape[0], 8, color)
-        raw = zlib.decompress(chunks[1][1])
-        rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + w * ch)
-        assert (rows[:, 0] == 0).all()  # filter type 0 (none) on every row
-        assert np.array_equal(rows[:, 1:].reshape(img.shape), img)
-        assert np.array_equal(png.decode_png(data), img)
-    f = png.write_png(str(tmp_path / "a.png"), np.linspace(0, 1, 12).reshape(3, 4))  # floats in [0, 1]
-    assert png.decode_png(open(f, "rb").read())[-1, -1] == 255
-    with pytest.raises(ValueError, match="image must be"):
-        png.encode_png(np.zeros((2, 2, 4)))
-    with pytest.raises(ValueError, match="bad CRC"):
-        png.decode_png(data[:-5] + b"\x00" + data[-4:])
-    grid = png.image_grid([gray] * 5, ncols=2, pad=1, scale=2)
-    assert grid.shape == (1 + 3 * 15, 1 + 2 * 11) and np.array_equal(grid[1:15, 1:11], np.kron(gray, np.ones((2, 2), np.uint8)))
-    hist = png.histogram_image(None, groups={"relu": [0.1, 0.5, 0.52], "tanh": [0.9]}, bins=10, value_range=(0, 1), title="acc")
-    assert hist.shape == (260, 480, 3) and hist.dtype == np.uint8
-    assert (hist == np.array([40, 90, 200], np.uint8)).all(-1).sum() > 100  # bars were drawn
+def _pixels_near(img, hex_color: str, tol: float = 0.06) -> int:
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)], np.float32)
+    return int((np.abs(img[:, :, :3] - rgb) < tol).all(-1).sum())
+
+
+def _block_matplotlib(monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_image_pairs_figure_writes_a_readable_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from scalegmn_ext.tasks import plots
+
+    src = torch.zeros(5, 28, 28)
+    src[:, 8:20, 12:16] = 1.0  # a white bar on black
+    rec = 0.5 * src
+    fig = plots.image_pairs_figure(src, rec, captions=[f"#{i} label {i}" for i in range(5)],
+                                   reconstruction_captions=[f"{30 + i} dB" for i in range(5)], title="pairs",
+                                   pairs_per_row=2)
+    assert len(fig.axes) == 10  # 5 sources + 5 reconstructions
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["#0 label 0", "30 dB", "#1 label 1", "31 dB"]
+    assert fig.get_suptitle() == "pairs"
+    f = plots.save_png(fig, tmp_path / "pairs.png")
+    img = _read_png(f)
+    w_in, h_in = fig.get_size_inches()
+    assert img.shape[:2] == (round(h_in * fig.dpi), round(w_in * fig.dpi))
+    gray = img[:, :, :3].mean(-1)
+    assert (gray < 0.05).sum() > 5 * 200 and (gray > 0.95).sum() > 1000  # black tiles and white bars/background
+    assert ((gray > 0.4) & (gray < 0.6)).sum() > 5 * 20  # the half-bright reconstructions
+    assert all(_pixels_near(img, c) > 50 for c in plots.PAIR_FRAME_COLORS)  # source / reconstruction frames
+    with pytest.raises(ValueError, match="reconstructions must have the shape of sources"):
+        plots.image_pairs_figure(src, rec[:4])
+    with pytest.raises(ValueError, match=r"captions must have one entry per image \(5\)"):
+        plots.image_pairs_figure(src, rec, captions=["a"])
+    with pytest.raises(ValueError, match=r"sources must be \[N, H, W\]"):
+        plots.image_pairs_figure(src[0], rec[0])
+
+
+def test_accuracy_histogram_figure_has_labels_legend_and_bars(tmp_path):
+    pytest.importorskip("matplotlib")
+    from scalegmn_ext.tasks import plots
+
+    fig = plots.accuracy_histogram_figure({"relu": [0.1, 0.5, 0.52], "tanh": [0.9]}, bins=10, title="acc",
+                                          chance=0.1)
+    ax = fig.axes[0]
+    assert "%" in ax.get_xlabel() and "count" in ax.get_ylabel() and ax.get_title() == "acc"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("relu (n=3, mean 37.3 %)") for t in legend)
+    assert any(t.startswith("tanh (n=1, mean 90.0 %)") for t in legend)
+    assert any("chance (10 %)" in t for t in legend)
+    assert ax.get_xlim() == (0.0, 100.0)
+    f = plots.save_png(fig, tmp_path / "hist.png")
+    img = _read_png(f)
+    assert img.shape[:2] == (420, 700)
+    assert _pixels_near(img, plots.ACTIVATION_COLORS["relu"]) > 500  # three networks' worth of bars
+    assert _pixels_near(img, plots.ACTIVATION_COLORS["tanh"]) > 100
+    with pytest.raises(ValueError, match="groups must name at least one group"):
+        plots.accuracy_histogram_figure({})
+
+
+def test_plots_without_matplotlib_name_the_extra(monkeypatch):
+    from scalegmn_ext.tasks import plots
+
+    _block_matplotlib(monkeypatch)
+    with pytest.raises(ImportError, match=r"pip install 'scalegmn_ext\[plots\]'"):
+        plots.accuracy_histogram_figure({"relu": [0.5]})
+    with pytest.raises(ImportError, match=r"scalegmn_ext\[plots\]"):
+        plots.image_pairs_figure(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,20 +526,38 @@ def test_cli_zoo_inr_and_cnn(tmp_path, capsys, monkeypatch):
     cap = capsys.readouterr()
     assert "PSNR (dB)" in cap.out and "INRs/min" in cap.out and "preview.png" in cap.out
     assert "INRs" in cap.err and "ETA" in cap.err  # progress bar on stderr
-    data = (out / "preview.png").read_bytes()
-    img = png.decode_png(data)
-    assert img.shape == (2 + 1 * (56 + 2), 2 + 8 * (56 + 2))  # 4 pairs of 28x28 tiles, scale 2, 16 columns max
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    if has_mpl:  # 4 pairs (source | reconstruction) of 28x28 digits, framed blue / red
+        img = _read_png(out / "preview.png")
+        assert img.shape[1] > img.shape[0] > 100
+        gray = img[:, :, :3].mean(-1)
+        from scalegmn_ext.tasks.plots import PAIR_FRAME_COLORS
+
+        assert (gray < 0.05).sum() > 4 * 300 and all(_pixels_near(img, c) > 40 for c in PAIR_FRAME_COLORS)
+    else:
+        assert "preview      not written" in cap.out and "scalegmn_ext[plots]" in cap.out
     assert len(Zoo(out)) == 4
     assert cli.main(args + ["--quiet"]) == 0  # rerun: already complete
     assert "fitted" not in capsys.readouterr().out
+    with monkeypatch.context() as m:  # without matplotlib the zoo is still reported, the figure is named missing
+        _block_matplotlib(m)
+        assert cli.main(args + ["--quiet"]) == 0
+        cap = capsys.readouterr()
+        assert "PSNR (dB)" in cap.out and "preview      not written" in cap.out
+        assert "pip install 'scalegmn_ext[plots]'" in cap.out
     cout = tmp_path / "cnn"
     assert cli.main(["zoo", "cnn", "--n", "2", "--source", "mnist", "--epochs", "1", "--train-size", "64",
                      "--test-size", "32", "--eval-train-size", "16", "--batch-size", "16", "--out", str(cout),
                      "--dropout-range", "0,0.2", "--quiet"]) == 0
     cap = capsys.readouterr()
     assert "final test acc" in cap.out and cap.err == ""
-    hist = png.decode_png((cout / "accuracy_hist.png").read_bytes())
-    assert hist.ndim == 3 and hist.shape[2] == 3
+    if has_mpl:  # both nets are relu or tanh: their colour's bars are drawn
+        from scalegmn_ext.tasks.plots import ACTIVATION_COLORS
+
+        hist = _read_png(cout / "accuracy_hist.png")
+        assert hist.shape[:2] == (420, 700)
+        acts = {r["activation"] for r in Zoo(cout).metadata}
+        assert all(_pixels_near(hist, ACTIVATION_COLORS[a]) > 100 for a in acts)
     assert all(r["dropout"] <= 0.2 for r in Zoo(cout).metadata)
     # clear errors, no traceback
     monkeypatch.setenv("SCALEGMN_FASHION_MNIST", str(tmp_path / "nothing"))

@@ -118,7 +118,7 @@ def _zoo_common(args):
 
 
 def _workers(args) -> int:
-    from .tasks.zoo.inr import default_workers
+    from .tasks.zoo.generation import default_workers
 
     return args.workers or default_workers(args.device)
 
@@ -130,38 +130,58 @@ def _progress(args, unit: str, label: str):
     return bar, log
 
 
-def _zoo_inr(args) -> int:
-    from .tasks.zoo.inr import generate_inr_zoo, inr_preview_image, inr_summary_table
-    from .tasks.zoo.png import write_png
+def _generate_and_report(args, generate, *, unit: str, verb: str, summary, figure, png_name: str,
+                         png_row: str, png_note: str, load_hint: str, width: int) -> int:
+    """Run a zoo generator with the progress bar, then print its summary table, this run's speed,
+    the figure written next to the zoo and how to load it (rows aligned with the table, ``width``)."""
+    from .tasks.plots import save_png
 
     _zoo_common(args)
-    bar, log = _progress(args, "INRs", "inr ")
+    bar, log = _progress(args, unit, f"{args.zoo_kind} ")
     t0 = time.perf_counter()
-    zoo = generate_inr_zoo(
-        args.out, args.n, source=args.source, image_split=args.image_split, seed=args.seed, steps=args.steps,
-        lr=args.lr, target_psnr=None if args.target_psnr <= 0 else args.target_psnr, zero_bias=not args.random_bias,
-        output_offset=args.output_offset, chunk=args.chunk, fit_batch=args.fit_batch, workers=args.workers or None,
-        device=args.device,
-        split_fractions=args.split, data_root=args.data_root, progress=lambda d, t, p: bar.update(d, p), log=log)
-    bar.close()
+    try:
+        zoo = generate(progress=lambda d, t, p: bar.update(d, p), log=log)
+    finally:
+        bar.close()
     sec = time.perf_counter() - t0
-    fitted = bar.done - (bar.start_done or 0.0)
-    print(inr_summary_table(zoo))
-    if fitted > 0:
-        print(f"  this run     fitted {fitted:.0f} INRs in {sec:.1f} s = {fitted / sec * 60:.0f} INRs/min "
-              f"({args.device}, {_workers(args)} workers)")
-    png = os.path.join(args.out, "preview.png")
-    write_png(png, inr_preview_image(zoo, args.preview, data_root=args.data_root))
-    print(f"  preview      {png} (pairs: source image | INR reconstruction)")
-    print(f"  load with    scalegmn_ext.tasks.zoo.Zoo({args.out!r})")
+    done = bar.done - (bar.start_done or 0.0)  # excludes what a resumed run found on disk
+
+    def row(name: str, text: str) -> None:
+        print(f"  {name:<{width}}{text}")
+
+    print(summary(zoo))
+    if done > 0:
+        row("this run", f"{verb} {done:.0f} {unit} in {sec:.1f} s = {done / sec * 60:.0f} {unit}/min "
+                        f"({args.device}, {_workers(args)} workers)")
+    png = os.path.join(args.out, png_name)
+    try:
+        save_png(figure(zoo), png)
+        row(png_row, f"{png} ({png_note})")
+    except ImportError as exc:  # the zoo itself is complete; only the optional figure is missing
+        row(png_row, f"not written: {exc}")
+    row("load with", load_hint)
     return 0
+
+
+def _zoo_inr(args) -> int:
+    from .tasks.zoo.inr import generate_inr_zoo, inr_preview_figure, inr_summary_table
+
+    return _generate_and_report(
+        args, lambda **kw: generate_inr_zoo(
+            args.out, args.n, source=args.source, image_split=args.image_split, seed=args.seed, steps=args.steps,
+            lr=args.lr, target_psnr=None if args.target_psnr <= 0 else args.target_psnr,
+            zero_bias=not args.random_bias, output_offset=args.output_offset, chunk=args.chunk,
+            fit_batch=args.fit_batch, workers=args.workers or None, device=args.device, split_fractions=args.split,
+            data_root=args.data_root, **kw),
+        unit="INRs", verb="fitted", summary=inr_summary_table, width=13,
+        figure=lambda zoo: inr_preview_figure(zoo, args.preview, data_root=args.data_root),
+        png_name="preview.png", png_row="preview", png_note="pairs: source image | INR reconstruction",
+        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r})")
 
 
 def _zoo_cnn(args) -> int:
     from .tasks.zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
-    from .tasks.zoo.png import write_png
 
-    _zoo_common(args)
     ranges = {k: v for k, v in (("lr", args.lr_range), ("weight_decay", args.wd_range),
                                 ("dropout", args.dropout_range), ("init_std", args.init_std_range),
                                 ("train_frac", args.train_frac_range)) if v is not None}
@@ -171,26 +191,16 @@ def _zoo_cnn(args) -> int:
             ckpts = [int(v) for v in args.checkpoints.split(",")]
         except ValueError:
             raise ValueError(f"--checkpoints must be comma-separated epochs, got {args.checkpoints!r}") from None
-    bar, log = _progress(args, "nets", "cnn ")
-    t0 = time.perf_counter()
-    zoo = generate_cnn_zoo(
-        args.out, args.n, source=args.source, seed=args.seed, epochs=args.epochs, checkpoints=ckpts,
-        train_size=args.train_size, test_size=args.test_size, eval_train_size=args.eval_train_size,
-        batch_size=args.batch_size, activations=args.activations.split(","), ranges=ranges, chunk=args.chunk,
-        group_size=args.group_size, workers=args.workers or None, device=args.device, split_fractions=args.split, data_root=args.data_root,
-        progress=lambda d, t, p: bar.update(d, p), log=log)
-    bar.close()
-    sec = time.perf_counter() - t0
-    trained = bar.done - (bar.start_done or 0.0)
-    print(cnn_summary_table(zoo))
-    if trained > 0:
-        print(f"  this run           trained {trained:.0f} networks in {sec:.1f} s ({args.device}, "
-              f"{_workers(args)} workers)")
-    png = os.path.join(args.out, "accuracy_hist.png")
-    write_png(png, cnn_accuracy_histogram(zoo))
-    print(f"  histogram          {png}")
-    print(f"  load with          scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
-    return 0
+    return _generate_and_report(
+        args, lambda **kw: generate_cnn_zoo(
+            args.out, args.n, source=args.source, seed=args.seed, epochs=args.epochs, checkpoints=ckpts,
+            train_size=args.train_size, test_size=args.test_size, eval_train_size=args.eval_train_size,
+            batch_size=args.batch_size, activations=args.activations.split(","), ranges=ranges, chunk=args.chunk,
+            group_size=args.group_size, workers=args.workers or None, device=args.device,
+            split_fractions=args.split, data_root=args.data_root, **kw),
+        unit="nets", verb="trained", summary=cnn_summary_table, width=19, figure=cnn_accuracy_histogram,
+        png_name="accuracy_hist.png", png_row="histogram", png_note="final test accuracy by activation",
+        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
 
 
 def _add_zoo_parsers(sub) -> None:

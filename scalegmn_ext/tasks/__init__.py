@@ -5,6 +5,7 @@ the demo and the benchmark cores. The command line (:mod:`scalegmn_ext.cli`) dis
 * :mod:`.fit` -- batched SIREN fitting / CNN training (one functional forward per step).
 * :mod:`.zoo` -- the zoo format, generators and readers of the published zoos.
 * :mod:`.demo` -- ``scalegmn-ext demo``; :mod:`.bench` -- the graph-op benchmark core.
+* :mod:`.plots` -- the zoo figures (matplotlib, optional extra ``plots``).
 
 Submodules are imported on use (``from scalegmn_ext.tasks import fit``), so ``import
 scalegmn_ext`` stays light.

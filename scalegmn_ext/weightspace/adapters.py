@@ -1,4 +1,4 @@
-"""Adapters between ``torch.nn`` modules / state dicts / the nfn library and weight lists.
+"""Adapters between ``torch.nn`` modules / state dicts / the nfn library / PyTorch Geometric and weight lists.
 
 A batch of B networks of one :class:`~scalegmn_ext.weightspace.architecture.Architecture` is ``weights`` (per layer
 ``[B, out, in]`` dense or ``[B, out, in, kh, kw]`` conv, torch layout) and ``biases`` (per layer
@@ -13,11 +13,13 @@ import torch
 from torch import Tensor, nn
 
 from .architecture import ACTIVATION_SYMMETRY, Architecture, LayerSpec
+from .graph import WeightGraph
 from .nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
 
 __all__ = [
     "arch_from_module", "module_to_weights", "weights_to_module",
-    "state_dict_to_weights", "weights_to_state_dict", "to_nfn", "from_nfn",
+    "state_dict_to_weights", "weights_to_state_dict", "to_nfn", "from_nfn", "to_pyg_batch",
+    "check_layer_shapes",
 ]
 
 _ACT_TYPES: dict[type, str] = {
@@ -372,6 +374,22 @@ def weights_to_module(
 # ----------------------------------------------------------------------------------------------
 # state dicts <-> weight lists
 # ----------------------------------------------------------------------------------------------
+def check_layer_shapes(
+    arch: Architecture, layer: int, weight: Tensor, bias: Tensor | None, *, weight_name: str, bias_name: str,
+) -> None:
+    """Check one network's (unbatched) weight and bias of layer ``layer`` against ``arch``.
+
+    The one shape check for parameters read by name (state dicts here, zoo files in
+    :mod:`scalegmn_ext.tasks.zoo.published`), so every reader words a mismatch the same way:
+    ``<name> must have shape [32, 32] for layer 1 of <arch>, got [32, 16]`` (a ValueError).
+    ``bias=None`` (a layer stored without bias) is not checked; the caller fills zeros.
+    """
+    spec = arch.layers[layer]
+    for name, t, expected in ((weight_name, weight, spec.weight_shape), (bias_name, bias, (spec.out_features,))):
+        if t is not None and tuple(t.shape) != tuple(expected):
+            raise ValueError(f"{name} must have shape {list(expected)} for layer {layer} of {arch}, got {list(t.shape)}")
+
+
 def _natural_key(path: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path) if t != ""]
 
@@ -405,18 +423,12 @@ def _one_state_dict(sd: Any, arch: Architecture, order: str, strict: bool, where
         raise ValueError(f"{where} has {len(order_paths)} parametrised layers ({keys}) but the architecture {arch} "
                          f"has {arch.num_layers}")
     ws, bs = [], []
-    for l, (p, spec) in enumerate(zip(order_paths, arch.layers)):
+    for l, p in enumerate(order_paths):
         wkey, w = paths[p]["weight"]
-        if tuple(w.shape) != spec.weight_shape:
-            raise ValueError(f"{where}[{wkey!r}] must have shape {list(spec.weight_shape)} for layer {l} of {arch}, "
-                             f"got {list(w.shape)}")
-        if "bias" in paths[p]:
-            bkey, b = paths[p]["bias"]
-            if tuple(b.shape) != (spec.out_features,):
-                raise ValueError(f"{where}[{bkey!r}] must have shape [{spec.out_features}] for layer {l} of {arch}, "
-                                 f"got {list(b.shape)}")
-        else:
-            b = w.new_zeros(spec.out_features)
+        bkey, b = paths[p].get("bias", (None, None))
+        check_layer_shapes(arch, l, w, b, weight_name=f"{where}[{wkey!r}]", bias_name=f"{where}[{bkey!r}]")
+        if b is None:
+            b = w.new_zeros(arch.layers[l].out_features)
         ws.append(w.detach())
         bs.append(b.detach())
     return ws, bs
@@ -580,3 +592,75 @@ def from_nfn(nfn_tuple: Any) -> tuple[list[Tensor], list[Tensor]]:
         ws.append(w.squeeze(1))
         bs.append(b.squeeze(1))
     return ws, bs
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch Geometric
+# ----------------------------------------------------------------------------------------------
+def _import_pyg():
+    try:
+        from torch_geometric.data import Batch, Data
+    except ImportError as e:
+        raise ImportError(
+            "to_pyg_batch needs PyTorch Geometric: pip install torch_geometric "
+            f"(pure Python; install it into the environment that has torch). Import error: {e}") from e
+    return Batch, Data
+
+
+def to_pyg_batch(
+    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None,
+    labels: Tensor | Sequence | None = None, *, input_value: float = 1.0, dense_centre: bool = True,
+    edge_order: str = "receiver",
+):
+    """B networks -> one ``torch_geometric.data.Batch``, built without a per-graph loop.
+
+    Per graph (N = ``arch.num_nodes``, E = ``arch.num_edges``, K = ``arch.edge_dim``):
+    ``x [N, 1]`` (inputs: ``input_value``, others: biases), ``edge_index [2, E]`` (sender,
+    receiver), ``edge_attr [E, K]``, ``node_type [N]``, ``edge_type [E]``, ``mask_hidden [N, 1]``,
+    ``mask_first_layer [N, 1]`` (bool) and ``y [1, ...]`` (from ``labels[b]``, when given),
+    concatenated over graphs with ``batch``/``ptr`` as PyG does. Edges are in the package's
+    receiver-major order (edge ``(o, i)`` of layer ``l`` at ``offset_l + o * in + i``: the
+    row-major order of the torch weight) or, with ``edge_order="sender"``, the public ScaleGMN
+    code's sender-major order. The result equals ``Batch.from_data_list`` of the per-network
+    ``Data`` objects, including ``get_example`` / ``to_data_list``.
+
+    ``input_value=0.0, dense_centre=False`` reproduce the public code's CNN graphs.
+    """
+    Batch, Data = _import_pyg()
+    if edge_order not in ("receiver", "sender"):
+        raise ValueError(f"edge_order must be 'receiver' or 'sender', got {edge_order!r}")
+    g = WeightGraph.from_weights(arch, weights, biases, input_value=input_value, dense_centre=dense_centre)
+    B, N, E, K = g.batch_size, arch.num_nodes, arch.num_edges, g.edge.shape[-1]
+    s = g.structure.to(g.node.device)
+    edge, ei_local, etype = g.edge, s.edge_index, s.edge_type
+    if edge_order == "sender":
+        perm = s.sender_major_perm.to(g.node.device)
+        edge, ei_local, etype = edge[:, perm], ei_local[:, perm], etype[perm]
+    dev = g.node.device
+    shift = torch.arange(B, device=dev) * N
+    edge_index = (ei_local.unsqueeze(1) + shift.view(1, -1, 1)).reshape(2, B * E)
+    out = Batch(_base_cls=Data)
+    out.x = g.node.reshape(B * N, 1)
+    out.edge_index = edge_index
+    out.edge_attr = edge.reshape(B * E, K)
+    out.node_type = s.node_type.repeat(B)
+    out.edge_type = etype.repeat(B)
+    out.mask_hidden = s.hidden_mask.view(N, 1).repeat(B, 1)
+    out.mask_first_layer = s.input_mask.view(N, 1).repeat(B, 1)
+    keys = ["x", "edge_index", "edge_attr", "node_type", "edge_type", "mask_hidden", "mask_first_layer"]
+    sizes = {"x": N, "edge_index": E, "edge_attr": E, "node_type": N, "edge_type": E,
+             "mask_hidden": N, "mask_first_layer": N}
+    if labels is not None:
+        y = labels if isinstance(labels, Tensor) else torch.as_tensor(labels)
+        if y.dim() == 0 or y.shape[0] != B:
+            raise ValueError(f"labels must have a leading axis of length {B} (one per network), got shape {tuple(y.shape)}")
+        out.y = y.to(dev)
+        keys.append("y")
+        sizes["y"] = 1
+    out.batch = torch.arange(B, device=dev).repeat_interleave(N)
+    out.ptr = torch.arange(B + 1, device=dev) * N
+    ar = torch.arange(B + 1)
+    out._num_graphs = B
+    out._slice_dict = {k: ar * sizes[k] for k in keys}
+    out._inc_dict = {k: (torch.arange(B) * N if k == "edge_index" else torch.zeros(B, dtype=torch.long)) for k in keys}
+    return out

@@ -4,8 +4,12 @@
   :class:`~scalegmn_ext.tasks.zoo.format.Zoo` reader.
 * :mod:`scalegmn_ext.tasks.zoo.inr` -- SIREN INR zoos of real images (MNIST-5k or Fashion-MNIST).
 * :mod:`scalegmn_ext.tasks.zoo.cnn` -- Small-CNN-Zoo CNNs on Fashion-MNIST with varied hyper-parameters.
-* :mod:`scalegmn_ext.tasks.zoo.png` -- a dependency-free PNG encoder and pixel plots.
-* :mod:`scalegmn_ext.tasks.zoo.published` -- readers for the published zoos (separate module).
+* :mod:`scalegmn_ext.tasks.zoo.generation` -- what both generators share (worker threads, split
+  fractions, summary statistics).
+* :mod:`scalegmn_ext.tasks.zoo.published` -- readers for the published zoos (one module per layout).
+
+The figures the commands write (INR preview, CNN accuracy histogram) are drawn by
+:mod:`scalegmn_ext.tasks.plots` (matplotlib, optional: ``pip install 'scalegmn_ext[plots]'``).
 
 Command line: ``scalegmn-ext zoo inr|cnn --n N --out DIR``.
 """

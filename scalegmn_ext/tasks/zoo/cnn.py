@@ -47,7 +47,8 @@ from ... import __version__ as _pkg_version
 from ...weightspace.architecture import Architecture
 from ...weightspace.functional import activation_fn, forward
 from .format import Zoo, ZooWriter
-from .inr import Cancelled, _check_fractions, _map, _stats, default_workers, single_threaded_ops
+from .generation import (Cancelled, check_split_fractions, default_workers, parallel_map, single_threaded_ops,
+                         summary_stats)
 
 __all__ = ["generate_cnn_zoo", "DEFAULT_RANGES", "CNN_COLUMNS", "cnn_eval_data", "evaluate",
            "cnn_summary_table", "cnn_accuracy_histogram", "default_checkpoints"]
@@ -390,7 +391,7 @@ def generate_cnn_zoo(
     if ckpts[-1] != epochs:
         ckpts.append(epochs)
     rng = _check_ranges(ranges)
-    fractions = _check_fractions(split_fractions)
+    fractions = check_split_fractions(split_fractions)
     log = log or (lambda s: None)
     device = torch.device(device)
     base_arch = Architecture.small_cnn_zoo(activations[0])
@@ -477,7 +478,7 @@ def generate_cnn_zoo(
                         for r, key in enumerate(keys)}
 
             with single_threaded_ops(workers > 1 and device.type == "cpu"):
-                for res in _map(run_unit, range(len(units)), workers, stop):
+                for res in parallel_map(run_unit, range(len(units)), workers, stop):
                     for key, (wb, met) in res.items():
                         weights[key] = wb
                         metrics[key] = met
@@ -513,10 +514,10 @@ def generate_cnn_zoo(
 def _summary(records: list[dict]) -> dict:
     fin = [r for r in records if r["is_final"]]
     out = {"networks": len(fin), "rows": len(records),
-           "final_test_acc": _stats(np.array([r["test_acc"] for r in fin])),
-           "final_train_acc": _stats(np.array([r["train_acc"] for r in fin]))}
+           "final_test_acc": summary_stats(np.array([r["test_acc"] for r in fin])),
+           "final_train_acc": summary_stats(np.array([r["train_acc"] for r in fin]))}
     for act in sorted({r["activation"] for r in fin}):
-        out[f"final_test_acc_{act}"] = _stats(np.array([r["test_acc"] for r in fin if r["activation"] == act]))
+        out[f"final_test_acc_{act}"] = summary_stats(np.array([r["test_acc"] for r in fin if r["activation"] == act]))
     out["mean_test_acc_by_epoch"] = {int(e): float(np.mean([r["test_acc"] for r in records if r["epoch"] == e]))
                                      for e in sorted({r["epoch"] for r in records})}
     return out
@@ -535,7 +536,7 @@ def cnn_summary_table(zoo: Zoo) -> str:
              "  final test acc     {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s}".format(
                  "n", "mean", "min", "p10", "median", "p90", "max")]
     for name, sel in [("all", np.ones(len(acc), bool))] + [(a, acts == a) for a in sorted(set(acts))]:
-        s = _stats(acc[sel])
+        s = summary_stats(acc[sel])
         if s["count"]:
             lines.append("    {:<16s} {:>6d} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f}".format(
                 name, s["count"], s["mean"], s["min"], s["p10"], s["median"], s["p90"], s["max"]))
@@ -545,12 +546,22 @@ def cnn_summary_table(zoo: Zoo) -> str:
     return "\n".join(lines)
 
 
-def cnn_accuracy_histogram(zoo: Zoo) -> np.ndarray:
-    """RGB histogram image of the final test accuracies, stacked by activation."""
-    from .png import histogram_image
+def cnn_accuracy_histogram(zoo: Zoo):
+    """A matplotlib figure: histogram of the final test accuracies, stacked by activation.
+
+    Needs matplotlib (``pip install 'scalegmn_ext[plots]'``); see :mod:`scalegmn_ext.tasks.plots`.
+    """
+    from ..plots import accuracy_histogram_figure
 
     fin = zoo.where(is_final=True)
     acc, acts = fin.column("test_acc"), fin.column("activation")
     groups = {a: acc[acts == a] for a in sorted(set(acts))}
-    return histogram_image(None, groups=groups, bins=25, value_range=(0.0, 1.0),
-                           title=f"final test acc  n={len(fin)}")
+    data = zoo.info.get("data", {})
+    epochs = zoo.info.get("config", {}).get("epochs")
+    return accuracy_histogram_figure(
+        groups, bins=25, value_range=(0.0, 1.0), chance=0.1,  # both sources have ten classes
+        xlabel=f"test accuracy after the last epoch (%, on {zoo.info.get('config', {}).get('test_size', '?')} "
+               f"{data.get('test_source', 'test')} images)",
+        title=f"CNN zoo {os.path.basename(os.path.normpath(zoo.path))}: final test accuracy of {len(fin)} "
+              f"Small-CNN-Zoo networks\n(each trained {epochs} epoch{'s' if epochs != 1 else ''} on its own subset of "
+              f"{data.get('train_source', '?')}, with its own hyper-parameters)")

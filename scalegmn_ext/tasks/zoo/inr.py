@@ -13,12 +13,10 @@ so every chunk is reproducible on its own and a resumed run equals an uninterrup
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -29,8 +27,10 @@ from ...weightspace.architecture import Architecture
 from ..fit import fit_inrs, init_weights_seeded
 from ...weightspace.functional import render_inr
 from .format import Zoo, ZooWriter
+from .generation import (Cancelled, check_split_fractions, default_workers, parallel_map, single_threaded_ops,
+                         summary_stats)
 
-__all__ = ["generate_inr_zoo", "load_source_images", "inr_preview_image", "inr_summary_table", "INR_COLUMNS"]
+__all__ = ["generate_inr_zoo", "load_source_images", "inr_preview_figure", "inr_summary_table", "INR_COLUMNS"]
 
 INR_COLUMNS = [
     ("index", "int"), ("label", "int"), ("image_index", "int"), ("image_source", "str"),
@@ -55,60 +55,6 @@ def load_source_images(source: str, image_split: str = "train", root: str | None
         imgs, labels = data.load_fashion_mnist(image_split, root)
         return imgs, labels, f"fashion-{image_split}"
     raise ValueError(f"source must be 'mnist' or 'fashion', got {source!r}")
-
-
-@contextlib.contextmanager
-def single_threaded_ops(active: bool = True):
-    """Run torch ops single-threaded inside (restored afterwards): parallelism then comes from
-    worker threads that each fit/train their own batch of networks (see :func:`_map`)."""
-    n = torch.get_num_threads()
-    if active:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if active:
-            torch.set_num_threads(n)
-
-
-class Cancelled(Exception):
-    """Raised inside a worker when another worker failed or the run was interrupted."""
-
-
-def _map(fn, items, workers: int, stop: threading.Event | None = None):
-    """``[fn(i) for i in items]`` on ``workers`` threads (in order; serial for one worker).
-
-    Coarse-grained parallelism (each thread runs whole small-network batches with single-threaded
-    ops) is bitwise identical to the serial result, and unlike per-op intra-op threading it does
-    not stall when other processes share the cores. If one item fails (or the main thread is
-    interrupted), ``stop`` is set so that running items can bail out at their next progress
-    callback, pending items are cancelled, and the first error is raised.
-    """
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        return [fn(i) for i in items]
-    stop = stop if stop is not None else threading.Event()
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as ex:
-        futures = [ex.submit(fn, i) for i in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            stop.set()
-            for f in futures:
-                f.cancel()
-            raise
-
-
-def default_workers(device) -> int:
-    """Worker threads for zoo generation: torch's intra-op thread count on CPU, 1 elsewhere."""
-    return max(1, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
-
-
-def _check_fractions(split_fractions: Sequence[float]) -> dict[str, float]:
-    if len(split_fractions) != 3 or any(f < 0 for f in split_fractions) or abs(sum(split_fractions) - 1) > 1e-6:
-        raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, "
-                         f"got {tuple(split_fractions)}")
-    return dict(zip(("train", "val", "test"), map(float, split_fractions)))
 
 
 def generate_inr_zoo(
@@ -144,7 +90,7 @@ def generate_inr_zoo(
     for name, v in (("steps", steps), ("chunk", chunk), ("fit_batch", fit_batch), ("workers", workers)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    fractions = _check_fractions(split_fractions)
+    fractions = check_split_fractions(split_fractions)
     log = log or (lambda s: None)
     device = torch.device(device)
     arch = Architecture.mlp(list(widths), activation="sine", w0=w0, output_offset=output_offset)
@@ -215,7 +161,7 @@ def generate_inr_zoo(
                 return [t.cpu() for t in w], [t.cpu() for t in b], p.cpu(), tr.cpu()
 
             with single_threaded_ops(workers > 1 and device.type == "cpu"):
-                parts = _map(fit_part, range(0, hi - lo, fit_batch), workers, stop)
+                parts = parallel_map(fit_part, range(0, hi - lo, fit_batch), workers, stop)
             ws_parts = [q[0] for q in parts]
             bs_parts = [q[1] for q in parts]
             ps = [q[2] for q in parts]
@@ -238,20 +184,12 @@ def generate_inr_zoo(
         writer.close()  # release the directory lock however generation ends
 
 
-def _stats(v: np.ndarray) -> dict:
-    if v.size == 0:
-        return {"count": 0}
-    q = np.percentile(v, [10, 50, 90])
-    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "p10": float(q[0]), "median": float(q[1]), "p90": float(q[2]), "max": float(v.max())}
-
-
 def _summary(records: list[dict]) -> dict:
     psnr = np.array([r["psnr"] for r in records], dtype=np.float64)
     steps = np.array([r["steps"] for r in records], dtype=np.float64)
     labels = np.array([r["label"] for r in records])
     return {
-        "psnr_db": _stats(psnr), "steps": _stats(steps),
+        "psnr_db": summary_stats(psnr), "steps": summary_stats(steps),
         "per_label_mean_psnr_db": {int(c): float(psnr[labels == c].mean()) for c in np.unique(labels)},
     }
 
@@ -263,7 +201,7 @@ def inr_summary_table(zoo: Zoo) -> str:
     labels = zoo.column("label")
     split = zoo.column("split")
     tgt = zoo.info.get("config", {}).get("target_psnr")
-    s = _stats(psnr)
+    s = summary_stats(psnr)
     lines = [
         f"INR zoo {zoo.path}: {len(zoo)} SIRENs {zoo.arch}",
         f"  splits       train {int((split == 'train').sum())} / val {int((split == 'val').sum())} / "
@@ -278,9 +216,15 @@ def inr_summary_table(zoo: Zoo) -> str:
     return "\n".join(lines)
 
 
-def inr_preview_image(zoo: Zoo, count: int = 32, *, scale: int = 2, data_root: str | None = None) -> np.ndarray:
-    """A uint8 grid: for ``count`` INRs of the zoo (spread over the zoo), the source image next to the
-    reconstruction rendered with :func:`~scalegmn_ext.weightspace.functional.render_inr` from the stored weights."""
+def inr_preview_figure(zoo: Zoo, count: int = 32, *, data_root: str | None = None):
+    """A matplotlib figure: for ``count`` INRs spread over the zoo, the source image next to the
+    reconstruction rendered with :func:`~scalegmn_ext.weightspace.functional.render_inr` from the
+    stored weights, each captioned (zoo index, label / reconstruction PSNR).
+
+    Needs matplotlib (``pip install 'scalegmn_ext[plots]'``); see :mod:`scalegmn_ext.tasks.plots`.
+    """
+    from ..plots import image_pairs_figure
+
     count = max(1, min(count, len(zoo)))
     idx = np.unique(np.linspace(0, len(zoo) - 1, count).round().astype(np.int64))
     ws, bs = zoo.load(idx)
@@ -290,9 +234,17 @@ def inr_preview_image(zoo: Zoo, count: int = 32, *, scale: int = 2, data_root: s
     with torch.no_grad():
         rec = render_inr(zoo.arch, ws, bs, h, w).clamp(0, 1)
     gt = images[torch.from_numpy(zoo.column("image_index")[idx])]
-    tiles = []
-    for g, r in zip(gt, rec):
-        tiles += [g.numpy(), r.numpy()]
-    from .png import image_grid
+    labels, psnr = zoo.column("label")[idx], zoo.column("psnr")[idx]
+    tag = zoo.info.get("data", {}).get("image_source", data.get("source", "?"))
+    if data.get("source") == "fashion":  # name the clothing class; MNIST labels are the digits themselves
+        from ..data import FASHION_MNIST_CLASSES
 
-    return image_grid(tiles, ncols=16, pad=2, scale=scale)
+        names = [FASHION_MNIST_CLASSES[int(l)] for l in labels.tolist()]
+    else:
+        names = [f"digit {int(l)}" for l in labels.tolist()]
+    return image_pairs_figure(
+        gt, rec, captions=[f"#{i}: {name}\nsource" for i, name in zip(idx.tolist(), names)],
+        reconstruction_captions=[f"{p:.1f} dB\nINR" for p in psnr.tolist()],
+        title=f"INR zoo {os.path.basename(os.path.normpath(zoo.path))}: {len(idx)} of {len(zoo)} SIRENs "
+              f"({tag}, {zoo.arch.layout[1]}-wide)\nleft: source image | right: INR reconstruction "
+              "(PSNR vs. the source, higher is better)")
