@@ -35,6 +35,26 @@ def _demo(args) -> int:
     return 0
 
 
+def _merge_demo(args) -> int:
+    import dataclasses
+
+    from .tasks.merge.demo import DEFAULT, TINY, MergeDemoCheckError, run_merge_demo
+
+    sizes = TINY if args.tiny else DEFAULT
+    changes = {k: getattr(args, k) for k in ("n_inr", "ae_steps", "cnn_ae_steps", "n_cnn", "pairs", "d_hid",
+                                                "decoder") if getattr(args, k) is not None}
+    try:
+        sizes = dataclasses.replace(sizes, **changes)
+        run_merge_demo(args.out, seed=args.seed, sizes=sizes, progress=not args.quiet)
+    except MergeDemoCheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 class _LineStream:
     """tqdm redraws its bar in place with ``\\r``; in a log file or CI output that piles every
     redraw onto one line. This stream turns each redraw into its own line instead."""
@@ -293,6 +313,20 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-bench", action="store_true", help="skip the benchmark table")
     d.set_defaults(fn=_demo)
+    m = sub.add_parser("merge-demo", help="model merging end to end: zoos -> autoencoders -> orbit, latent and CNN-pair "
+                                          "experiments vs Git Re-Basin -> tables and PNGs")
+    m.add_argument("--out", default="runs/merge-demo", help="output folder; a rerun reuses/resumes its checkpoints")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--tiny", action="store_true", help="the smallest sizes that run every step (for tests)")
+    m.add_argument("--n-inr", type=int, default=None, help="SIRENs to fit (default 192, the last 16 are the test set)")
+    m.add_argument("--n-cnn", type=int, default=None, help="tanh CNNs to train (default 96, the last 40 are the test set)")
+    m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 500)")
+    m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 300)")
+    m.add_argument("--pairs", type=int, default=None, help="CNN pairs (default 20)")
+    m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
+    m.add_argument("--decoder", choices=("mlp", "neuron"), default=None, help="decoder (default mlp, the paper's)")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    m.set_defaults(fn=_merge_demo)
     i = sub.add_parser("info", help="build and device information")
     i.set_defaults(fn=_info)
     _add_zoo_parsers(sub)

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["image_pairs_figure", "accuracy_histogram_figure", "save_png", "ACTIVATION_COLORS", "PAIR_FRAME_COLORS"]
+__all__ = ["figure_factory", "image_pairs_figure", "accuracy_histogram_figure", "save_png", "ACTIVATION_COLORS", "PAIR_FRAME_COLORS"]
 
 #: Fixed colours for the activations, so the same activation looks the same in every figure.
 ACTIVATION_COLORS = {"relu": "#1f77b4", "tanh": "#ff7f0e", "sine": "#2ca02c", "leaky_relu": "#9467bd",
@@ -29,8 +29,9 @@ _OTHER_COLORS = ("#17becf", "#bcbd22", "#d62728")
 PAIR_FRAME_COLORS = ("#1f77b4", "#d62728")
 
 
-def _figure_factory():
-    """``matplotlib.figure.Figure`` with an Agg canvas attached, or an ImportError naming the extra."""
+def figure_factory():
+    """A constructor of ``matplotlib.figure.Figure`` objects with an Agg canvas attached (every
+    figure module of the package uses it), or an ImportError naming the extra."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -64,7 +65,7 @@ def image_pairs_figure(
     ``captions[i]`` goes above source ``i`` and ``reconstruction_captions[i]`` above its
     reconstruction (default "source" / "reconstruction"). Returns a matplotlib ``Figure``.
     """
-    new_figure = _figure_factory()
+    new_figure = figure_factory()
     src = _gray_images("sources", sources)
     rec = _gray_images("reconstructions", reconstructions)
     if rec.shape != src.shape:
@@ -111,7 +112,7 @@ def accuracy_histogram_figure(
     (an accuracy in [0, 1], e.g. 0.1 for ten classes) draws a dashed reference line. Returns a
     matplotlib ``Figure``.
     """
-    new_figure = _figure_factory()
+    new_figure = figure_factory()
     if not groups:
         raise ValueError("groups must name at least one group of accuracies")
     if bins < 1:
