@@ -182,13 +182,15 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     t0 = time.time()
     e1 = inr_orbit_experiment(inr_arch, ae, tuple(x for x in inr_test), test_images, members=sizes.members,
                               eps=sizes.eps, seed=seed)
-    log(f"    done in {time.time() - t0:.0f} s; barrier (max over alpha of the rise above the line), mean +- std:")
+    log(f"    done in {time.time() - t0:.0f} s; barrier (max over alpha of the rise above the line), mean +- std, "
+        f"and the mean loss at the two ends:")
     table1 = ["| transform | eps | " + " | ".join(next(iter(next(iter(e1["results"].values())).values()))) + " |"]
     table1.append("|---|---|" + "---|" * len(next(iter(next(iter(e1["results"].values())).values()))))
     exp1 = {}
     for t, by_eps in e1["results"].items():
         for e, by_m in by_eps.items():
-            cells = [f"{v['barrier_mean']:.4f} +- {v['barrier_std']:.4f}" for v in by_m.values()]
+            cells = [f"{v['barrier_mean']:.4f} +- {v['barrier_std']:.4f} (ends {v['end_loss_mean']:.3f})"
+                     for v in by_m.values()]
             table1.append(f"| {t} | {e} | " + " | ".join(cells) + " |")
             exp1[f"{t}/{e}"] = {m: {k: v for k, v in s.items() if k != "curves"} for m, s in by_m.items()}
             if e == 0.0:

@@ -89,12 +89,14 @@ def _path(arch, model, a, b, method: str, alphas: Tensor, seed: int):
 
 
 def summarize_barriers(curves: Tensor, alphas: Tensor) -> dict:
-    """Per-pair barriers of ``curves [P, A]`` -> mean/std of the max and of the mean barrier."""
+    """Per-pair barriers of ``curves [P, A]`` -> mean/std of the max and of the mean barrier, and
+    the mean loss at the two ends (a barrier of 0 between two bad networks is no merge)."""
     r = barrier_from_curve(alphas, curves)
     b, m = r.barrier.double(), r.mean_barrier.double()
     sd = (lambda t: float(t.std()) if t.numel() > 1 else 0.0)
+    ends = curves.double()[:, [int((alphas == 0).nonzero()[0]), int((alphas == 1).nonzero()[0])]]
     return {"barrier_mean": float(b.mean()), "barrier_std": sd(b), "mean_barrier_mean": float(m.mean()),
-            "mean_barrier_std": sd(m), "pairs": int(b.numel())}
+            "mean_barrier_std": sd(m), "end_loss_mean": float(ends.mean()), "pairs": int(b.numel())}
 
 
 def inr_orbit_experiment(arch: Architecture, model, inrs, images: Tensor, *, transforms: Sequence[str] = ("P", "D", "PD"),
