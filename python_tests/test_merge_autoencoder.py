@@ -169,3 +169,23 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         torch.testing.assert_close(b["model"][k], v, rtol=1e-12, atol=1e-12)
     assert [h["val"] for h in a["history"]] == pytest.approx([h["val"] for h in b["history"]], rel=1e-12)
     assert [h["train_loss"] for h in a["history"]] == pytest.approx([h["train_loss"] for h in b["history"]], rel=1e-12)
+
+
+def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
+    from scalegmn_ext.tasks.merge.autoencoder import autoencoder_state, load_autoencoder
+
+    arch, data = _siren_set(8)
+    tr = _trainer(tmp_path, arch, data, steps=2)
+    tr.extra_state = autoencoder_state(tr.model)
+    tr.fit()
+    m = load_autoencoder(str(tmp_path / "checkpoint.pt"), arch).double()
+    ws, bs = data.take(torch.arange(3))
+    with torch.no_grad():
+        (w1, b1), (w2, b2) = m(ws, bs), tr.model.eval()(ws, bs)
+    for x, y in zip(w1 + b1, w2 + b2):
+        torch.testing.assert_close(x, y)
+    other = Architecture.siren((2, 16, 16, 1))
+    with pytest.raises(ValueError, match=r"holds an autoencoder for 2->dense\(8\).*not for 2->dense\(16\)"):
+        load_autoencoder(str(tmp_path / "checkpoint.pt"), other)
+    with pytest.raises(ValueError):  # networks of another architecture into the model
+        m(*random_weights(other, 2, dtype=torch.float64))

@@ -129,7 +129,7 @@ class ScaleGMNAutoencoder(nn.Module):
         hid = [int(m) * cfg.d_hid for m in decoder_hidden]
         if not hid or min(hid) <= 0:
             raise ValueError(f"decoder_hidden must be positive multiples of d_hid, got {decoder_hidden!r}")
-        self.arch, self.latent_dim, self.decoder_kind = arch, k, decoder
+        self.arch, self.latent_dim, self.decoder_kind, self.decoder_hidden = arch, k, decoder, tuple(decoder_hidden)
         self.encoder = ScaleGMN(arch, cfg.replace(readout="full_graph", d_out=k), impl=impl)
         self.decoder = MLPDecoder(arch, k, hid) if decoder == "mlp" else NeuronDecoder(arch, k, hid[0])
 

@@ -15,6 +15,7 @@ scores the result (PSNR for INRs, accuracy kept for CNNs).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -24,8 +25,39 @@ from torch import Tensor, nn
 
 from ...weightspace.architecture import Architecture
 from ...weightspace.functional import forward, render_inr
+from ..zoo.format import arch_from_dict, arch_to_dict
 
-__all__ = ["INRRenderLoss", "DistillationLoss", "canonicalize", "reconstruction_quality", "psnr"]
+__all__ = ["INRRenderLoss", "DistillationLoss", "canonicalize", "reconstruction_quality", "psnr",
+           "autoencoder_state", "load_autoencoder"]
+
+CHECKPOINT_KIND = "scalegmn_ext.autoencoder"
+
+
+def autoencoder_state(model: nn.Module) -> dict:
+    """What a checkpoint needs to rebuild ``model`` (pass as the Trainer's ``extra_state``)."""
+    ae = _unwrap(model)
+    return {"kind": CHECKPOINT_KIND, "arch": arch_to_dict(ae.arch), "encoder_config": dataclasses.asdict(ae.config),
+            "latent_dim": ae.latent_dim, "decoder": ae.decoder_kind, "decoder_hidden": list(ae.decoder_hidden)}
+
+
+def load_autoencoder(path: str, arch: Architecture | None = None, *, map_location="cpu"):
+    """Rebuild a :class:`ScaleGMNAutoencoder` from a Trainer checkpoint written with
+    :func:`autoencoder_state`; ``arch`` (optional) must be the architecture it was trained for."""
+    from ...models.autoencoder import ScaleGMNAutoencoder
+    from ...models.config import ScaleGMNConfig
+
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(ck, dict) or ck.get("kind") != CHECKPOINT_KIND:
+        raise ValueError(f"{path} is not a scalegmn_ext autoencoder checkpoint (kind={ck.get('kind') if isinstance(ck, dict) else None!r})")
+    trained_for = arch_from_dict(ck["arch"], where=f"{path}: arch")
+    if arch is not None and arch != trained_for:
+        raise ValueError(f"{path} holds an autoencoder for {trained_for}, not for {arch}: decode networks of the "
+                         f"architecture it was trained on, or train one for {arch}")
+    cfg = ScaleGMNConfig(**ck["encoder_config"])
+    model = ScaleGMNAutoencoder(trained_for, cfg, latent_dim=ck["latent_dim"], decoder=ck["decoder"],
+                                decoder_hidden=ck["decoder_hidden"])
+    model.load_state_dict(ck["model"])
+    return model.eval()
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -35,7 +35,7 @@ from ...weightspace.symmetry import apply_group_element, random_group_element
 from .. import fit
 from ..data import load_mnist_5k
 from ..train import NetworkSet, TrainConfig, Trainer
-from .autoencoder import DistillationLoss, INRRenderLoss, canonicalize, reconstruction_quality
+from .autoencoder import DistillationLoss, INRRenderLoss, autoencoder_state, canonicalize, reconstruction_quality
 from .experiments import cnn_pair_experiment, inr_orbit_experiment, orbit_collapse
 
 __all__ = ["MergeDemoSizes", "run_merge_demo", "MergeDemoCheckError", "TINY", "DEFAULT"]
@@ -103,7 +103,8 @@ def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, sym
     tc = TrainConfig(steps=steps, batch_size=min(sizes.ae_batch, len(train)), lr=cfg.get("lr", 1e-3),
                      warmup=max(1, steps // 10), val_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5),
                      seed=cfg["seed"])
-    tr = Trainer(model, loss, train, val, tc, os.path.join(out, name), progress=progress)
+    tr = Trainer(model, loss, train, val, tc, os.path.join(out, name), progress=progress,
+                 extra_state=autoencoder_state(model))
     t0 = time.time()
     hist = tr.fit(resume=True)
     log(f"    {name}: val loss {hist[0]['val']:.4g} -> {hist[-1]['val']:.4g} in {steps} steps "
