@@ -43,3 +43,11 @@ def test_bench_graph_vs_copy_smoke(tmp_path):
     rows = json.loads((tmp_path / "g.json").read_text())
     assert {r["case"] for r in rows} == {"INR 2-32-32-1", "Small CNN Zoo"}
     assert all(r["op_fwd_GBps"] > 0 and r["copy_inv_GBps"] > 0 for r in rows)
+
+
+def test_bench_merge_smoke(tmp_path):
+    out = _run("bench_merge.py", "--widths", "8,16", "--n", "2", "--pairs", "1", "--d-hid", "8", "--repeats", "1",
+               "--sweep-width", "8", "--sweep-n", "1,2", "--json", str(tmp_path / "m.json"), "--png", str(tmp_path / "m.png"))
+    assert "| 16 |" in out and "crossover vs rebasin" in out
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert [r["width"] for r in res["rows"]] == [8, 16] and (tmp_path / "m.png").stat().st_size > 10_000
