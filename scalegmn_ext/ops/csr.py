@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..reference.message import transpose_csr
+from ..reference.segment_gather_mul import transpose_csr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..weightspace.graph import GraphStructure
@@ -192,7 +192,7 @@ class CSR:
     @classmethod
     def from_rowptr(cls, rowptr: Tensor, col: Tensor, perm: Tensor | None = None, *, num_src: int) -> "CSR":
         """Completes a receiver CSR with its transpose (one stable sort, see
-        :func:`scalegmn_ext.reference.message.transpose_csr`)."""
+        :func:`scalegmn_ext.reference.segment_gather_mul.transpose_csr`)."""
         t_rowptr, t_col, t_perm = transpose_csr(rowptr, col, perm, num_src)
         return cls(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src=num_src, num_dst=rowptr.numel() - 1)
 

@@ -1,4 +1,4 @@
-// CUDA kernels of the CSR message ops (contracts in ops/message_meta.h):
+// CUDA kernels of the CSR message ops (contracts in ops/segment_gather_mul.h):
 //   segment_gather_mul  out[i]   = sum_p x[col[p]] * edge[eid(p)]
 //   gather_mul_csr      out[eid] = a[row(p)] * b[col[p]]
 //   gather_dot_csr      out[eid] = <a[row(p)], b[col[p]]>
@@ -20,7 +20,7 @@
 #include <cstdint>
 
 #include "../common/segment.h"
-#include "../ops/message_meta.h"
+#include "../ops/segment_gather_mul.h"
 #include "launch.cuh"
 
 namespace scalegmn {

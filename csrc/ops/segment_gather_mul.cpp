@@ -1,4 +1,4 @@
-#include "message_meta.h"
+#include "segment_gather_mul.h"
 
 #include <ATen/Dispatch.h>
 

@@ -1,4 +1,4 @@
-// CPU kernels of canonical_segment_sum and its backward (contracts in ops/readout_meta.h, math
+// CPU kernels of canonical_segment_sum and its backward (contracts in ops/canonical_segment_sum.h, math
 // in common/canonical.h).
 //
 // Forward: work-balanced chunks of segments in parallel (one chunk per thread); each segment
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "../common/canonical.h"
-#include "../ops/readout_meta.h"
+#include "../ops/canonical_segment_sum.h"
 #include "csr_parallel.h"
 
 namespace scalegmn {

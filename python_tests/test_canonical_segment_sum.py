@@ -7,7 +7,7 @@ from torch.library import opcheck
 
 import scalegmn_ext as sx
 from scalegmn_ext.ops import canonical_segment_sum
-from scalegmn_ext.reference import readout as ref
+from scalegmn_ext.reference import canonical_segment_sum as ref
 from scalegmn_ext.testing import DEVICES, FLOAT_DTYPES, noncontiguous
 
 pytestmark = pytest.mark.skipif(not sx.HAS_EXTENSION, reason="extension not built")

@@ -1,4 +1,4 @@
-#include "readout_meta.h"
+#include "canonical_segment_sum.h"
 
 #include "../common/canonical.h"
 
