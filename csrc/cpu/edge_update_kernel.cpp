@@ -7,7 +7,11 @@
 // that carries the edge's scale, drop() the hash dropout of common/dropout_hash.h (p = 0: none)
 // applied with the output's flat indices, so it equals hash_dropout(unfused, p, seed, 0).
 // Tiles of whole networks; nothing per edge is saved for backward (the backward recomputes the
-// tile and regenerates the dropout mask). Tile GEMMs are ATen calls, so CPU and CUDA share it.
+// tile and regenerates the dropout mask). Argument checks: ops/edge_update.h.
+//
+// Tile GEMMs and element-wise steps are ATen calls on the tensors' device, so this one
+// device-generic kernel also serves CUDA tensors (registered below under WITH_CUDA); there is
+// no hand-written CUDA kernel and hence no cuda/edge_update_kernel.cu.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
@@ -15,6 +19,9 @@
 #include <algorithm>
 #include <array>
 #include <vector>
+
+#include "../common/tiling.h"
+#include "../ops/edge_update.h"
 
 namespace scalegmn {
 namespace {
@@ -49,48 +56,11 @@ EdgeTile forward_tile(const at::Tensor& e_tile, const at::Tensor& dst_t, const a
   return T;
 }
 
-void check(const at::Tensor& edge, const at::Tensor& dst, const at::Tensor& src,
-           const std::optional<at::Tensor>& ln_w, const std::optional<at::Tensor>& ln_b,
-           const at::Tensor& w_2, const at::Tensor& b_2, const at::Tensor& w_g, double p) {
-  TORCH_CHECK(edge.dim() == 4, "edge_update: edge must be [B, out, in, d_e], got ", edge.sizes());
-  TORCH_CHECK(at::isFloatingType(edge.scalar_type()), "edge_update: edge must be a floating tensor, got ",
-              edge.scalar_type());
-  const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), de = edge.size(3);
-  TORCH_CHECK(dst.dim() == 3 && dst.size(0) == B && dst.size(1) == O,
-              "edge_update: dst must be [B, out, d] = [", B, ", ", O, ", d], got ", dst.sizes());
-  const int64_t d = dst.size(2);
-  TORCH_CHECK(src.dim() == 3 && src.size(0) == B && src.size(1) == I && src.size(2) == d,
-              "edge_update: src must be [B, in, d] = [", B, ", ", I, ", ", d, "], got ", src.sizes());
-  TORCH_CHECK(w_2.dim() == 2 && w_2.size(1) == d, "edge_update: w_2 must be [d_out, ", d, "], got ", w_2.sizes());
-  const int64_t dout = w_2.size(0);
-  TORCH_CHECK(b_2.dim() == 1 && b_2.size(0) == dout, "edge_update: b_2 must be [", dout, "], got ", b_2.sizes());
-  TORCH_CHECK(w_g.dim() == 2 && w_g.size(0) == dout && w_g.size(1) == de,
-              "edge_update: w_g must be [", dout, ", ", de, "], got ", w_g.sizes());
-  TORCH_CHECK(ln_w.has_value() == ln_b.has_value(), "edge_update: pass both ln_w and ln_b or neither");
-  if (ln_w.has_value())
-    TORCH_CHECK(ln_w->dim() == 1 && ln_w->size(0) == d && ln_b->dim() == 1 && ln_b->size(0) == d,
-                "edge_update: ln_w and ln_b must be [", d, "], got ", ln_w->sizes(), " and ", ln_b->sizes());
-  TORCH_CHECK(p >= 0.0 && p < 1.0, "edge_update: p must be in [0, 1), got ", p);
-  std::vector<const at::Tensor*> ts{&dst, &src, &w_2, &b_2, &w_g};
-  if (ln_w.has_value()) {
-    ts.push_back(&*ln_w);
-    ts.push_back(&*ln_b);
-  }
-  for (const at::Tensor* t : ts)
-    TORCH_CHECK(t->scalar_type() == edge.scalar_type() && t->device() == edge.device(),
-                "edge_update: all tensors must share edge's dtype and device (", edge.scalar_type(), ", ",
-                edge.device(), "), got ", t->scalar_type(), " on ", t->device());
-}
-
-int64_t networks_per_tile(int64_t O, int64_t I, int64_t tile_edges) {
-  return std::max<int64_t>(1, tile_edges / std::max<int64_t>(O * I, 1));
-}
-
 at::Tensor edge_update(const at::Tensor& edge, const at::Tensor& dst, const at::Tensor& src,
                        const std::optional<at::Tensor>& ln_w, const std::optional<at::Tensor>& ln_b,
                        const at::Tensor& w_2, const at::Tensor& b_2, const at::Tensor& w_g, double p,
                        int64_t seed, int64_t tile_edges) {
-  check(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p);
+  check_edge_update(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), dout = w_2.size(0);
   at::Tensor out = at::empty({B, O, I, dout}, dst.options());
   if (out.numel() == 0) return out;
@@ -114,14 +84,9 @@ std::vector<at::Tensor> edge_update_backward(const at::Tensor& grad, const at::T
                                              const std::optional<at::Tensor>& ln_b, const at::Tensor& w_2,
                                              const at::Tensor& b_2, const at::Tensor& w_g, double p, int64_t seed,
                                              int64_t tile_edges) {
-  check(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p);
+  check_edge_update(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = dst.size(2), dout = w_2.size(0);
-  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == I && grad.size(3) == dout,
-              "edge_update_backward: grad must be [", B, ", ", O, ", ", I, ", ", dout, "], got ", grad.sizes());
-  // a grad of another dtype would be silently promoted in the products below
-  TORCH_CHECK(grad.scalar_type() == edge.scalar_type() && grad.device() == edge.device(),
-              "edge_update_backward: grad must be ", edge.scalar_type(), " on ", edge.device(), ", got ",
-              grad.scalar_type(), " on ", grad.device());
+  check_edge_update_grad(grad, edge, dout);
   at::NoGradGuard no_grad;
   // d_edge: every tile writes its rows (no memset); d_dst / d_src: summed per tile
   at::Tensor d_edge = grad.numel() == 0 ? at::zeros(edge.sizes(), edge.options()) : at::empty(edge.sizes(), edge.options());

@@ -12,8 +12,12 @@
 // inside its tile, and the backward recomputes the tile instead of saving it (as
 // memory-efficient attention does). Optional save mode: the forward also keeps the tiles' GEMM
 // outputs (d + |w_in| + d_h + d_out values per edge) and the backward recomputes only the
-// element-wise parts -- 5 of the 15 per-edge GEMMs of forward + backward fewer, for memory. Tile GEMMs call ATen (BLAS / cuBLAS with tensor cores),
-// so the same code serves CPU and CUDA tensors.
+// element-wise parts -- 5 of the 15 per-edge GEMMs of forward + backward fewer, for memory.
+// Argument checks and the workspace shape: ops/scale_eq_message.h.
+//
+// Tile GEMMs call ATen (BLAS / cuBLAS with tensor cores) and the element-wise steps are ATen
+// calls too, so this one device-generic kernel also serves CUDA tensors (registered below under
+// WITH_CUDA); there is no hand-written CUDA kernel and hence no cuda/scale_eq_message_kernel.cu.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -23,19 +27,11 @@
 #include <utility>
 #include <vector>
 
+#include "../common/tiling.h"
+#include "../ops/scale_eq_message.h"
+
 namespace scalegmn {
 namespace {
-
-enum CanonMode : int64_t { kIdentity = 0, kAbs = 1, kL2 = 2, kSymmetrize = 3 };
-
-struct Params {
-  at::Tensor w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2;
-  int64_t mode;
-  double eps;
-  int64_t d_out() const { return w_2.size(0); }
-  bool has_ln1() const { return ln1_w.defined(); }
-  bool has_ln2() const { return ln2_w.defined(); }
-};
 
 // LayerNorm over the last dim with optional affine; returns (y, mean, rstd).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& x, const at::Tensor& w,
@@ -57,15 +53,11 @@ struct Tile {
 // GEMM outputs W_e e [N, d], W_in x [N, |w_in|], W_f u + b_f [N, d_h] and Inv(x) [N, d_out] as
 // consecutive row-major blocks, so a tile's rows of each are contiguous and GEMMs write into
 // them directly.
-int64_t saved_width(const Params& P, int64_t d) {
-  return d + P.w_in.size(0) + P.w_f.size(0) + P.d_out();
-}
-
 struct Saved {
   at::Tensor ee, gz, t, inv;  // this tile's rows (views into the workspace)
 };
 
-Saved saved_rows(const at::Tensor& ws, int64_t N, int64_t r0, int64_t n, const Params& P, int64_t d) {
+Saved saved_rows(const at::Tensor& ws, int64_t N, int64_t r0, int64_t n, const ScaleEqParams& P, int64_t d) {
   Saved S;
   int64_t off = 0;
   auto block = [&](int64_t w) {
@@ -83,7 +75,7 @@ Saved saved_rows(const at::Tensor& ws, int64_t N, int64_t r0, int64_t n, const P
 // Forward of one tile. S == nullptr: compute everything. S with fill: compute, writing the GEMM
 // outputs into S. S without fill: read the GEMM outputs from S and recompute only the
 // element-wise parts (the backward of save mode).
-Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Params& P, int64_t O,
+Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const ScaleEqParams& P, int64_t O,
                   int64_t I, Saved* S = nullptr, bool fill = false) {
   Tile T;
   const int64_t nb = e_tile.size(0), d = hv_tile.size(-1), n = nb * O * I;
@@ -103,7 +95,7 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
   const int64_t dout = P.d_out();
   T.g = T.gz.narrow(1, 0, dout);
   switch (P.mode) {
-    case kSymmetrize: {
+    case kMsgSymmetrize: {
       const at::Tensor z = T.gz.narrow(1, dout, d);
       T.p = z + P.b1;
       T.q = P.b1 - z;
@@ -117,10 +109,10 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
       T.u = at::silu(T.lp) + at::silu(T.lq);
       break;
     }
-    case kAbs:
+    case kMsgAbs:
       T.u = T.x.abs();
       break;
-    case kL2: {
+    case kMsgL2: {
       // c(x) = x / (||x|| + eps), max-scaled; zero rows: den = eps (eps > 0) or inf, so c = 0
       const at::Tensor m = T.x.abs().amax({1}, true);
       const at::Tensor nz = m > 0;
@@ -145,77 +137,8 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Par
   return T;
 }
 
-int64_t networks_per_tile(int64_t O, int64_t I, int64_t tile_edges) {
-  return std::max<int64_t>(1, tile_edges / std::max<int64_t>(O * I, 1));
-}
-
-Params make_params(const at::Tensor& w_e, const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
-                   const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
-                   const at::Tensor& w_f, const at::Tensor& b_f, const std::optional<at::Tensor>& ln2_w,
-                   const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2, const at::Tensor& b_2,
-                   int64_t mode, double eps) {
-  TORCH_CHECK(mode >= 0 && mode <= 3, "scale_eq_message: mode must be 0..3, got ", mode);
-  Params P{w_e, w_in, b1.value_or(at::Tensor()), ln1_w.value_or(at::Tensor()), ln1_b.value_or(at::Tensor()),
-           w_f, b_f, ln2_w.value_or(at::Tensor()), ln2_b.value_or(at::Tensor()), w_2, b_2, mode, eps};
-  TORCH_CHECK(mode != kSymmetrize || P.b1.defined(), "scale_eq_message: mode 3 needs b1");
-  return P;
-}
-
-void check_inputs(const at::Tensor& edge, const at::Tensor& hv, const Params& P) {
-  TORCH_CHECK(edge.dim() == 4, "scale_eq_message: edge must be [B, out, in, d_e], got ", edge.sizes());
-  TORCH_CHECK(hv.dim() == 3 && hv.size(0) == edge.size(0) && hv.size(1) == edge.size(2),
-              "scale_eq_message: hv must be [B, in, d] = [", edge.size(0), ", ", edge.size(2),
-              ", d], got ", hv.sizes());
-  const int64_t d = hv.size(2);
-  TORCH_CHECK(P.w_e.dim() == 2 && P.w_e.size(0) == d && P.w_e.size(1) == edge.size(3),
-              "scale_eq_message: w_e must be [d, d_e] = [", d, ", ", edge.size(3), "], got ", P.w_e.sizes());
-  const int64_t dout = P.d_out();
-  const int64_t rows = P.mode == kSymmetrize ? dout + d : dout;
-  TORCH_CHECK(P.w_in.dim() == 2 && P.w_in.size(0) == rows && P.w_in.size(1) == d,
-              "scale_eq_message: w_in must be [", rows, ", ", d, "], got ", P.w_in.sizes());
-  TORCH_CHECK(P.w_f.dim() == 2 && P.w_f.size(1) == d && P.w_2.dim() == 2 && P.w_2.size(1) == P.w_f.size(0),
-              "scale_eq_message: w_f [d_h, d] and w_2 [d_out, d_h] do not chain: ", P.w_f.sizes(), ", ",
-              P.w_2.sizes());
-  TORCH_CHECK(at::isFloatingType(edge.scalar_type()), "scale_eq_message: edge must be a floating tensor, got ",
-              edge.scalar_type());
-  const int64_t dh = P.w_f.size(0);
-  // Vectors must have exactly their length: a [1] bias would broadcast in the forward's
-  // element-wise ops, but its gradient is accumulated into a [1] buffer from [n, len] rows and
-  // the backward fails (and the reference would broadcast differently).
-  auto check_vec = [](const at::Tensor& t, const char* name, int64_t len) {
-    TORCH_CHECK(!t.defined() || (t.dim() == 1 && t.size(0) == len), "scale_eq_message: ", name,
-                " must be [", len, "], got ", t.sizes());
-  };
-  check_vec(P.b_f, "b_f", dh);
-  check_vec(P.b_2, "b_2", dout);
-  check_vec(P.b1, "b1", d);
-  check_vec(P.ln1_w, "ln1_w", d);
-  check_vec(P.ln1_b, "ln1_b", d);
-  check_vec(P.ln2_w, "ln2_w", dh);
-  check_vec(P.ln2_b, "ln2_b", dh);
-  // A LayerNorm bias without its weight would be silently ignored (no LayerNorm is applied).
-  TORCH_CHECK(!P.ln1_b.defined() || P.ln1_w.defined(), "scale_eq_message: ln1_b given without ln1_w");
-  TORCH_CHECK(!P.ln2_b.defined() || P.ln2_w.defined(), "scale_eq_message: ln2_b given without ln2_w");
-  const std::array<std::pair<const at::Tensor*, const char*>, 12> ts{{{&hv, "hv"},
-                                                                       {&P.w_e, "w_e"},
-                                                                       {&P.w_in, "w_in"},
-                                                                       {&P.b1, "b1"},
-                                                                       {&P.ln1_w, "ln1_w"},
-                                                                       {&P.ln1_b, "ln1_b"},
-                                                                       {&P.w_f, "w_f"},
-                                                                       {&P.b_f, "b_f"},
-                                                                       {&P.ln2_w, "ln2_w"},
-                                                                       {&P.ln2_b, "ln2_b"},
-                                                                       {&P.w_2, "w_2"},
-                                                                       {&P.b_2, "b_2"}}};
-  for (const auto& [t, name] : ts)
-    TORCH_CHECK(!t->defined() || (t->scalar_type() == edge.scalar_type() && t->device() == edge.device()),
-                "scale_eq_message: all tensors must share edge's dtype and device (", edge.scalar_type(),
-                ", ", edge.device(), "), but ", name, " is ", t->scalar_type(), " on ", t->device());
-}
-
 // Returns (out, workspace): with save = true the workspace holds every edge's GEMM outputs
-// ([B * out * in, saved_width], laid out in blocks, see Saved) so that the backward skips the GEMM recompute; else
+// ([B * out * in, scale_eq_saved_width], laid out in blocks, see Saved) so that the backward skips the GEMM recompute; else
 // it is empty.
 std::tuple<at::Tensor, at::Tensor> scale_eq_message(
     const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e, const at::Tensor& w_in,
@@ -223,12 +146,12 @@ std::tuple<at::Tensor, at::Tensor> scale_eq_message(
     const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
     const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
     const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, bool save) {
-  const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
-  check_inputs(edge, hv, P);
+  const ScaleEqParams P = make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+  check_scale_eq_message(edge, hv, P);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2);
   at::Tensor out = at::zeros({B, O, P.d_out()}, hv.options());
   const int64_t N = B * O * I;
-  at::Tensor ws = at::empty({save ? N : 0, saved_width(P, d)}, hv.options());
+  at::Tensor ws = at::empty({save ? N : 0, scale_eq_saved_width(P, d)}, hv.options());
   if (B == 0 || O == 0 || I == 0) return {out, ws};
   at::NoGradGuard no_grad;
   const int64_t nb = networks_per_tile(O, I, tile_edges);
@@ -250,24 +173,10 @@ std::vector<at::Tensor> scale_eq_message_backward(
     const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
     const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
     const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, const std::optional<at::Tensor>& saved) {
-  const Params P = make_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
-  check_inputs(edge, hv, P);
+  const ScaleEqParams P = make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+  check_scale_eq_message(edge, hv, P);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2), dout = P.d_out();
-  const bool have = saved.has_value() && saved->numel() > 0;
-  TORCH_CHECK(!have || (saved->dim() == 2 && saved->size(0) == B * O * I && saved->size(1) == saved_width(P, d) &&
-                        saved->is_contiguous()),
-              "scale_eq_message_backward: saved must be a contiguous [", B * O * I, ", ", saved_width(P, d),
-              "] workspace, got ", saved->sizes());
-  // the workspace's rows are fed to out= GEMMs and mixed with edge-dtype tensors
-  TORCH_CHECK(!have || (saved->scalar_type() == edge.scalar_type() && saved->device() == edge.device()),
-              "scale_eq_message_backward: saved must be the forward's ", edge.scalar_type(), " workspace on ",
-              edge.device(), ", got ", saved->scalar_type(), " on ", saved->device());
-  TORCH_CHECK(grad.dim() == 3 && grad.size(0) == B && grad.size(1) == O && grad.size(2) == dout,
-              "scale_eq_message_backward: grad must be [", B, ", ", O, ", ", dout, "], got ", grad.sizes());
-  // a grad of another dtype would be silently promoted in the products below
-  TORCH_CHECK(grad.scalar_type() == edge.scalar_type() && grad.device() == edge.device(),
-              "scale_eq_message_backward: grad must be ", edge.scalar_type(), " on ", edge.device(), ", got ",
-              grad.scalar_type(), " on ", grad.device());
+  const bool have = check_scale_eq_message_backward(grad, edge, hv, P, saved);
   at::NoGradGuard no_grad;
   at::Tensor d_edge = at::empty_like(edge, at::MemoryFormat::Contiguous), d_hv = at::zeros_like(hv);
   at::Tensor d_we = at::zeros_like(w_e), d_win = at::zeros_like(w_in), d_wf = at::zeros_like(w_f),
@@ -308,7 +217,7 @@ std::vector<at::Tensor> scale_eq_message_backward(
     d_bf.add_(dt.sum(0));
     const at::Tensor du = at::matmul(dt, P.w_f);
     at::Tensor dgz, dx;
-    if (P.mode == kSymmetrize) {
+    if (P.mode == kMsgSymmetrize) {
       at::Tensor dp = at::silu_backward(du, T.lp), dq = at::silu_backward(du, T.lq);
       if (P.has_ln1()) {
         auto [dxp, dwp, dbp] = at::native_layer_norm_backward(dp, T.p, {d}, T.mp, T.rp, P.ln1_w, P.ln1_b, ln_mask);
@@ -324,9 +233,9 @@ std::vector<at::Tensor> scale_eq_message_backward(
     } else {
       dgz = dg;
       dx = at::matmul(dgz, P.w_in);
-      if (P.mode == kAbs) {
+      if (P.mode == kMsgAbs) {
         dx.add_(du * T.x.sign());
-      } else if (P.mode == kL2) {
+      } else if (P.mode == kMsgL2) {
         // J du = [du - y (y . du) / (n den)] / (m den), y = x / m, n = ||y||, den = n + eps / m
         // (zero rows: y = 0, m = 1, den = eps or inf -> du / eps or 0)
         const at::Tensor& y = T.l2_y;
