@@ -235,7 +235,8 @@ at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge,
                                   const std::optional<at::Tensor>& t_rowptr,
                                   const std::optional<at::Tensor>& t_col,
                                   const std::optional<at::Tensor>& t_perm) {
-  const MessageArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m =
+      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   auto out = at::empty({csr.rows, m.C}, x.options());
   std::atomic<bool> ok{true};

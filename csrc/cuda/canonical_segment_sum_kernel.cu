@@ -154,7 +154,8 @@ void dispatch_mode(int64_t mode, const F& fn) {
 at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr,
                                       const std::optional<at::Tensor>& mask, int64_t mode,
                                       double eps) {
-  const ReadoutArgs a = check_readout("canonical_segment_sum", h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a =
+      check_canonical_segment_sum("canonical_segment_sum", h, ptr, mask, mode, eps);
   const c10::cuda::CUDAGuard guard(h.device());
   auto out = at::empty({a.G, a.C}, h.options());
   if (a.G == 0 || a.C == 0) return out;
@@ -182,7 +183,7 @@ at::Tensor canonical_segment_sum_backward_cuda(const at::Tensor& grad, const at:
                                                const std::optional<at::Tensor>& mask,
                                                int64_t mode, double eps) {
   constexpr const char* op = "canonical_segment_sum_backward";
-  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
   TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
               ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
   TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,

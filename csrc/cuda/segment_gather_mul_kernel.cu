@@ -197,7 +197,8 @@ at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
                                    const std::optional<at::Tensor>& t_rowptr,
                                    const std::optional<at::Tensor>& t_col,
                                    const std::optional<at::Tensor>& t_perm) {
-  const MessageArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m =
+      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   const c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty({csr.rows, m.C}, x.options());

@@ -172,7 +172,7 @@ class CSR:
         for name, idx, n in (("edge_index[0] (src)", src, num_src), ("edge_index[1] (dst)", dst, num_dst)):
             if E and (idx.min().item() < 0 or idx.max().item() >= n):
                 raise ValueError(f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}")
-        if E and (index_dtype == torch.int32) and max(E, num_src, num_dst) >= 2**31:
+        if E and (index_dtype == torch.int32) and max(E, num_src, num_dst) > torch.iinfo(torch.int32).max:
             raise ValueError("graph too large for int32 indices; use index_dtype=torch.int64")
         dev = edge_index.device
 

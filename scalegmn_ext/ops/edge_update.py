@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .._library import DEFAULT_TILE_EDGES, register_op, use_compiled
 from ..reference import edge_update as _ref
+from .hash_dropout import check_drop_probability
 
 __all__ = ["edge_update", "DEFAULT_TILE_EDGES"]
 
@@ -77,8 +78,7 @@ def edge_update(edge: Tensor, dst: Tensor, src: Tensor, w_2: Tensor, b_2: Tensor
         raise _shape_error("w_g", f"[{w_2.shape[0]}, {de}]", w_g)
     if (ln_w is None) != (ln_b is None):
         raise ValueError("pass both ln_w and ln_b or neither")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_drop_probability(p)
     for name, t in (("dst", dst), ("src", src), ("w_2", w_2), ("b_2", b_2), ("w_g", w_g), ("ln_w", ln_w), ("ln_b", ln_b)):
         if t is not None and (t.dtype != edge.dtype or t.device != edge.device):
             raise TypeError(f"{name} must have edge's dtype and device ({edge.dtype}, {edge.device}), "

@@ -86,10 +86,15 @@ def _weights_to_graph_backward(ctx, inputs, grad_node, grad_edge):
     return gw, gb, None, None, None, None
 
 
+# The input nodes' features are constants (``input_value``): their gradient is 0.
+_INPUT_NODE_GRAD = 0.0
+
+
 def _graph_to_weights_backward(ctx, inputs, grad_weights, grad_biases):
-    # the transpose: weights_to_graph of the gradients, 0 for the constant input-node features
+    # the transpose: weights_to_graph of the gradients
     _, _, _, _, _, _, max_kh, max_kw, dense_centre = inputs
-    gn, ge = torch.ops.scalegmn.weights_to_graph(list(grad_weights), list(grad_biases), max_kh, max_kw, dense_centre, 0.0)
+    gn, ge = torch.ops.scalegmn.weights_to_graph(list(grad_weights), list(grad_biases), max_kh, max_kw, dense_centre,
+                                                 _INPUT_NODE_GRAD)
     return gn, ge, None, None, None, None, None, None, None
 
 

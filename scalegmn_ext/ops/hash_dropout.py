@@ -48,11 +48,17 @@ def _hash_dropout_backward(ctx, inputs, grad):
 register_op("hash_dropout", _hash_dropout_fake, _hash_dropout_backward, save=())
 
 
+def check_drop_probability(p: float) -> None:
+    """The drop probability of every hash-dropout user (this op, :class:`HashDropout`, the fused
+    edge update): ``p`` in ``[0, 1)`` (``p = 1`` would scale kept elements by ``1 / 0``)."""
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"p must be in [0, 1), got {p!r}")
+
+
 def _check(x: Tensor, p: float, offset: int) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_drop_probability(p)
     _ref.check_index_range(int(offset), x.numel())
 
 
@@ -76,8 +82,7 @@ class HashDropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        check_drop_probability(p)
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:

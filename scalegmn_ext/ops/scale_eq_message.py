@@ -40,6 +40,7 @@ class ScaleEqMessageParams(NamedTuple):
     mode: int
     eps: float
 
+
 _N_TENSORS = 13  # edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2
 
 
