@@ -39,7 +39,7 @@ fi
 if [[ $STEPS == *sanitizer* ]]; then
 step "compute-sanitizer memcheck (op tests on CUDA)"
 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 $PY -m pytest -q -p no:cacheprovider \
-  python_tests/test_graph_ops.py python_tests/test_message_ops.py python_tests/test_readout_ops.py \
+  python_tests/test_graph.py python_tests/test_segment_gather_mul.py python_tests/test_canonical_segment_sum.py \
   python_tests/test_hash_dropout.py -k "cuda" > "$OUT/sanitizer.log" 2>&1
 echo "sanitizer rc=$? (0 = clean, 9 = errors found); $(grep -c 'Invalid' "$OUT/sanitizer.log") invalid accesses" | tee -a "$S"
 fi

@@ -30,7 +30,7 @@ import traceback
 HEADER = '''\
 import torch
 import scalegmn_ext
-from scalegmn_ext.reference.message import transpose_csr
+from scalegmn_ext.reference.segment_gather_mul import transpose_csr
 
 def G(seed):
     return torch.Generator().manual_seed(seed)
@@ -123,7 +123,8 @@ def _vjp(torch, fn, args, grad, idx, up=True):
 def reference(torch, op: str, args: list, up: bool = True):
     """The pure-PyTorch result of ``torch.ops.scalegmn.<op>(*args)``, in float64 (up) or in the
     inputs' own dtype."""
-    from scalegmn_ext.reference import dropout, edge_update, graph, message, readout, scale_eq
+    from scalegmn_ext.reference import (canonical_segment_sum, edge_update, graph, hash_dropout, scale_eq_message,
+                                        segment_gather_mul)
 
     a = _up(torch, args) if up else args
     if op == "weights_to_graph":
@@ -131,18 +132,18 @@ def reference(torch, op: str, args: list, up: bool = True):
     if op == "graph_to_weights":
         return graph.graph_to_weights(*a)
     if op in ("segment_gather_mul", "gather_mul_csr", "gather_dot_csr"):
-        return getattr(message, op)(*a)
+        return getattr(segment_gather_mul, op)(*a)
     if op == "canonical_segment_sum":
-        return readout.canonical_segment_sum(*a)
+        return canonical_segment_sum.canonical_segment_sum(*a)
     if op == "canonical_segment_sum_backward":
-        return readout.canonical_segment_sum_backward(*a)
+        return canonical_segment_sum.canonical_segment_sum_backward(*a)
     if op == "hash_dropout":  # bit-exact mask and the kernels' own opmath product: same dtype
-        return dropout.hash_dropout(*args)
+        return hash_dropout.hash_dropout(*args)
     if op == "scale_eq_message":
-        out = scale_eq.scale_eq_message(*a[:15])
+        out = scale_eq_message.scale_eq_message(*a[:15])
         return out, None  # the workspace is checked for its shape only
     if op == "scale_eq_message_backward":
-        return _vjp(torch, lambda *t: scale_eq.scale_eq_message(*t[:15]), args[1:16], args[0], range(13), up)
+        return _vjp(torch, lambda *t: scale_eq_message.scale_eq_message(*t[:15]), args[1:16], args[0], range(13), up)
     if op == "edge_update":
         return edge_update.edge_update(*a[:10])
     if op == "edge_update_backward":

@@ -276,7 +276,7 @@ def test_errors():
         forward(mlp, [ws[0], torch.randn(2, 1, 4, dtype=DT)], bs, x)  # batch mismatch
     with pytest.raises(TypeError, match=r"weights\[1\] is torch.float32"):
         forward(mlp, [ws[0], ws[1].float()], bs, x)
-    with pytest.raises(ValueError, match=r"biases\[0\] must be"):
+    with pytest.raises(ValueError, match=r"biases\[0\] must have shape"):
         forward(mlp, ws, [bs[0][:, :3], bs[1]], x)
     with pytest.raises(ValueError, match="biases must have 2 entries"):
         forward(mlp, ws, bs[:1], x)

@@ -233,7 +233,7 @@ REGRESSIONS = {
     "csr_wrapper_dup_perm": (["from scalegmn_ext.ops import CSR, gather_mul_csr",
                               "csr = CSR.from_rowptr(torch.tensor([0, 2, 3]), torch.tensor([0, 1, 1]), torch.tensor([0, 0, 2]), num_src=2)"],
                              "gather_mul_csr(torch.randn(2, 4), torch.randn(2, 4), csr)", "perm must be a permutation"),
-    "reference_dup_perm": (["from scalegmn_ext.reference.message import gather_mul_csr as ref"],
+    "reference_dup_perm": (["from scalegmn_ext.reference.segment_gather_mul import gather_mul_csr as ref"],
                            "ref(torch.randn(2, 4), torch.randn(2, 4), torch.tensor([0, 2, 3]), torch.tensor([0, 1, 1]), torch.tensor([0, 0, 2]))",
                            "perm must be a permutation"),
     "no_rows_with_edges": ([], "torch.ops.scalegmn.gather_mul_csr(torch.randn(0, 2), torch.randn(2, 2), torch.zeros(1, dtype=torch.long), "
@@ -241,10 +241,10 @@ REGRESSIONS = {
     # offset + numel past 2^63 - 1: signed overflow in the kernel, mask differed from the reference
     "dropout_offset_overflow": ([], "torch.ops.scalegmn.hash_dropout(torch.randn(10), 0.5, 1, 2**63 - 5)",
                                 "offset \\+ x.numel\\(\\) = 9223372036854775803 \\+ 10 overflows int64"),
-    "dropout_offset_edge_ok": (["x = torch.randn(10)", "ref = scalegmn_ext.reference.dropout.hash_dropout(x, 0.5, 1, 2**63 - 11)"],
+    "dropout_offset_edge_ok": (["x = torch.randn(10)", "ref = scalegmn_ext.reference.hash_dropout.hash_dropout(x, 0.5, 1, 2**63 - 11)"],
                                "torch.testing.assert_close(torch.ops.scalegmn.hash_dropout(x, 0.5, 1, 2**63 - 11), ref, rtol=0, atol=0)", "ok"),
     "dropout_wrapper_overflow": ([], "scalegmn_ext.ops.hash_dropout(torch.randn(10), 0.5, 1, 2**63 - 5)", "overflows int64"),
-    "dropout_reference_overflow": ([], "scalegmn_ext.reference.dropout.hash_dropout(torch.randn(10), 0.5, 1, 2**63 - 5)", "overflows int64"),
+    "dropout_reference_overflow": ([], "scalegmn_ext.reference.hash_dropout.hash_dropout(torch.randn(10), 0.5, 1, 2**63 - 5)", "overflows int64"),
     # B = 0: the references return the compiled ops' empty results
     "w2g_reference_b0": (["import scalegmn_ext.reference.graph as rg",
                           "ws = [torch.randn(0, 3, 2), torch.randn(0, 2, 3, 3, 3)]; bs = [torch.randn(0, 3), torch.randn(0, 2)]",

@@ -7,8 +7,8 @@ from torch.library import opcheck
 
 import scalegmn_ext as sx
 from scalegmn_ext.models.layers import ScaleEq
-from scalegmn_ext.ops.scale_eq import scale_eq_message
-from scalegmn_ext.reference.scale_eq import scale_eq_message as ref_message
+from scalegmn_ext.ops.scale_eq_message import scale_eq_message
+from scalegmn_ext.reference.scale_eq_message import scale_eq_message as ref_message
 from scalegmn_ext.testing import DEVICES
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.scalegmn, "scale_eq_message"), reason="extension not built")

@@ -349,7 +349,7 @@ def test_errors():
         apply_group_element(tanh, [ws[0], ws[1][:, :2], ws[2]], bs, g2)
     with pytest.raises(ValueError, match="weights must have 3 entries"):
         apply_group_element(tanh, ws[:2], bs, g2)
-    with pytest.raises(ValueError, match=r"biases\[2\] must be"):
+    with pytest.raises(ValueError, match=r"biases\[2\] must have shape"):
         apply_group_element(tanh, ws, bs[:2] + [bs[2][:, :0]], g2)
     with pytest.raises(ValueError, match="node_feat must be"):
         permute_node_features(tanh, g2, torch.zeros(2, tanh.num_nodes + 1, 1))

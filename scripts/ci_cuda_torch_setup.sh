@@ -72,7 +72,7 @@ t0=$SECONDS
 # readout of the model's fast-vs-reference + invariance test; gradgrad and the full_graph half
 # add a minute on 2 cores and nothing about the set-up.
 (cd "$SRC" && "$PY" -m pytest -q -p no:cacheprovider -k "not gradgrad and not full_graph" \
-  python_tests/test_graph_ops.py \
+  python_tests/test_graph.py \
   python_tests/test_scalegmn_models.py::test_fast_matches_reference_and_is_invariant) \
   || die "tests failed against torch $TORCH_SPEC"
 tests_s=$((SECONDS - t0))

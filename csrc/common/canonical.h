@@ -17,7 +17,7 @@
 // of the magnitude. eps > 0 is where exactness ends, by design: with N = ||h||,
 //   c(a h) - c(h) = h eps (a - 1) / ((a N + eps)(N + eps)),
 //   ||c(a h) - c(h)|| / ||c(h)|| = eps |a - 1| / (a N + eps) <= (eps / N) |1 - 1/a|,
-// i.e. invariance up to ~eps/||h|| (tested in python_tests/test_readout_ops.py).
+// i.e. invariance up to ~eps/||h|| (tested in python_tests/test_canonical_segment_sum.py).
 // Rows that the scaled form cannot represent are "eps-dominated":
 //   m == 0 (a zero row):             c = 0 (eps > 0: the value h / eps = 0; eps = 0: the
 //                                    convention 0 instead of 0/0);

@@ -1,5 +1,5 @@
 // Overflow-checked int64 size arithmetic for the host-side argument checks of every op
-// (csrc/ops/*_meta.cpp and the ops that validate their own arguments).
+// (csrc/ops/<op>.cpp).
 //
 // Sizes reach the ops as user-given integers (max_kh / max_kw, layout entries, offsets) or as
 // tensor sizes; their products and sums (grid size Kh * Kw, edges per layer out * in, element

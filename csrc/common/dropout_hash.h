@@ -1,5 +1,5 @@
 // Counter-based dropout mask shared by the CPU and CUDA kernels (and mirrored bit for bit by the
-// pure-PyTorch reference in scalegmn_ext/reference/dropout.py).
+// pure-PyTorch reference in scalegmn_ext/reference/hash_dropout.py).
 //
 // Element k of a dropout call with seed s is kept iff the top 24 bits of
 // hash32(hash32(lo32(k) ^ hash32(hi32(k) ^ s)) + s) are >= threshold = round(p * 2^24).

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../ops/graph_meta.h"
+#include "../ops/graph.h"
 
 namespace scalegmn {
 namespace {

@@ -5,7 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../ops/graph_meta.h"
+#include "../ops/graph.h"
 #include "launch.cuh"
 
 namespace scalegmn {

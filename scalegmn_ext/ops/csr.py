@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..reference.message import transpose_csr
+from ..reference.segment_gather_mul import transpose_csr
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..weightspace.graph import GraphStructure
@@ -172,7 +172,7 @@ class CSR:
         for name, idx, n in (("edge_index[0] (src)", src, num_src), ("edge_index[1] (dst)", dst, num_dst)):
             if E and (idx.min().item() < 0 or idx.max().item() >= n):
                 raise ValueError(f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}")
-        if E and (index_dtype == torch.int32) and max(E, num_src, num_dst) >= 2**31:
+        if E and (index_dtype == torch.int32) and max(E, num_src, num_dst) > torch.iinfo(torch.int32).max:
             raise ValueError("graph too large for int32 indices; use index_dtype=torch.int64")
         dev = edge_index.device
 
@@ -192,7 +192,7 @@ class CSR:
     @classmethod
     def from_rowptr(cls, rowptr: Tensor, col: Tensor, perm: Tensor | None = None, *, num_src: int) -> "CSR":
         """Completes a receiver CSR with its transpose (one stable sort, see
-        :func:`scalegmn_ext.reference.message.transpose_csr`)."""
+        :func:`scalegmn_ext.reference.segment_gather_mul.transpose_csr`)."""
         t_rowptr, t_col, t_perm = transpose_csr(rowptr, col, perm, num_src)
         return cls(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src=num_src, num_dst=rowptr.numel() - 1)
 

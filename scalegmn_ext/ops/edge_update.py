@@ -14,28 +14,34 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for, register_recompute_autograd
+from .._library import DEFAULT_TILE_EDGES, register_op, use_compiled
 from ..reference import edge_update as _ref
+from .hash_dropout import check_drop_probability
 
 __all__ = ["edge_update", "DEFAULT_TILE_EDGES"]
 
-#: Edges per tile (whole networks per tile).
-DEFAULT_TILE_EDGES = 4096
 _N_TENSORS = 8  # edge, dst, src, ln_w, ln_b, w_2, b_2, w_g
-_HAS_CUDA_KERNELS = cuda_kernels_for("edge_update", "edge_update_backward", "hash_dropout")
 
-if HAS_EXTENSION:
 
-    @torch.library.register_fake("scalegmn::edge_update")
-    def _fake(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p, seed, tile_edges):
-        return dst.new_empty(edge.shape[0], edge.shape[1], edge.shape[2], w_2.shape[0])
+def _edge_update_fake(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p, seed, tile_edges):
+    return dst.new_empty(edge.shape[0], edge.shape[1], edge.shape[2], w_2.shape[0])
 
-    @torch.library.register_fake("scalegmn::edge_update_backward")
-    def _fake_bw(grad, edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p, seed, tile_edges):
-        ts = [edge, dst, src, ln_w, ln_b, w_2, b_2, w_g]
-        return [t.new_empty(t.shape) if t is not None else dst.new_empty(0) for t in ts]
 
-    register_recompute_autograd("edge_update", torch.ops.scalegmn.edge_update_backward, _N_TENSORS)
+def _edge_update_backward_fake(grad, edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p, seed, tile_edges):
+    ts = [edge, dst, src, ln_w, ln_b, w_2, b_2, w_g]
+    return [t.new_empty(t.shape) if t is not None else dst.new_empty(0) for t in ts]
+
+
+def _edge_update_autograd(ctx, inputs, grad):
+    # tiled recompute: the backward op reruns each tile from the saved inputs and regenerates the
+    # dropout mask; double backward is not supported
+    tensors, rest = inputs[:_N_TENSORS], inputs[_N_TENSORS:]
+    grads = torch.ops.scalegmn.edge_update_backward(grad.contiguous(), *tensors, *rest)
+    return (*[None if t is None else g for g, t in zip(grads, tensors)], *([None] * len(rest)))
+
+
+register_op("edge_update", _edge_update_fake, _edge_update_autograd)
+register_op("edge_update_backward", _edge_update_backward_fake)
 
 
 def _shape_error(name: str, want: str, t: Tensor) -> ValueError:
@@ -72,12 +78,11 @@ def edge_update(edge: Tensor, dst: Tensor, src: Tensor, w_2: Tensor, b_2: Tensor
         raise _shape_error("w_g", f"[{w_2.shape[0]}, {de}]", w_g)
     if (ln_w is None) != (ln_b is None):
         raise ValueError("pass both ln_w and ln_b or neither")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_drop_probability(p)
     for name, t in (("dst", dst), ("src", src), ("w_2", w_2), ("b_2", b_2), ("w_g", w_g), ("ln_w", ln_w), ("ln_b", ln_b)):
         if t is not None and (t.dtype != edge.dtype or t.device != edge.device):
             raise TypeError(f"{name} must have edge's dtype and device ({edge.dtype}, {edge.device}), "
                             f"got {t.dtype} on {t.device}")
-    fn = torch.ops.scalegmn.edge_update if compiled_ok(edge, _HAS_CUDA_KERNELS) else _ref.edge_update
+    fn = torch.ops.scalegmn.edge_update if use_compiled("edge_update", edge) else _ref.edge_update
     return fn(edge.contiguous(), dst.contiguous(), src.contiguous(), ln_w, ln_b, w_2, b_2, w_g, float(p), int(seed),
               int(tile_edges))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dropout import hash_dropout
+from .hash_dropout import hash_dropout
 
 __all__ = ["edge_update"]
 

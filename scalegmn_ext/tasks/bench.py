@@ -272,7 +272,7 @@ def run_readout_case(B, C, mode, device="cpu", dtype=torch.float32, min_run_time
     vs the unfused reference (canonicalise [N, C], mask, index_add), fwd and fwd+bwd."""
     from ..weightspace.graph import graph_structure
     from ..ops import canonical_segment_sum
-    from ..reference import readout as ref_readout
+    from ..reference import canonical_segment_sum as ref_readout
 
     s = graph_structure(Architecture.siren())
     n = s.num_nodes

@@ -30,11 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .architecture import ACTIVATION_SYMMETRY, Architecture
+from .validation import check_weights
 
 __all__ = ["activation_fn", "forward", "coordinate_grid", "render_inr"]
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
 
 def activation_fn(name: str, w0: float = 30.0) -> Callable[[Tensor], Tensor]:
     """The elementwise activation ``name`` (one of :data:`~scalegmn_ext.weightspace.architecture.ACTIVATION_SYMMETRY`).
@@ -59,69 +57,6 @@ def activation_fn(name: str, w0: float = 30.0) -> Callable[[Tensor], Tensor]:
     if name == "silu":
         return F.silu
     raise ValueError(f"activation name must be one of {sorted(ACTIVATION_SYMMETRY)}, got {name!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# validation
-# ----------------------------------------------------------------------------------------------
-def _check_params(arch: Architecture, weights, biases) -> tuple[list[Tensor], list[Tensor], bool]:
-    """Validate weights/biases against ``arch``; returns batched lists and whether input was batched."""
-    if not isinstance(arch, Architecture):
-        raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
-    L = arch.num_layers
-    if isinstance(weights, Tensor) or not isinstance(weights, Sequence):
-        raise TypeError(f"weights must be a list of {L} per-layer tensors, got {type(weights).__name__}")
-    if len(weights) != L:
-        raise ValueError(f"weights must have {L} entries (one per layer of {arch}), got {len(weights)}")
-    if biases is None:
-        biases = [None] * L
-    if isinstance(biases, Tensor) or not isinstance(biases, Sequence):
-        raise TypeError(f"biases must be a list of {L} per-layer tensors [B, out] (or None), got {type(biases).__name__}")
-    if len(biases) != L:
-        raise ValueError(f"biases must have {L} entries (one per layer of {arch}), got {len(biases)}")
-    w0 = weights[0]
-    if not isinstance(w0, Tensor):
-        raise TypeError(f"weights[0] must be a Tensor, got {type(w0).__name__}")
-    if w0.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"weights[0] must be a floating tensor (float16/bfloat16/float32/float64), got {w0.dtype}")
-    spec0 = arch.layers[0].weight_shape
-    if w0.dim() == len(spec0):
-        batched = False
-    elif w0.dim() == len(spec0) + 1:
-        batched = True
-    else:
-        raise ValueError(
-            f"weights[0] must be [B, {', '.join(map(str, spec0))}] (or unbatched {list(spec0)}) for {arch}, "
-            f"got shape {tuple(w0.shape)}"
-        )
-    B = w0.shape[0] if batched else 1
-    ws, bs = [], []
-    for l, (w, b, spec) in enumerate(zip(weights, biases, arch.layers)):
-        exp = ((B,) if batched else ()) + spec.weight_shape
-        exp_s = ("[B, " if batched else "[") + ", ".join(map(str, spec.weight_shape)) + "]"
-        if not isinstance(w, Tensor):
-            raise TypeError(f"weights[{l}] must be a Tensor, got {type(w).__name__}")
-        if w.dtype != w0.dtype or w.device != w0.device:
-            raise TypeError(f"weights[{l}] is {w.dtype} on {w.device}; expected {w0.dtype} on {w0.device} like weights[0]")
-        if tuple(w.shape) != exp:
-            raise ValueError(f"weights[{l}] must be {exp_s} with B={B} for {arch}, got shape {tuple(w.shape)}")
-        bexp = (B, spec.out_features) if batched else (spec.out_features,)
-        if b is None:
-            b = w.new_zeros(bexp)
-        else:
-            if not isinstance(b, Tensor):
-                raise TypeError(f"biases[{l}] must be a Tensor or None, got {type(b).__name__}")
-            if b.dtype != w0.dtype or b.device != w0.device:
-                raise TypeError(f"biases[{l}] is {b.dtype} on {b.device}; expected {w0.dtype} on {w0.device} like weights[0]")
-            if tuple(b.shape) != bexp:
-                raise ValueError(
-                    f"biases[{l}] must be {'[B, out]' if batched else '[out]'} = {list(bexp)} for {arch}, got shape {tuple(b.shape)}"
-                )
-        if not batched:
-            w, b = w.unsqueeze(0), b.unsqueeze(0)
-        ws.append(w)
-        bs.append(b)
-    return ws, bs, batched
 
 
 def _check_x(arch: Architecture, x, B: int, batched: bool, ref: Tensor) -> tuple[Tensor, bool]:
@@ -193,7 +128,7 @@ def forward(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tens
         ``[B, P, n_out]`` (``[P, n_out]`` for unbatched weights), including ``arch.output_offset``.
         Works for B = 0 (empty output) and is differentiable w.r.t. weights, biases and ``x``.
     """
-    ws, bs, batched = _check_params(arch, weights, biases)
+    ws, bs, batched = check_weights(weights, biases, arch, arch_required=True)
     B = ws[0].shape[0]
     x, per_net = _check_x(arch, x, B, batched, ws[0])
     act = activation_fn(arch.activation, arch.w0)
@@ -265,7 +200,7 @@ def render_inr(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[T
         raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
     if arch.is_cnn or arch.layout[0] != 2:
         raise ValueError(f"arch must be an MLP with 2 inputs (a 2-D INR) to render, got {arch}")
-    ws, _, batched = _check_params(arch, weights, biases)
+    ws, _, batched = check_weights(weights, biases, arch, arch_required=True)
     grid = coordinate_grid(height, width, dtype=ws[0].dtype, device=ws[0].device)
     out = forward(arch, weights, biases, grid)  # [B, H*W, C] or [H*W, C]
     c = arch.layout[-1]

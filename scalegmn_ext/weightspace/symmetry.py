@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .architecture import ACTIVATION_SYMMETRY, Architecture, Symmetry
-from .functional import _check_params
+from .validation import check_weights
 
 __all__ = [
     "GroupElement", "random_group_element", "identity_element", "apply_group_element", "transform",
@@ -227,7 +227,7 @@ def apply_group_element(
     unbatched weights need a ``g`` with B = 1 and give unbatched results. Vectorised over the
     batch (gathers), differentiable w.r.t. weights, biases and ``g.scale``.
     """
-    ws, bs, batched = _check_params(arch, weights, biases)
+    ws, bs, batched = check_weights(weights, biases, arch, arch_required=True)
     B = ws[0].shape[0]
     _check_element(arch, g, B, ws[0].device)
     L = arch.num_layers
@@ -260,7 +260,7 @@ def transform(
 
     Returns ``(weights, biases, g)``; the element matches the weights' batch size, dtype and device.
     """
-    ws, _, batched = _check_params(arch, weights, biases)
+    ws, _, batched = check_weights(weights, biases, arch, arch_required=True)
     g = random_group_element(arch, ws[0].shape[0], symmetry=symmetry, generator=generator,
                              dtype=ws[0].dtype, device=ws[0].device, **kwargs)
     new_w, new_b = apply_group_element(arch, weights, biases, g)

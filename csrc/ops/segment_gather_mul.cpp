@@ -1,4 +1,4 @@
-#include "message_meta.h"
+#include "segment_gather_mul.h"
 
 #include <ATen/Dispatch.h>
 
@@ -68,7 +68,7 @@ void check_features(const char* op, const char* name, const at::Tensor& t, const
               like.scalar_type(), " on ", like.device());
 }
 
-MessageArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge,
+SegmentGatherMulArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge,
                                      const at::Tensor& rowptr, const at::Tensor& col,
                                      const std::optional<at::Tensor>& perm,
                                      const std::optional<at::Tensor>& t_rowptr,
@@ -77,7 +77,7 @@ MessageArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge
   constexpr const char* op = "segment_gather_mul";
   check_features(op, "x", x, x);
   check_features(op, "edge", edge, x);
-  MessageArgs m;
+  SegmentGatherMulArgs m;
   m.csr = check_csr(op, rowptr, col, perm, t_rowptr, t_col, t_perm, x.size(0), x.device());
   m.C = x.size(1);
   TORCH_CHECK(edge.size(0) == m.csr.nnz && (edge.size(1) == m.C || edge.size(1) == 1), op,

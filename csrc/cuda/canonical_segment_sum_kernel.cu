@@ -1,4 +1,4 @@
-// CUDA kernels of canonical_segment_sum and its backward (contracts in ops/readout_meta.h;
+// CUDA kernels of canonical_segment_sum and its backward (contracts in ops/canonical_segment_sum.h;
 // per-row math in common/canonical.h, shared with the CPU kernels).
 //
 // Forward: one block per (segment, channel tile of <= kTileC channels); each of the block's
@@ -20,7 +20,7 @@
 
 #include "../common/canonical.h"
 #include "../common/segment.h"
-#include "../ops/readout_meta.h"
+#include "../ops/canonical_segment_sum.h"
 #include "launch.cuh"
 
 namespace scalegmn {
@@ -48,7 +48,7 @@ __device__ __forceinline__ T warp_max(T v) {
 
 // The mode-2 state of row hr, computed cooperatively by one warp (every lane gets the same row,
 // so the branches on row.path / row.fast_m are warp-uniform). Mirrors l2_row of
-// cpu/canonical_readout.cpp.
+// cpu/canonical_segment_sum_kernel.cpp.
 template <bool GRAD, typename scalar_t, typename acc_t>
 __device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const scalar_t* gr,
                                                         int64_t C, acc_t eps, int lane) {
@@ -154,7 +154,8 @@ void dispatch_mode(int64_t mode, const F& fn) {
 at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr,
                                       const std::optional<at::Tensor>& mask, int64_t mode,
                                       double eps) {
-  const ReadoutArgs a = check_readout("canonical_segment_sum", h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a =
+      check_canonical_segment_sum("canonical_segment_sum", h, ptr, mask, mode, eps);
   const c10::cuda::CUDAGuard guard(h.device());
   auto out = at::empty({a.G, a.C}, h.options());
   if (a.G == 0 || a.C == 0) return out;
@@ -182,7 +183,7 @@ at::Tensor canonical_segment_sum_backward_cuda(const at::Tensor& grad, const at:
                                                const std::optional<at::Tensor>& mask,
                                                int64_t mode, double eps) {
   constexpr const char* op = "canonical_segment_sum_backward";
-  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
   TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
               ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
   TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,

@@ -1,4 +1,4 @@
-#include "graph_meta.h"
+#include "graph.h"
 
 #include "../common/checked_size.h"
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._library import INT64_MAX
+
 __all__ = ["hash_dropout", "dropout_keep_mask", "dropout_threshold"]
 
 _M32 = 0xFFFFFFFF
-_INT64_MAX = 2**63 - 1
 
 
 def check_index_range(offset: int, numel: int) -> None:
@@ -19,7 +20,7 @@ def check_index_range(offset: int, numel: int) -> None:
     ``offset < 0`` and ``offset + numel > 2^63 - 1`` (the op's own check, same message)."""
     if offset < 0:
         raise ValueError(f"hash_dropout: offset must be >= 0, got {offset}")
-    if offset + numel > _INT64_MAX:
+    if offset + numel > INT64_MAX:
         raise ValueError(f"hash_dropout: last flat index offset + x.numel() = {offset} + {numel} overflows int64")
 
 

@@ -43,13 +43,13 @@ CsrArgs check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor& co
 void check_features(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like);
 
 // segment_gather_mul: x [N_src, C], edge [E, C] or [E, 1] (bcast) + the CSR.
-struct MessageArgs {
+struct SegmentGatherMulArgs {
   CsrArgs csr;
   at::Tensor x, edge;  // contiguous
   int64_t C = 0;
   bool bcast = false;  // edge is [E, 1] and C != 1: one scalar weight per edge
 };
-MessageArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge,
+SegmentGatherMulArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge,
                                      const at::Tensor& rowptr, const at::Tensor& col,
                                      const std::optional<at::Tensor>& perm,
                                      const std::optional<at::Tensor>& t_rowptr,

@@ -1,4 +1,4 @@
-// CPU kernels of canonical_segment_sum and its backward (contracts in ops/readout_meta.h, math
+// CPU kernels of canonical_segment_sum and its backward (contracts in ops/canonical_segment_sum.h, math
 // in common/canonical.h).
 //
 // Forward: work-balanced chunks of segments in parallel (one chunk per thread); each segment
@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "../common/canonical.h"
-#include "../ops/readout_meta.h"
+#include "../ops/canonical_segment_sum.h"
 #include "csr_parallel.h"
 
 namespace scalegmn {
@@ -118,7 +118,7 @@ at::Tensor canonical_segment_sum_cpu(const at::Tensor& h, const at::Tensor& ptr,
                                      const std::optional<at::Tensor>& mask, int64_t mode,
                                      double eps) {
   constexpr const char* op = "canonical_segment_sum";
-  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
   auto out = at::empty({a.G, a.C}, h.options());
   AT_DISPATCH_INDEX_TYPES(a.ptr.scalar_type(), "canonical_segment_sum_cpu", [&] {
     const index_t* pp = a.ptr.const_data_ptr<index_t>();
@@ -177,7 +177,7 @@ at::Tensor canonical_segment_sum_backward_cpu(const at::Tensor& grad, const at::
                                               const std::optional<at::Tensor>& mask, int64_t mode,
                                               double eps) {
   constexpr const char* op = "canonical_segment_sum_backward";
-  const ReadoutArgs a = check_readout(op, h, ptr, mask, mode, eps);
+  const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
   TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
               ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
   TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,

@@ -19,39 +19,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
-from ..reference import dropout as _ref
+from .._library import INT64_MAX, register_op, use_compiled
+from ..reference import hash_dropout as _ref
 
 __all__ = ["hash_dropout", "HashDropout", "draw_seed"]
 
-_HAS_CUDA_KERNELS = cuda_kernels_for("hash_dropout")
+#: Seeds drawn by :func:`draw_seed` lie in ``[0, SEED_BOUND)`` (31 bits: a non-negative int32).
+SEED_BOUND = 2**31 - 1
 
-if HAS_EXTENSION:
 
-    @torch.library.register_fake("scalegmn::hash_dropout")
-    def _fake(x, p, seed, offset):
-        # the real kernels' checks (csrc/ops/dropout_meta.cpp)
-        torch._check(x.is_floating_point(), lambda: f"hash_dropout: x must be a floating tensor, got {x.dtype}")
-        torch._check(0.0 <= p < 1.0, lambda: f"hash_dropout: p must be in [0, 1), got {p}")
-        torch._check(offset >= 0, lambda: f"hash_dropout: offset must be >= 0, got {offset}")
-        torch._check(offset + x.numel() <= 2**63 - 1,
-                     lambda: f"hash_dropout: last flat index offset + x.numel() = {offset} + {x.numel()} overflows int64")
-        return torch.empty_like(x, memory_format=torch.contiguous_format)
+def _hash_dropout_fake(x, p, seed, offset):
+    # the real kernels' checks (csrc/ops/hash_dropout.cpp)
+    torch._check(x.is_floating_point(), lambda: f"hash_dropout: x must be a floating tensor, got {x.dtype}")
+    torch._check(0.0 <= p < 1.0, lambda: f"hash_dropout: p must be in [0, 1), got {p}")
+    torch._check(offset >= 0, lambda: f"hash_dropout: offset must be >= 0, got {offset}")
+    torch._check(offset + x.numel() <= INT64_MAX,
+                 lambda: f"hash_dropout: last flat index offset + x.numel() = {offset} + {x.numel()} overflows int64")
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
-    def _setup(ctx, inputs, output):
-        ctx.args = inputs[1:]
 
-    def _backward(ctx, grad):
-        return torch.ops.scalegmn.hash_dropout(grad, *ctx.args), None, None, None
+def _hash_dropout_backward(ctx, inputs, grad):
+    # linear and self-adjoint: the same mask (seed, offset) applied to the gradient
+    _, p, seed, offset = inputs
+    return torch.ops.scalegmn.hash_dropout(grad, p, seed, offset), None, None, None
 
-    torch.library.register_autograd("scalegmn::hash_dropout", _backward, setup_context=_setup)
+
+# Nothing saved: the mask is regenerated from (seed, offset).
+register_op("hash_dropout", _hash_dropout_fake, _hash_dropout_backward, save=())
+
+
+def check_drop_probability(p: float) -> None:
+    """The drop probability of every hash-dropout user (this op, :class:`HashDropout`, the fused
+    edge update): ``p`` in ``[0, 1)`` (``p = 1`` would scale kept elements by ``1 / 0``)."""
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"p must be in [0, 1), got {p!r}")
 
 
 def _check(x: Tensor, p: float, offset: int) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p!r}")
+    check_drop_probability(p)
     _ref.check_index_range(int(offset), x.numel())
 
 
@@ -60,14 +67,14 @@ def hash_dropout(x: Tensor, p: float, seed: int, offset: int = 0) -> Tensor:
     _check(x, p, offset)
     if p == 0:
         return x
-    if compiled_ok(x, _HAS_CUDA_KERNELS):
+    if use_compiled("hash_dropout", x):
         return torch.ops.scalegmn.hash_dropout(x, float(p), int(seed), int(offset))
     return _ref.hash_dropout(x, float(p), int(seed), int(offset))
 
 
 def draw_seed() -> int:
     """A 31-bit seed from torch's default CPU generator (repeatable under ``torch.manual_seed``)."""
-    return int(torch.randint(0, 2**31 - 1, (), dtype=torch.int64).item())
+    return int(torch.randint(0, SEED_BOUND, (), dtype=torch.int64).item())
 
 
 class HashDropout(nn.Module):
@@ -75,8 +82,7 @@ class HashDropout(nn.Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p!r}")
+        check_drop_probability(p)
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-// CPU kernels of the CSR message ops (contracts in ops/message_meta.h):
+// CPU kernels of the CSR message ops (contracts in ops/segment_gather_mul.h):
 //   segment_gather_mul  out[i]    = sum_p x[col[p]] * edge[eid(p)]   (fused, no [E, C] product)
 //   gather_mul_csr      out[eid]  = a[row(p)] * b[col[p]]
 //   gather_dot_csr      out[eid]  = <a[row(p)], b[col[p]]>
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "../common/segment.h"
-#include "../ops/message_meta.h"
+#include "../ops/segment_gather_mul.h"
 #include "csr_parallel.h"
 
 namespace scalegmn {
@@ -235,7 +235,8 @@ at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge,
                                   const std::optional<at::Tensor>& t_rowptr,
                                   const std::optional<at::Tensor>& t_col,
                                   const std::optional<at::Tensor>& t_perm) {
-  const MessageArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m =
+      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   auto out = at::empty({csr.rows, m.C}, x.options());
   std::atomic<bool> ok{true};

@@ -1,4 +1,4 @@
-#include "dropout_meta.h"
+#include "hash_dropout.h"
 
 #include "../common/checked_size.h"
 

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for, register_recompute_autograd
-from ..reference import scale_eq as _ref
-from ..reference.scale_eq import MessageMode
+from .._library import DEFAULT_TILE_EDGES, register_op, use_compiled
+from ..reference import scale_eq_message as _ref
+from ..reference.scale_eq_message import MessageMode
 
 __all__ = ["scale_eq_message", "ScaleEqMessageParams", "MessageMode", "DEFAULT_TILE_EDGES"]
 
@@ -40,29 +40,36 @@ class ScaleEqMessageParams(NamedTuple):
     mode: int
     eps: float
 
-#: Edges per tile (whole networks per tile): small enough to stay in cache, big enough for BLAS.
-DEFAULT_TILE_EDGES = 4096
+
 _N_TENSORS = 13  # edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2
 
-# CPU-only builds must fall back to the reference for CUDA tensors.
-_HAS_CUDA_KERNELS = cuda_kernels_for("scale_eq_message", "scale_eq_message_backward")
 
-if HAS_EXTENSION:
+def _scale_eq_message_fake(edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps,
+                           tile_edges, save):
+    width = hv.shape[2] + w_in.shape[0] + w_f.shape[0] + w_2.shape[0]
+    rows = edge.shape[0] * edge.shape[1] * edge.shape[2] if save else 0
+    return hv.new_empty(edge.shape[0], edge.shape[1], w_2.shape[0]), hv.new_empty(rows, width)
 
-    @torch.library.register_fake("scalegmn::scale_eq_message")
-    def _fake(edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps, tile_edges, save):
-        width = hv.shape[2] + w_in.shape[0] + w_f.shape[0] + w_2.shape[0]
-        rows = edge.shape[0] * edge.shape[1] * edge.shape[2] if save else 0
-        return hv.new_empty(edge.shape[0], edge.shape[1], w_2.shape[0]), hv.new_empty(rows, width)
 
-    @torch.library.register_fake("scalegmn::scale_eq_message_backward")
-    def _fake_bw(grad, edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps, tile_edges,
-                 saved):
-        ts = [edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2]
-        return [t.new_empty(t.shape) if t is not None else hv.new_empty(0) for t in ts]
+def _scale_eq_message_backward_fake(grad, edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2,
+                                    mode, eps, tile_edges, saved):
+    ts = [edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2]
+    return [t.new_empty(t.shape) if t is not None else hv.new_empty(0) for t in ts]
 
-    register_recompute_autograd("scale_eq_message", torch.ops.scalegmn.scale_eq_message_backward, _N_TENSORS,
-                                multi_output=True)
+
+def _scale_eq_message_autograd(ctx, inputs, grad, _workspace_grad):
+    # tiled recompute: the backward op reruns each tile from the saved inputs (and the forward's
+    # workspace of GEMM outputs when it kept one); double backward is not supported
+    if grad is None:  # gradients are not materialised: out was unused
+        return (None,) * len(inputs)
+    tensors, (mode, eps, tile_edges, _save) = inputs[:_N_TENSORS], inputs[_N_TENSORS:]
+    grads = torch.ops.scalegmn.scale_eq_message_backward(grad.contiguous(), *tensors, mode, eps, tile_edges,
+                                                         ctx.workspace)
+    return (*[None if t is None else g for g, t in zip(grads, tensors)], None, None, None, None)
+
+
+register_op("scale_eq_message", _scale_eq_message_fake, _scale_eq_message_autograd, workspace_output=True)
+register_op("scale_eq_message_backward", _scale_eq_message_backward_fake)
 
 
 def scale_eq_message(edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *,
@@ -80,6 +87,6 @@ def scale_eq_message(edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *,
         raise TypeError(f"params must be a ScaleEqMessageParams (e.g. ScaleEq.message_params(w_e)), "
                         f"got {type(params).__name__}")
     args = tuple(params)
-    if not compiled_ok(edge, _HAS_CUDA_KERNELS):
+    if not use_compiled("scale_eq_message", edge):
         return _ref.scale_eq_message(edge, hv, *args)
     return torch.ops.scalegmn.scale_eq_message(edge.contiguous(), hv.contiguous(), *args, int(tile_edges), bool(save))[0]

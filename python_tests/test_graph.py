@@ -263,7 +263,7 @@ def test_torch_compile_fullgraph():
     "mutate, match",
     [
         (lambda ws, bs: (ws[:1] + [ws[1][:, :, :3]] + ws[2:], bs), r"weights\[1\] has in=3"),
-        (lambda ws, bs: (ws, bs[:-1]), "biases has 2 entries"),
+        (lambda ws, bs: (ws, bs[:-1]), r"biases must have 3 entries \(one per layer\), got 2"),
         (lambda ws, bs: (ws, [bs[0][:, :5]] + bs[1:]), r"biases\[0\] must have shape \(2, 7\)"),
         (lambda ws, bs: ([ws[0].double()] + ws[1:], bs), r"is torch.float32 on cpu; expected torch.float64"),
         (lambda ws, bs: ([w.long() for w in ws], bs), "floating"),

@@ -7,7 +7,7 @@ from torch.library import opcheck
 
 import scalegmn_ext as sx
 from scalegmn_ext.ops import canonical_segment_sum
-from scalegmn_ext.reference import readout as ref
+from scalegmn_ext.reference import canonical_segment_sum as ref
 from scalegmn_ext.testing import DEVICES, FLOAT_DTYPES, noncontiguous
 
 pytestmark = pytest.mark.skipif(not sx.HAS_EXTENSION, reason="extension not built")
@@ -464,7 +464,7 @@ def test_l2_eps_dominated_rows(dtype):
 def test_l2_eps_positive_invariance_error_is_eps_over_norm():
     """Where exactness ends: with eps > 0, ||c(a h) - c(h)|| / ||c(h)|| = eps |a - 1| / (a N + eps)
     (N = ||h||) exactly in exact arithmetic, so it is > 0 and <= (eps / N) |1 - 1/a|: visible for
-    ||h|| ~ eps, ~eps / ||h|| for large rows (the bound in the ops/readout.py module doc)."""
+    ||h|| ~ eps, ~eps / ||h|| for large rows (the bound in the ops/canonical_segment_sum.py module doc)."""
     eps = 1e-3
     gen = torch.Generator().manual_seed(0)
     u = torch.randn(6, 5, generator=gen, dtype=torch.float64)

@@ -18,7 +18,7 @@ transpose), so gradients of any order run on the compiled kernels:
 
 The transposed CSR (``t_rowptr, t_col, t_perm``) is passed in by :class:`CSR`; when a raw op
 call leaves it None, the backward rebuilds it with one stable sort of ``col`` per backward call
-(O(E log E): :func:`scalegmn_ext.reference.message.transpose_csr`) -- pass it to avoid that.
+(O(E log E): :func:`scalegmn_ext.reference.segment_gather_mul.transpose_csr`) -- pass it to avoid that.
 
 All ops are deterministic on CPU and CUDA (each output element is summed by one thread in CSR
 order; no atomics) and accumulate in float32 for half/bfloat16 inputs.
@@ -28,14 +28,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
-from ..reference import message as _ref
+from .._library import FLOAT_DTYPES, register_op, use_compiled
+from ..reference import segment_gather_mul as _ref
 from .csr import CSR
 
 __all__ = ["segment_gather_mul", "gather_mul_csr", "gather_dot_csr", "CSR"]
-
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_OPS = ("segment_gather_mul", "gather_mul_csr", "gather_dot_csr")
 
 
 def _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src):
@@ -44,70 +41,60 @@ def _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src):
     return t_rowptr, t_col, t_perm
 
 
-if HAS_EXTENSION:
-
-    def _fake_csr_checks(name, rowptr, col, perm):
-        torch._check(rowptr.dim() == 1 and col.dim() == 1, lambda: f"{name}: rowptr and col must be 1-D")
-        if perm is not None:
-            torch._check(perm.shape[0] == col.shape[0], lambda: f"{name}: perm must have E entries")
-
-    @torch.library.register_fake("scalegmn::segment_gather_mul")
-    def _sgm_fake(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm):
-        _fake_csr_checks("segment_gather_mul", rowptr, col, perm)
-        torch._check(x.dim() == 2 and edge.dim() == 2, lambda: "segment_gather_mul: x and edge must be 2-D")
-        torch._check(edge.shape[0] == col.shape[0], lambda: "segment_gather_mul: edge must have E = col.numel() rows")
-        torch._check(edge.dtype == x.dtype, lambda: "segment_gather_mul: edge must have x's dtype")
-        return x.new_empty(rowptr.shape[0] - 1, x.shape[1])
-
-    @torch.library.register_fake("scalegmn::gather_mul_csr")
-    def _gm_fake(a, b, rowptr, col, perm, t_rowptr, t_col, t_perm):
-        _fake_csr_checks("gather_mul_csr", rowptr, col, perm)
-        torch._check(a.dim() == 2 and b.dim() == 2 and b.dtype == a.dtype, lambda: "gather_mul_csr: bad a/b")
-        return a.new_empty(col.shape[0], a.shape[1])
-
-    @torch.library.register_fake("scalegmn::gather_dot_csr")
-    def _gd_fake(a, b, rowptr, col, perm, t_rowptr, t_col, t_perm):
-        _fake_csr_checks("gather_dot_csr", rowptr, col, perm)
-        torch._check(a.dim() == 2 and b.dim() == 2 and b.dtype == a.dtype, lambda: "gather_dot_csr: bad a/b")
-        return a.new_empty(col.shape[0], 1)
-
-    def _save_all(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def _sgm_backward(ctx, grad):
-        x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm = ctx.saved_tensors
-        gx = ge = None
-        if ctx.needs_input_grad[0]:
-            t_rowptr, t_col, t_perm = _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, x.shape[0])
-            gx = torch.ops.scalegmn.segment_gather_mul(grad, edge, t_rowptr, t_col, t_perm, rowptr, col, perm)
-        if ctx.needs_input_grad[1]:
-            op = (torch.ops.scalegmn.gather_mul_csr if edge.shape[1] == x.shape[1]
-                  else torch.ops.scalegmn.gather_dot_csr)
-            ge = op(grad, x, rowptr, col, perm, t_rowptr, t_col, t_perm)
-        return gx, ge, None, None, None, None, None, None
-
-    def _pair_backward(ctx, grad):
-        # gather_mul_csr (grad [E, C]) and gather_dot_csr (grad [E, 1], broadcast by segment_gather_mul)
-        a, b, rowptr, col, perm, t_rowptr, t_col, t_perm = ctx.saved_tensors
-        ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = torch.ops.scalegmn.segment_gather_mul(b, grad, rowptr, col, perm, t_rowptr, t_col, t_perm)
-        if ctx.needs_input_grad[1]:
-            t_rowptr, t_col, t_perm = _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, b.shape[0])
-            gb = torch.ops.scalegmn.segment_gather_mul(a, grad, t_rowptr, t_col, t_perm, rowptr, col, perm)
-        return ga, gb, None, None, None, None, None, None
-
-    torch.library.register_autograd("scalegmn::segment_gather_mul", _sgm_backward, setup_context=_save_all)
-    torch.library.register_autograd("scalegmn::gather_mul_csr", _pair_backward, setup_context=_save_all)
-    torch.library.register_autograd("scalegmn::gather_dot_csr", _pair_backward, setup_context=_save_all)
+def _fake_csr_checks(name, rowptr, col, perm):
+    torch._check(rowptr.dim() == 1 and col.dim() == 1, lambda: f"{name}: rowptr and col must be 1-D")
+    if perm is not None:
+        torch._check(perm.shape[0] == col.shape[0], lambda: f"{name}: perm must have E entries")
 
 
-# Looked up once at import (a plain constant for torch.compile to read).
-_HAS_CUDA_KERNELS = cuda_kernels_for(*_OPS)
+def _segment_gather_mul_fake(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm):
+    _fake_csr_checks("segment_gather_mul", rowptr, col, perm)
+    torch._check(x.dim() == 2 and edge.dim() == 2, lambda: "segment_gather_mul: x and edge must be 2-D")
+    torch._check(edge.shape[0] == col.shape[0], lambda: "segment_gather_mul: edge must have E = col.numel() rows")
+    torch._check(edge.dtype == x.dtype, lambda: "segment_gather_mul: edge must have x's dtype")
+    return x.new_empty(rowptr.shape[0] - 1, x.shape[1])
 
 
-def _compiled_ok(t: Tensor) -> bool:
-    return compiled_ok(t, _HAS_CUDA_KERNELS)
+def _gather_mul_csr_fake(a, b, rowptr, col, perm, t_rowptr, t_col, t_perm):
+    _fake_csr_checks("gather_mul_csr", rowptr, col, perm)
+    torch._check(a.dim() == 2 and b.dim() == 2 and b.dtype == a.dtype, lambda: "gather_mul_csr: bad a/b")
+    return a.new_empty(col.shape[0], a.shape[1])
+
+
+def _gather_dot_csr_fake(a, b, rowptr, col, perm, t_rowptr, t_col, t_perm):
+    _fake_csr_checks("gather_dot_csr", rowptr, col, perm)
+    torch._check(a.dim() == 2 and b.dim() == 2 and b.dtype == a.dtype, lambda: "gather_dot_csr: bad a/b")
+    return a.new_empty(col.shape[0], 1)
+
+
+def _segment_gather_mul_backward(ctx, inputs, grad):
+    x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm = inputs
+    gx = ge = None
+    if ctx.needs_input_grad[0]:
+        t_rowptr, t_col, t_perm = _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, x.shape[0])
+        gx = torch.ops.scalegmn.segment_gather_mul(grad, edge, t_rowptr, t_col, t_perm, rowptr, col, perm)
+    if ctx.needs_input_grad[1]:
+        op = (torch.ops.scalegmn.gather_mul_csr if edge.shape[1] == x.shape[1]
+              else torch.ops.scalegmn.gather_dot_csr)
+        ge = op(grad, x, rowptr, col, perm, t_rowptr, t_col, t_perm)
+    return gx, ge, None, None, None, None, None, None
+
+
+def _pair_backward(ctx, inputs, grad):
+    # gather_mul_csr (grad [E, C]) and gather_dot_csr (grad [E, 1], broadcast by segment_gather_mul)
+    a, b, rowptr, col, perm, t_rowptr, t_col, t_perm = inputs
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = torch.ops.scalegmn.segment_gather_mul(b, grad, rowptr, col, perm, t_rowptr, t_col, t_perm)
+    if ctx.needs_input_grad[1]:
+        t_rowptr, t_col, t_perm = _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, b.shape[0])
+        gb = torch.ops.scalegmn.segment_gather_mul(a, grad, t_rowptr, t_col, t_perm, rowptr, col, perm)
+    return ga, gb, None, None, None, None, None, None
+
+
+register_op("segment_gather_mul", _segment_gather_mul_fake, _segment_gather_mul_backward)
+register_op("gather_mul_csr", _gather_mul_csr_fake, _pair_backward)
+register_op("gather_dot_csr", _gather_dot_csr_fake, _pair_backward)
 
 
 def _check_features(op: str, name: str, t, rows: int, rows_what: str, like: Tensor | None = None) -> None:
@@ -115,7 +102,7 @@ def _check_features(op: str, name: str, t, rows: int, rows_what: str, like: Tens
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
     if t.dim() != 2:
         raise ValueError(f"{op}: {name} must be 2-D [{rows_what}, C], got shape {tuple(t.shape)}")
-    if t.dtype not in _FLOAT_DTYPES:
+    if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be float16/bfloat16/float32/float64, got {t.dtype}")
     if t.shape[0] != rows:
         raise ValueError(f"{op}: {name} must have {rows} rows ({rows_what}), got shape {tuple(t.shape)}")
@@ -151,7 +138,7 @@ def segment_gather_mul(x: Tensor, edge: Tensor, csr: CSR) -> Tensor:
     _check_features(op, "edge", edge, csr.num_edges, "E", like=x)
     if edge.shape[1] not in (x.shape[1], 1):
         raise ValueError(f"{op}: edge must be [E, C] = [{csr.num_edges}, {x.shape[1]}] or [E, 1], got shape {tuple(edge.shape)}")
-    fn = torch.ops.scalegmn.segment_gather_mul if _compiled_ok(x) else _ref.segment_gather_mul
+    fn = torch.ops.scalegmn.segment_gather_mul if use_compiled("segment_gather_mul", x) else _ref.segment_gather_mul
     return fn(x, edge, *csr.args())
 
 
@@ -161,8 +148,7 @@ def _pair(op: str, a: Tensor, b: Tensor, csr: CSR):
     _check_features(op, "b", b, csr.num_src, "num_src", like=a)
     if b.shape[1] != a.shape[1]:
         raise ValueError(f"{op}: b must have the {a.shape[1]} channels of a, got shape {tuple(b.shape)}")
-    compiled = _compiled_ok(a)
-    fn = getattr(torch.ops.scalegmn, op) if compiled else getattr(_ref, op)
+    fn = getattr(torch.ops.scalegmn, op) if use_compiled("segment_gather_mul", a) else getattr(_ref, op)
     return fn(a, b, *csr.args())
 
 

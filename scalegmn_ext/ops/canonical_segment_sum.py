@@ -30,7 +30,7 @@ the subgradient 0 at the kink), and ``grad / (N + eps) - h (h . grad) / (N (N + 
 ``eps > 0`` and 0 when ``eps = 0`` (the derivative does not exist there; never inf/NaN); a row
 whose ``eps / m`` overflows gets ``grad / eps``. The gradient of a tiny row is genuinely huge
 (``~grad / ||h||``) and may overflow to inf when ``eps = 0``. The backward op has its own autograd, a
-pure-PyTorch composite (:func:`scalegmn_ext.reference.readout.canonical_backward_double`) whose
+pure-PyTorch composite (:func:`scalegmn_ext.reference.canonical_segment_sum.canonical_backward_double`) whose
 segment reduction calls the compiled forward op, so gradients of any order work.
 """
 from __future__ import annotations
@@ -38,71 +38,56 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._library import HAS_EXTENSION, compiled_ok, cuda_kernels_for
-from ..reference import readout as _ref
+from .._library import FLOAT_DTYPES, register_op, use_compiled
+from ..reference import canonical_segment_sum as _ref
 
 __all__ = ["canonical_segment_sum", "CANONICAL_MODES"]
 
+#: The op's mode ids (the ``int mode`` argument; csrc/common/canonical.h ``CanonicalMode``).
+MODE_IDENTITY, MODE_ABS, MODE_L2 = 0, 1, 2
 #: Accepted mode names -> op mode ids.
-CANONICAL_MODES = {"identity": 0, "sum": 0, "abs": 1, "sign": 1, "l2": 2, "scale": 2}
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_OPS = ("canonical_segment_sum", "canonical_segment_sum_backward")
+CANONICAL_MODES = {"identity": MODE_IDENTITY, "sum": MODE_IDENTITY, "abs": MODE_ABS, "sign": MODE_ABS,
+                   "l2": MODE_L2, "scale": MODE_L2}
+_MODE_IDS = (MODE_IDENTITY, MODE_ABS, MODE_L2)
+#: Default ``eps`` of mode ``"l2"`` (see the module doc).
+DEFAULT_EPS = 1e-6
 
 
 def _identity_segment_sum(rows: Tensor, ptr: Tensor, mask: Tensor | None) -> Tensor:
-    return torch.ops.scalegmn.canonical_segment_sum(rows, ptr, mask, 0, 0.0)
+    return torch.ops.scalegmn.canonical_segment_sum(rows, ptr, mask, MODE_IDENTITY, 0.0)
 
 
-if HAS_EXTENSION:
-
-    @torch.library.register_fake("scalegmn::canonical_segment_sum")
-    def _css_fake(h, ptr, mask, mode, eps):
-        torch._check(h.dim() == 2, lambda: "canonical_segment_sum: h must be 2-D [N, C]")
-        torch._check(ptr.dim() == 1, lambda: "canonical_segment_sum: ptr must be 1-D [G + 1]")
-        torch._check(0 <= mode <= 2, lambda: "canonical_segment_sum: mode must be 0, 1 or 2")
-        return h.new_empty(ptr.shape[0] - 1, h.shape[1])
-
-    @torch.library.register_fake("scalegmn::canonical_segment_sum_backward")
-    def _cssb_fake(grad, h, ptr, mask, mode, eps):
-        torch._check(h.dim() == 2 and grad.dim() == 2, lambda: "canonical_segment_sum_backward: bad ranks")
-        torch._check(grad.shape[0] == ptr.shape[0] - 1, lambda: "canonical_segment_sum_backward: grad must be [G, C]")
-        return h.new_empty(h.shape)
-
-    def _css_setup(ctx, inputs, output):
-        h, ptr, mask, mode, eps = inputs
-        ctx.save_for_backward(h, ptr, mask)
-        ctx.mode, ctx.eps = mode, eps
-
-    def _css_backward(ctx, grad):
-        h, ptr, mask = ctx.saved_tensors
-        gh = None
-        if ctx.needs_input_grad[0]:
-            gh = torch.ops.scalegmn.canonical_segment_sum_backward(grad, h, ptr, mask, ctx.mode, ctx.eps)
-        return gh, None, None, None, None
-
-    def _cssb_setup(ctx, inputs, output):
-        grad, h, ptr, mask, mode, eps = inputs
-        ctx.save_for_backward(grad, h, ptr, mask)
-        ctx.mode, ctx.eps = mode, eps
-
-    def _cssb_backward(ctx, v):
-        grad, h, ptr, mask = ctx.saved_tensors
-        d_grad, d_h = _ref.canonical_backward_double(
-            v, grad, h, ptr, mask, ctx.mode, ctx.eps, segment_sum=_identity_segment_sum)
-        return (d_grad if ctx.needs_input_grad[0] else None,
-                d_h if ctx.needs_input_grad[1] else None, None, None, None, None)
-
-    torch.library.register_autograd("scalegmn::canonical_segment_sum", _css_backward, setup_context=_css_setup)
-    torch.library.register_autograd("scalegmn::canonical_segment_sum_backward", _cssb_backward,
-                                    setup_context=_cssb_setup)
+def _canonical_segment_sum_fake(h, ptr, mask, mode, eps):
+    torch._check(h.dim() == 2, lambda: "canonical_segment_sum: h must be 2-D [N, C]")
+    torch._check(ptr.dim() == 1, lambda: "canonical_segment_sum: ptr must be 1-D [G + 1]")
+    torch._check(MODE_IDENTITY <= mode <= MODE_L2, lambda: "canonical_segment_sum: mode must be 0, 1 or 2")
+    return h.new_empty(ptr.shape[0] - 1, h.shape[1])
 
 
-# Looked up once at import (a plain constant for torch.compile to read).
-_HAS_CUDA_KERNELS = cuda_kernels_for(*_OPS)
+def _canonical_segment_sum_backward_fake(grad, h, ptr, mask, mode, eps):
+    torch._check(h.dim() == 2 and grad.dim() == 2, lambda: "canonical_segment_sum_backward: bad ranks")
+    torch._check(grad.shape[0] == ptr.shape[0] - 1, lambda: "canonical_segment_sum_backward: grad must be [G, C]")
+    return h.new_empty(h.shape)
 
 
-def _compiled_ok(t: Tensor) -> bool:
-    return compiled_ok(t, _HAS_CUDA_KERNELS)
+def _canonical_segment_sum_autograd(ctx, inputs, grad):
+    h, ptr, mask, mode, eps = inputs
+    gh = None
+    if ctx.needs_input_grad[0]:
+        gh = torch.ops.scalegmn.canonical_segment_sum_backward(grad, h, ptr, mask, mode, eps)
+    return gh, None, None, None, None
+
+
+def _canonical_segment_sum_backward_autograd(ctx, inputs, v):
+    grad, h, ptr, mask, mode, eps = inputs
+    d_grad, d_h = _ref.canonical_backward_double(v, grad, h, ptr, mask, mode, eps, segment_sum=_identity_segment_sum)
+    return (d_grad if ctx.needs_input_grad[0] else None,
+            d_h if ctx.needs_input_grad[1] else None, None, None, None, None)
+
+
+register_op("canonical_segment_sum", _canonical_segment_sum_fake, _canonical_segment_sum_autograd)
+register_op("canonical_segment_sum_backward", _canonical_segment_sum_backward_fake,
+            _canonical_segment_sum_backward_autograd)
 
 
 def _mode_id(mode) -> int:
@@ -110,13 +95,13 @@ def _mode_id(mode) -> int:
         if mode not in CANONICAL_MODES:
             raise ValueError(f"mode must be one of {sorted(CANONICAL_MODES)} or 0/1/2, got {mode!r}")
         return CANONICAL_MODES[mode]
-    if isinstance(mode, bool) or not isinstance(mode, int) or mode not in (0, 1, 2):
+    if isinstance(mode, bool) or not isinstance(mode, int) or mode not in _MODE_IDS:
         raise ValueError(f"mode must be 0 (identity), 1 (abs) or 2 (l2) or one of {sorted(CANONICAL_MODES)}, got {mode!r}")
     return mode
 
 
 def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int | str = "identity",
-                          eps: float = 1e-6) -> Tensor:
+                          eps: float = DEFAULT_EPS) -> Tensor:
     """Sign-/scale-canonical segment sum (graph readout), fused in one pass.
 
     Args:
@@ -140,7 +125,7 @@ def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mo
         raise TypeError(f"{op}: h must be a Tensor [N, C], got {type(h).__name__}")
     if h.dim() != 2:
         raise ValueError(f"{op}: h must be 2-D [N, C], got shape {tuple(h.shape)}")
-    if h.dtype not in _FLOAT_DTYPES:
+    if h.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: h must be float16/bfloat16/float32/float64, got {h.dtype}")
     if not isinstance(ptr, Tensor):
         raise TypeError(f"{op}: ptr must be a Tensor [G + 1], got {type(ptr).__name__}")
@@ -163,5 +148,5 @@ def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mo
     eps = float(eps)
     if not eps >= 0:
         raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-    fn = torch.ops.scalegmn.canonical_segment_sum if _compiled_ok(h) else _ref.canonical_segment_sum
+    fn = torch.ops.scalegmn.canonical_segment_sum if use_compiled("canonical_segment_sum", h) else _ref.canonical_segment_sum
     return fn(h, ptr, mask, m, eps)

@@ -1,4 +1,4 @@
-// CUDA kernel of hash_dropout (contract in ops/dropout_meta.h): grid-stride over elements, the
+// CUDA kernel of hash_dropout (contract in ops/hash_dropout.h): grid-stride over elements, the
 // mask from the same common/dropout_hash.h function as the CPU kernel (identical masks).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -6,7 +6,7 @@
 #include <torch/library.h>
 
 #include "../common/dropout_hash.h"
-#include "../ops/dropout_meta.h"
+#include "../ops/hash_dropout.h"
 #include "launch.cuh"
 
 namespace scalegmn {

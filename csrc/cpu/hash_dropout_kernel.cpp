@@ -1,4 +1,4 @@
-// CPU kernel of hash_dropout (contract in ops/dropout_meta.h, mask in common/dropout_hash.h):
+// CPU kernel of hash_dropout (contract in ops/hash_dropout.h, mask in common/dropout_hash.h):
 // one pass, parallel over element chunks; the mask costs a few integer ops per element instead
 // of a Bernoulli draw plus a stored mask.
 #include <ATen/Dispatch.h>
@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "../common/dropout_hash.h"
-#include "../ops/dropout_meta.h"
+#include "../ops/hash_dropout.h"
 
 namespace scalegmn {
 namespace {

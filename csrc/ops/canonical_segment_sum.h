@@ -14,15 +14,17 @@
 
 namespace scalegmn {
 
-struct ReadoutArgs {
+struct CanonicalSegmentSumArgs {
   at::Tensor h, ptr, mask;  // contiguous; mask undefined when absent
   int64_t N = 0, C = 0, G = 0;
 };
 
-ReadoutArgs check_readout(const char* op, const at::Tensor& h, const at::Tensor& ptr,
-                          const std::optional<at::Tensor>& mask, int64_t mode, double eps);
+CanonicalSegmentSumArgs check_canonical_segment_sum(const char* op, const at::Tensor& h,
+                                                    const at::Tensor& ptr,
+                                                    const std::optional<at::Tensor>& mask, int64_t mode,
+                                                    double eps);
 
 // After a CPU kernel flagged a bad ptr: raises a RuntimeError naming the first bad entry.
-[[noreturn]] void raise_bad_ptr(const char* op, const ReadoutArgs& a);
+[[noreturn]] void raise_bad_ptr(const char* op, const CanonicalSegmentSumArgs& a);
 
 }  // namespace scalegmn

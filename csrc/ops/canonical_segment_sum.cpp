@@ -1,11 +1,13 @@
-#include "readout_meta.h"
+#include "canonical_segment_sum.h"
 
 #include "../common/canonical.h"
 
 namespace scalegmn {
 
-ReadoutArgs check_readout(const char* op, const at::Tensor& h, const at::Tensor& ptr,
-                          const std::optional<at::Tensor>& mask, int64_t mode, double eps) {
+CanonicalSegmentSumArgs check_canonical_segment_sum(const char* op, const at::Tensor& h,
+                                                    const at::Tensor& ptr,
+                                                    const std::optional<at::Tensor>& mask, int64_t mode,
+                                                    double eps) {
   TORCH_CHECK(h.dim() == 2, op, ": h must be 2-D [N, C], got shape ", h.sizes());
   TORCH_CHECK(at::isFloatingType(h.scalar_type()), op, ": h must be a floating tensor, got ",
               h.scalar_type());
@@ -18,7 +20,7 @@ ReadoutArgs check_readout(const char* op, const at::Tensor& h, const at::Tensor&
   TORCH_CHECK(canonical_mode_ok(mode), op, ": mode must be 0 (identity), 1 (abs) or 2 (l2), got ",
               mode);
   TORCH_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
-  ReadoutArgs a;
+  CanonicalSegmentSumArgs a;
   a.N = h.size(0);
   a.C = h.size(1);
   a.G = ptr.numel() - 1;
@@ -36,7 +38,7 @@ ReadoutArgs check_readout(const char* op, const at::Tensor& h, const at::Tensor&
   return a;
 }
 
-void raise_bad_ptr(const char* op, const ReadoutArgs& a) {
+void raise_bad_ptr(const char* op, const CanonicalSegmentSumArgs& a) {
   const auto p = a.ptr.to(at::kLong);
   TORCH_CHECK(p[0].item<int64_t>() >= 0, op, ": ptr[0] must be >= 0, got ", p[0].item<int64_t>());
   TORCH_CHECK(p[a.G].item<int64_t>() <= a.N, op, ": ptr[-1] = ", p[a.G].item<int64_t>(),

@@ -1,4 +1,4 @@
-// CUDA kernels of the CSR message ops (contracts in ops/message_meta.h):
+// CUDA kernels of the CSR message ops (contracts in ops/segment_gather_mul.h):
 //   segment_gather_mul  out[i]   = sum_p x[col[p]] * edge[eid(p)]
 //   gather_mul_csr      out[eid] = a[row(p)] * b[col[p]]
 //   gather_dot_csr      out[eid] = <a[row(p)], b[col[p]]>
@@ -20,7 +20,7 @@
 #include <cstdint>
 
 #include "../common/segment.h"
-#include "../ops/message_meta.h"
+#include "../ops/segment_gather_mul.h"
 #include "launch.cuh"
 
 namespace scalegmn {
@@ -197,7 +197,8 @@ at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
                                    const std::optional<at::Tensor>& t_rowptr,
                                    const std::optional<at::Tensor>& t_col,
                                    const std::optional<at::Tensor>& t_perm) {
-  const MessageArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m =
+      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   const c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty({csr.rows, m.C}, x.options());
