@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ...weightspace.architecture import Architecture
-from ...weightspace.functional import _check_params
+from ...weightspace.validation import check_weights
 
 __all__ = ["interpolate", "default_alphas", "BarrierResult", "barrier_from_curve", "loss_barrier"]
 
@@ -51,8 +51,8 @@ def interpolate(arch: Architecture, a, b, alphas) -> tuple[list[Tensor], list[Te
     ``len(alphas)`` networks; or of ``P`` pairs each (batched ``[P, ...]``) -> ``[P * A, ...]``
     ordered pair-major (pair ``p``, alpha ``i`` at row ``p * A + i``). Differentiable."""
     al = _alphas(alphas)
-    wa, ba, batched_a = _check_params(arch, *a)
-    wb, bb, batched_b = _check_params(arch, *b)
+    wa, ba, batched_a = check_weights(*a, arch, arch_required=True)
+    wb, bb, batched_b = check_weights(*b, arch, arch_required=True)
     if batched_a != batched_b or wa[0].shape[0] != wb[0].shape[0]:
         raise ValueError(f"a and b must both be single networks or batches of equal size, got "
                          f"{wa[0].shape[0] if batched_a else 'one network'} and {wb[0].shape[0] if batched_b else 'one network'}")

@@ -47,7 +47,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ...weightspace.architecture import Architecture, Symmetry
-from ...weightspace.functional import _check_params
+from ...weightspace.validation import check_weights
 from ...weightspace.symmetry import GroupElement, apply_group_element, compose, identity_element, invert
 
 __all__ = ["MatchResult", "weight_matching", "scale_normalizer", "matching_objective", "METHODS"]
@@ -72,7 +72,7 @@ def _single(arch: Architecture, net, name: str) -> tuple[list[Tensor], list[Tens
     """One network as float64 per-layer lists ``[out, in, ...]`` / ``[out]`` (batch of 1 accepted)."""
     if not isinstance(net, (tuple, list)) or len(net) != 2:
         raise TypeError(f"{name} must be a pair (weights, biases) of per-layer lists, got {type(net).__name__}")
-    ws, bs, batched = _check_params(arch, net[0], net[1])
+    ws, bs, batched = check_weights(net[0], net[1], arch, arch_required=True)
     if batched and ws[0].shape[0] != 1:
         raise ValueError(f"{name} must be one network (unbatched, or a batch of 1), got a batch of {ws[0].shape[0]}")
     return [w[0].detach().double().cpu() for w in ws], [b[0].detach().double().cpu() for b in bs]
