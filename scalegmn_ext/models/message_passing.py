@@ -126,113 +126,113 @@ class MessagePassingLayer(nn.Module):
         fused into the edge update's tiles). ``outputs_only``: update only the output neurons and
         return the rest unchanged -- all a last-layer readout reads.
         """
-        H, E = blocks
-        L = len(E)
+        nodes, edges = blocks.node_states, blocks.edge_states
+        L = len(edges)
         if outputs_only:
-            msg = self._forward_message_block(E[L - 1], self.msg_v(H[L - 1]), into_hidden=False)
-            parts = [H[L], msg] + ([torch.zeros_like(H[L])] if self.bidir else [])
-            out = self.with_skip(H[L], self.update_net(_OUTPUT)(torch.cat(parts, -1)))
-            return LayerBlocks(H[:-1] + [out], E)
-        sender_proj = [self.msg_v(h) for h in H[:-1]]  # per node, not per edge
-        parts = [[H[0], torch.zeros_like(H[0])]]
+            msg = self._forward_message_block(edges[L - 1], self.msg_v(nodes[L - 1]), into_hidden=False)
+            parts = [nodes[L], msg] + ([torch.zeros_like(nodes[L])] if self.bidir else [])
+            out = self.with_skip(nodes[L], self.update_net(_OUTPUT)(torch.cat(parts, -1)))
+            return LayerBlocks(nodes[:-1] + [out], edges)
+        sender_proj = [self.msg_v(h) for h in nodes[:-1]]  # per node, not per edge
+        parts = [[nodes[0], torch.zeros_like(nodes[0])]]
         for l in range(1, L + 1):
-            parts.append([H[l], self._forward_message_block(E[l - 1], sender_proj[l - 1], into_hidden=l < L)])
+            parts.append([nodes[l], self._forward_message_block(edges[l - 1], sender_proj[l - 1], into_hidden=l < L)])
         if self.bidir:
-            for p, b in zip(parts, self._backward_message_blocks(H, E)):
+            for p, b in zip(parts, self._backward_message_blocks(nodes, edges)):
                 p.append(b)
         roles = [_INPUT] + [_HIDDEN] * (L - 1) + [_OUTPUT]
-        new_H = [self.with_skip(h, self.update_net(r)(torch.cat(p, -1))) for h, r, p in zip(H, roles, parts)]
-        new_E = self._edge_update_blocks(H, E, drop_p, seed) if self.edge_out is not None else E
+        new_nodes = [self.with_skip(h, self.update_net(r)(torch.cat(p, -1))) for h, r, p in zip(nodes, roles, parts)]
+        new_edges = self._edge_update_blocks(nodes, edges, drop_p, seed) if self.edge_out is not None else edges
         if drop_p > 0:
-            if self.edge_out is None:  # (the fused edge update drops inside its tiles)
-                new_E = [hash_dropout(materialize(x), drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_E)]
-            new_H = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_H)]
-        return LayerBlocks(new_H, new_E)
+            if self.edge_out is None:  # (an edge update applies its dropout itself, fused if it can)
+                new_edges = [hash_dropout(materialize(x), drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_edges)]
+            new_nodes = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_nodes)]
+        return LayerBlocks(new_nodes, new_edges)
 
-    def _forward_message_block(self, edges, sender_proj: Tensor, into_hidden: bool) -> Tensor:
+    def _forward_message_block(self, edge_block, sender_proj: Tensor, into_hidden: bool) -> Tensor:
         """Summed forward messages into one node block from its incoming edge block."""
-        e, w_e = edge_operands(edges, self.msg_e.weight)
+        e, w_e = edge_operands(edge_block, self.msg_e.weight)
         if into_hidden and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
             return scale_eq_message(e, sender_proj, self.msg_hidden.message_params(w_e),
                                     save=self.message_save and torch.is_grad_enabled())
         x = F.linear(e, w_e) * sender_proj.unsqueeze(1)  # [B, out, in, d]
         return self.message_net(into_hidden)(x).sum(2)
 
-    def _backward_message_blocks(self, H: list[Tensor], E: list) -> list[Tensor]:
+    def _backward_message_blocks(self, nodes: list[Tensor], edges: list) -> list[Tensor]:
         """Summed backward messages into every node block (the output block gets zeros)."""
-        L = len(E)
+        L = len(edges)
         out = []
         for l in range(1, L + 1):  # layer-l edges carry messages back to layer l-1
             into_hidden = l - 1 > 0
             if self.gated:
                 g = self.bw_gated
                 io = not into_hidden
-                e, w_e = edge_operands(E[l - 1], self.bw_e.weight)
-                a = F.linear(e, w_e) * g.recv(H[l - 1]).unsqueeze(1)  # [B, out, in, d], scales q_i
-                b_max, b_sq, b_t = g.sender_terms(H[l])
+                e, w_e = edge_operands(edges[l - 1], self.bw_e.weight)
+                a = F.linear(e, w_e) * g.recv(nodes[l - 1]).unsqueeze(1)  # [B, out, in, d], scales q_i
+                b_max, b_sq, b_t = g.sender_terms(nodes[l])
                 v = g.edge_terms(a, b_max.unsqueeze(2), b_sq.unsqueeze(2), g.project_sender(b_t, io).unsqueeze(2), io)
-                out.append(g.finish(v.sum(1), a.shape[1], H[l - 1], io))
+                out.append(g.finish(v.sum(1), a.shape[1], nodes[l - 1], io))
             else:
-                y = self.backward_input(materialize(E[l - 1]), self.bw_v(H[l]).unsqueeze(2))
+                y = self.backward_input(materialize(edges[l - 1]), self.bw_v(nodes[l]).unsqueeze(2))
                 out.append(self.backward_net(into_hidden)(y).sum(1))
-        out.append(torch.zeros_like(H[-1]))
+        out.append(torch.zeros_like(nodes[-1]))
         return out
 
-    def _edge_update_blocks(self, H: list[Tensor], E: list, drop_p: float, seed: int) -> list[Tensor]:
-        L = len(E)
-        canon = [h if l in (0, L) else self.edge_canon(h) for l, h in enumerate(H)]
+    def _edge_update_blocks(self, nodes: list[Tensor], edges: list, drop_p: float, seed: int) -> list[Tensor]:
+        L = len(edges)
+        canon = [h if l in (0, L) else self.edge_canon(h) for l, h in enumerate(nodes)]
         senders = [self.edge_sender_term(c) for c in canon[:-1]]  # first psi layer, per node
         receivers = [self.edge_receiver_term(c) for c in canon[1:]]
         if self.fused_edge:  # tiled op: no [E, d] intermediates kept, dropout fused
             ln = self.psi.norm if isinstance(self.psi.norm, nn.LayerNorm) else None
             out = []
             for l in range(L):
-                e, w_g = edge_operands(E[l], self.edge_gamma.weight)
+                e, w_g = edge_operands(edges[l], self.edge_gamma.weight)
                 out.append(edge_update(e, receivers[l], senders[l], self.psi.lin2.weight, self.psi.lin2.bias, w_g,
                                        ln.weight if ln is not None else None, ln.bias if ln is not None else None,
                                        p=drop_p, seed=_sub_seed(seed, L + 1 + l)))
             return out
         out = [self.edge_update_output(receivers[l].unsqueeze(2) + senders[l].unsqueeze(1),
-                                       F.linear(*edge_operands(E[l], self.edge_gamma.weight))) for l in range(L)]
+                                       F.linear(*edge_operands(edges[l], self.edge_gamma.weight))) for l in range(L)]
         return [hash_dropout(x, drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(out)]
 
     # ---------------------------------------------------------------- graph path ----
-    def forward_graph(self, x: Tensor, e: Tensor, rows: GraphRows) -> tuple[Tensor, Tensor]:
-        """One layer on a flat disjoint graph (node states ``[N, d]``, edge states ``[E, d]``)
+    def forward_graph(self, nodes: Tensor, edges: Tensor, rows: GraphRows) -> tuple[Tensor, Tensor]:
+        """One layer on a flat disjoint graph (``nodes`` ``[N, d]``, ``edges`` ``[E, d]``)
         with the layer-block path's savings: projections and the edge MLP's first layer per node,
         each row only its own branch, 2-GEMM symmetrisation."""
         src, dst = rows.edge_index
-        d = x.shape[-1]
-        m_in = self.msg_e(e) * self.msg_v(x)[src]
+        d = nodes.shape[-1]
+        m_in = self.msg_e(edges) * self.msg_v(nodes)[src]
         mu = _by_rows(m_in, ((rows.edges_into_hidden, self.message_net(True)),
                              (rows.edges_into_io, self.message_net(False))), d)
-        parts = [x, torch.zeros_like(x).index_add_(0, dst, mu)]
+        parts = [nodes, torch.zeros_like(nodes).index_add_(0, dst, mu)]
         if self.gated:
             gb = self.bw_gated
-            a = self.bw_e(e) * gb.recv(x)[src]
-            b_max, b_sq, b_t = (t[dst] for t in gb.sender_terms(x))
+            a = self.bw_e(edges) * gb.recv(nodes)[src]
+            b_max, b_sq, b_t = (t[dst] for t in gb.sender_terms(nodes))
             v = a.new_empty(a.shape)
             for io, r in ((False, rows.edges_from_hidden), (True, rows.edges_from_io)):
                 v[r] = gb.edge_terms(a[r], b_max[r], b_sq[r], gb.project_sender(b_t[r], io), io)
-            v_sum = torch.zeros_like(x).index_add_(0, src, v)
-            deg = rows.out_degree.to(x.dtype)
-            mb = torch.zeros_like(x)
-            for io, nodes in ((False, rows.hidden_nodes), (True, rows.input_nodes)):
-                mb[nodes] = gb.finish(v_sum[nodes], deg[nodes], x[nodes], io)
+            v_sum = torch.zeros_like(nodes).index_add_(0, src, v)
+            deg = rows.out_degree.to(nodes.dtype)
+            mb = torch.zeros_like(nodes)
+            for io, ids in ((False, rows.hidden_nodes), (True, rows.input_nodes)):
+                mb[ids] = gb.finish(v_sum[ids], deg[ids], nodes[ids], io)
             parts.append(mb)
         elif self.bidir:
-            b_in = self.backward_input(e, self.bw_v(x)[dst])
+            b_in = self.backward_input(edges, self.bw_v(nodes)[dst])
             mu_b = _by_rows(b_in, ((rows.edges_from_hidden, self.backward_net(True)),
                                    (rows.edges_from_io, self.backward_net(False))), d)
-            parts.append(torch.zeros_like(x).index_add_(0, src, mu_b))
-        new_x = _by_rows(torch.cat(parts, -1), ((rows.hidden_nodes, self.update_net(_HIDDEN)),
-                                                (rows.input_nodes, self.update_net(_INPUT)),
-                                                (rows.output_nodes, self.update_net(_OUTPUT))),
-                         self.upd_in.lin2.out_features)
-        new_e = e
+            parts.append(torch.zeros_like(nodes).index_add_(0, src, mu_b))
+        new_nodes = _by_rows(torch.cat(parts, -1), ((rows.hidden_nodes, self.update_net(_HIDDEN)),
+                                                    (rows.input_nodes, self.update_net(_INPUT)),
+                                                    (rows.output_nodes, self.update_net(_OUTPUT))),
+                             self.upd_in.lin2.out_features)
+        new_edges = edges
         if self.edge_out is not None:
-            c = x.clone()
-            c[rows.hidden_nodes] = self.edge_canon(x[rows.hidden_nodes])
+            c = nodes.clone()
+            c[rows.hidden_nodes] = self.edge_canon(nodes[rows.hidden_nodes])
             first = self.edge_sender_term(c)[src] + self.edge_receiver_term(c)[dst]
-            new_e = self.edge_update_output(first, self.edge_gamma(e))
-        return self.with_skip(x, new_x), new_e
+            new_edges = self.edge_update_output(first, self.edge_gamma(edges))
+        return self.with_skip(nodes, new_nodes), new_edges

@@ -289,14 +289,14 @@ class ScaleGMN(_ScaleGMNBase):
     def _readout(self, blocks: LayerBlocks) -> Tensor:
         """``last_layer``: the output block. ``full_graph``: the canonicalised hidden blocks pooled
         (invariant to the hidden neurons' order and symmetry) plus the input and output blocks."""
-        H = blocks.node_states
-        out = H[-1].flatten(1)
+        nodes = blocks.node_states
+        out = nodes[-1].flatten(1)
         if self.config.readout == "last_layer":
             return self.readout_mlp(out)
-        pooled = torch.zeros_like(H[0][:, 0])
-        for h in H[1:-1]:
+        pooled = torch.zeros_like(nodes[0][:, 0])
+        for h in nodes[1:-1]:
             pooled = pooled + self.readout_canon(h).sum(1)
-        return self.readout_mlp(torch.cat([pooled, H[0].flatten(1), out], -1))
+        return self.readout_mlp(torch.cat([pooled, nodes[0].flatten(1), out], -1))
 
     def _forward_mixed(self, mb: MixedGraphBatch) -> Tensor:
         if self._per_group(mb):
