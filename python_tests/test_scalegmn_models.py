@@ -298,10 +298,10 @@ def _groups(archs, seed):
 @pytest.mark.parametrize("canon", ["symmetrize", "abs"])
 @pytest.mark.parametrize("impl", ["fast", "dense_groups", "reference"])
 def test_mixed_architecture_batch(family, readout, canon, impl):
-    """One model over networks of different hidden widths (the generic graph path: per-node
-    savings for impl="fast", per edge for "reference"; or group by group through the dense fast
-    path) equals running each architecture's batch alone through the dense fast path, and stays
-    exactly invariant."""
+    """One model over networks of different hidden widths (the graph path: per-node savings for
+    impl="fast", the per-edge reference path for "reference"; or group by group through the
+    layer-block path) equals running each architecture's batch alone through the layer-block
+    path, and stays exactly invariant."""
     archs = MIXED[family]
     torch.manual_seed(12)
     m = ScaleGMN(archs[0], _small(readout=readout, sign_canon=canon, direction="bidirectional")).double().eval()
@@ -327,7 +327,7 @@ def test_mixed_architecture_equivariant_head(min_group):
     archs = MIXED["sine"]
     torch.manual_seed(13)
     m = ScaleGMNEquivariant(archs[0], _small(), residual=True).double().eval()
-    m.mixed_dense_min_group = min_group  # dense group by group / the generic graph path
+    m.mixed_dense_min_group = min_group  # the layer-block path group by group / the graph path
     groups = _groups(archs, seed=13)
     outs = m(sx.MixedGraphBatch.from_graphs([g for *_, g in groups]))
     assert len(outs) == len(groups)

@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..weightspace.graph import MixedGraphBatch, graph_structure
 from ..weightspace.architecture import Architecture
+from ..weightspace.graph import MixedGraphBatch, graph_structure
 
 __all__ = ["DisjointGraph", "GraphRows"]
 

@@ -8,7 +8,7 @@ arithmetic, no concatenation, no re-slicing.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,7 +16,7 @@ from torch import Tensor
 from ..weightspace.architecture import Architecture
 from ..weightspace.graph import graph_structure
 
-__all__ = ["FactoredEdges", "EdgeBlock", "LayerBlocks", "edge_operands", "materialize", "blocks_to_weights"]
+__all__ = ["EdgeBlock", "FactoredEdges", "LayerBlocks", "blocks_to_weights", "edge_operands", "materialize"]
 
 
 class FactoredEdges(NamedTuple):
@@ -33,7 +33,7 @@ class FactoredEdges(NamedTuple):
 
 
 #: one weight layer's edge states: ``[B, out, in, d]`` or factored
-EdgeBlock = Union[Tensor, FactoredEdges]
+EdgeBlock = Tensor | FactoredEdges
 
 
 def edge_operands(edges: EdgeBlock, weight: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,7 @@ from ..weightspace.graph import graph_structure
 from .disjoint_graph import DisjointGraph
 from .message_passing import MessagePassingLayer
 
-__all__ = ["layer_per_edge", "run_per_edge", "states_per_edge", "encode_per_edge", "weights_per_edge"]
+__all__ = ["encode_per_edge", "layer_per_edge", "run_per_edge", "states_per_edge", "weights_per_edge"]
 
 
 def layer_per_edge(layer: MessagePassingLayer, x: Tensor, e: Tensor, graph: DisjointGraph) -> tuple[Tensor, Tensor]:
