@@ -21,6 +21,7 @@ Type ids for positional encodings: every input neuron and every output neuron is
 type (they are not permutable), all hidden neurons of one layer share a type. An edge's type is
 the pair of its end-node types, numbered densely: first-layer edges get one type per input
 neuron, hidden-to-hidden edges one per layer, last-layer edges one per output neuron.
+:func:`layer_type_ids` is the one place these rules are computed (as Python constants).
 """
 from __future__ import annotations
 
