@@ -179,13 +179,13 @@ def test_dropout_rate_in_training():
     arch = ARCHS["mlp_sine"]
     m = ScaleGMN(arch, _small(num_layers=2, dropout=0.25, d_hid=64)).train()
     ws, bs = random_weights(arch, 16)
-    zeros, inner = [], m.layers[1].forward_dense
+    zeros, inner = [], m.layers[1].forward_blocks
 
-    def spy(H, E, *rest):
-        zeros.append(torch.cat([x.flatten() for x in E]).eq(0).double().mean().item())
-        return inner(H, E, *rest)
+    def spy(blocks, *rest):
+        zeros.append(torch.cat([x.flatten() for x in blocks.edge_states]).eq(0).double().mean().item())
+        return inner(blocks, *rest)
 
-    m.layers[1].forward_dense = spy
+    m.layers[1].forward_blocks = spy
     m(ws, bs)
     assert abs(zeros[0] - 0.25) < 0.03  # layer-1 input edge states: 25 % dropped
 
@@ -298,10 +298,10 @@ def _groups(archs, seed):
 @pytest.mark.parametrize("canon", ["symmetrize", "abs"])
 @pytest.mark.parametrize("impl", ["fast", "dense_groups", "reference"])
 def test_mixed_architecture_batch(family, readout, canon, impl):
-    """One model over networks of different hidden widths (the generic graph path: per-node
-    savings for impl="fast", per edge for "reference"; or group by group through the dense fast
-    path) equals running each architecture's batch alone through the dense fast path, and stays
-    exactly invariant."""
+    """One model over networks of different hidden widths (the graph path: per-node savings for
+    impl="fast", the per-edge reference path for "reference"; or group by group through the
+    layer-block path) equals running each architecture's batch alone through the layer-block
+    path, and stays exactly invariant."""
     archs = MIXED[family]
     torch.manual_seed(12)
     m = ScaleGMN(archs[0], _small(readout=readout, sign_canon=canon, direction="bidirectional")).double().eval()
@@ -327,7 +327,7 @@ def test_mixed_architecture_equivariant_head(min_group):
     archs = MIXED["sine"]
     torch.manual_seed(13)
     m = ScaleGMNEquivariant(archs[0], _small(), residual=True).double().eval()
-    m.mixed_dense_min_group = min_group  # dense group by group / the generic graph path
+    m.mixed_dense_min_group = min_group  # the layer-block path group by group / the graph path
     groups = _groups(archs, seed=13)
     outs = m(sx.MixedGraphBatch.from_graphs([g for *_, g in groups]))
     assert len(outs) == len(groups)
@@ -352,15 +352,49 @@ def test_mixed_batch_rejects_incompatible_architectures():
 
 @pytest.mark.parametrize("arch", [*ARCHS.values(), *MIXED["sine"], sx.Architecture.siren([1, 4, 1]),
                                   sx.Architecture.mlp([3, 4, 5, 2])])
-def test_block_types_follow_graph_structure(arch):
-    """The pure-Python per-layer edge types used by the fast path agree with graph_structure."""
-    from scalegmn_ext.weightspace.graph import graph_structure
-    from scalegmn_ext.models.scalegmn import _block_types
+def test_type_ids_follow_the_documented_rules(arch):
+    """graph_structure's node/edge type tensors and the per-layer constants the layer-block path
+    reads (layer_type_ids) follow the type rules of weightspace/graph.py, derived here
+    independently: inputs and outputs one type each, one type per hidden layer, an edge's type the
+    dense rank of its (sender type, receiver type) pair."""
+    from scalegmn_ext.weightspace.graph import graph_structure, layer_type_ids
 
-    s, eo = graph_structure(arch), graph_structure(arch).edge_offsets
-    for l, t in enumerate(_block_types(arch)):
+    s, L, layout = graph_structure(arch), arch.num_layers, arch.layout
+    n_in, n_out = layout[0], layout[-1]
+    expected_nodes = list(range(n_in)) + [n_in + k - 1 for k in range(1, L) for _ in range(layout[k])] \
+        + [n_in + L - 1 + j for j in range(n_out)]
+    assert s.node_type.tolist() == expected_nodes and s.num_node_types == n_in + L - 1 + n_out
+    pair = s.node_type[s.edge_index[0]] * s.num_node_types + s.node_type[s.edge_index[1]]
+    uniq, expected_edges = torch.unique(pair, sorted=True, return_inverse=True)
+    assert torch.equal(s.edge_type, expected_edges) and s.num_edge_types == uniq.numel()
+    types, eo = layer_type_ids(arch), s.edge_offsets
+    for l in range(L):
         u = s.edge_type[eo[l]:eo[l + 1]].unique()
-        assert t == (int(u[0]) if u.numel() == 1 else None)
+        assert types.single_edge_type(l) == (int(u[0]) if u.numel() == 1 else None)
+
+
+@pytest.mark.parametrize("arch", [*ARCHS.values(), sx.Architecture.cnn(in_channels=1, channels=(2, 3), kernel_size=(5, (2, 4)),
+                                                                        dense=(4, 2), activation="relu"),
+                                  sx.Architecture.mlp([3, 2])])
+def test_blocks_to_weights_is_graph_to_weights(arch):
+    """The equivariant head reads weights per layer block: bit-identical to the compiled inverse
+    graph op (conv kernels smaller than the grid, even grids, dense layers in the centre slot)."""
+    from scalegmn_ext.models.layer_blocks import LayerBlocks, blocks_to_weights
+
+    g = torch.Generator().manual_seed(3)
+    node = torch.randn(4, arch.num_nodes, 1, generator=g, dtype=torch.float64)
+    edge = torch.randn(4, arch.num_edges, arch.edge_dim, generator=g, dtype=torch.float64)
+    ws, bs = blocks_to_weights(LayerBlocks.views(node, edge, arch), arch)
+    rws, rbs = sx.graph_to_weights(node, edge, arch)
+    assert len(ws) == len(rws) and len(bs) == len(rbs)
+    for a, b in zip(ws + bs, rws + rbs):
+        assert a.shape == b.shape and torch.equal(a, b)
+    # the round trip from the weights the graph was built from
+    w0, b0 = random_weights(arch, 2, dtype=torch.float64, generator=g)
+    n0, e0 = sx.weights_to_graph(w0, b0, arch)
+    ws, bs = blocks_to_weights(LayerBlocks.views(n0, e0, arch), arch)
+    for a, b in zip(ws + bs, w0 + b0):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("min_group", [1, 10**9])
@@ -375,7 +409,9 @@ def test_mixed_architecture_gradients_fast_vs_reference(min_group):
     for impl in ("fast", "reference"):
         m.impl = impl
         loss = sum((w ** 2).sum() + (b ** 2).sum() for ws, bs in m(mb) for w, b in zip(ws, bs))
-        grads.append(torch.autograd.grad(loss, params))
+        # (the last layer's input-node update is never read back as a weight: zero gradient; the
+        # fast path reads weights per layer block and leaves it out of the graph altogether)
+        grads.append(torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 

@@ -20,6 +20,28 @@ class ScaleGMNConfig:
             GMN), or None to take the input architecture's group.
         direction: ``"forward"`` (messages from layer l-1 to l) or ``"bidirectional"`` (also from
             l+1 to l; for ``scale`` see ``scale_backward``).
+        d_hid: width of node/edge states and of every MLP.
+        num_layers: message-passing layers.
+        readout: ``"full_graph"`` (sum of canonicalised hidden-node states + the I/O node states)
+            or ``"last_layer"`` (the output-node states); invariant model only.
+        d_out: width of the invariant output.
+        dropout: dropout between layers. The layer-block path uses
+            :func:`~scalegmn_ext.ops.hash_dropout` (counter-based masks, regenerated in backward);
+            the graph and per-edge reference paths use ``torch.nn.Dropout`` as the public code
+            does. Both drop with probability ``dropout``; their masks differ.
+        layer_norm: LayerNorm inside every MLP.
+        sign_canon: ``"symmetrize"`` (rho(x) + rho(-x)) or ``"abs"`` (|x|) for ``sign``.
+        pos_embed: learned node/edge type embeddings (product on hidden nodes and edges, sum on
+            I/O nodes, so equivariance is kept).
+        edge_update: update edge states in every layer (not after the last invariant layer).
+        skip: bias-free skip connections between layers.
+        input_value: graph feature of input nodes (see :func:`scalegmn_ext.weights_to_graph`).
+        out_scale: initial per-layer output scale of the equivariant head.
+        eps: additive ``eps`` of the scale canonicaliser ``x / (||x|| + eps)``. ``0`` (default)
+            keeps every ``scale`` model exactly invariant/equivariant for all finite inputs (the
+            canonicaliser is max-scaled, so no threshold is needed; ``c(0) = 0``). ``eps > 0``
+            bounds the canonicaliser's gradient by ``1 / eps`` at the price of exactness: the
+            invariance error is then of order ``eps / ||x||`` (the one place exactness can end).
         scale_backward: how the ``scale`` group's backward messages are made equivariant (only
             used with ``symmetry="scale"`` and ``direction="bidirectional"``):
             ``"gated"`` (default): the receiver's own state carries the scale factor and the
@@ -29,40 +51,18 @@ class ScaleGMNConfig:
             ``"inverse"``: the inverse edge feature ``e / ||e||^2`` (0 for ``e = 0``), the
             construction of the ScaleGMN paper: also exact, but its gain is ``1 / ||e||``, so
             tiny weights give huge messages (the README compares the two).
-        d_hid: width of node/edge states and of every MLP.
-        num_layers: message-passing layers.
-        readout: ``"full_graph"`` (sum of canonicalised hidden-node states + the I/O node states)
-            or ``"last_layer"`` (the output-node states); invariant model only.
-        d_out: width of the invariant output.
-        dropout: dropout between layers.
-        layer_norm: LayerNorm inside every MLP.
-        sign_canon: ``"symmetrize"`` (rho(x) + rho(-x)) or ``"abs"`` (|x|) for ``sign``.
-        pos_embed: learned node/edge type embeddings (product on hidden nodes and edges, sum on
-            I/O nodes, so equivariance is kept).
-        edge_update: update edge states in every layer (not after the last invariant layer).
-        skip: bias-free skip connections between layers.
-        input_value: graph feature of input nodes (see :func:`scalegmn_ext.weights_to_graph`).
-        out_scale: initial per-layer output scale of the equivariant head.
         checkpoint: recompute each layer's activations in backward instead of keeping them
-            (``torch.utils.checkpoint``; fast path only): a fraction of the memory for ~1.3x time.
+            (``torch.utils.checkpoint``; layer-block path only): a fraction of the memory for
+            ~1.3x time.
         fused_message: compute the hidden-node messages with the fused, tiled
-            ``scalegmn::scale_eq_message`` op (fast path only; no per-edge activations are kept).
+            ``scalegmn::scale_eq_message`` op (layer-block path only; no per-edge activations
+            are kept).
         fused_edge_update: compute edge updates (and their dropout) with the fused, tiled
-            ``scalegmn::edge_update`` op (fast path only).
+            ``scalegmn::edge_update`` op (layer-block path only).
         message_save: the fused message op keeps its per-edge GEMM outputs (~5 d values per
             edge and layer) so that its backward recomputes only element-wise parts. On the
             2-core CPU this saves ~5 % of the op's time for ~2.5x its memory (see
             benchmarks/RESULTS.md), so the default recomputes everything (least memory).
-
-        eps: additive ``eps`` of the scale canonicaliser ``x / (||x|| + eps)``. ``0`` (default)
-            keeps every ``scale`` model exactly invariant/equivariant for all finite inputs (the
-            canonicaliser is max-scaled, so no threshold is needed; ``c(0) = 0``). ``eps > 0``
-            bounds the canonicaliser's gradient by ``1 / eps`` at the price of exactness: the
-            invariance error is then of order ``eps / ||x||`` (the one place exactness can end).
-
-    Dropout: the fast path uses :func:`~scalegmn_ext.ops.hash_dropout` (counter-based masks,
-    regenerated in backward); the reference path uses ``torch.nn.Dropout`` as the public code
-    does. Both drop with probability ``dropout``; their masks differ.
     """
 
     symmetry: str | None = None

@@ -4,8 +4,9 @@ Notation: a hidden-node (or edge) feature ``x`` in R^d transforms as ``x -> q x`
 symmetry group, with one scalar ``q`` per vector (``q`` in {+1, -1} for ``sign``, ``q > 0`` for
 ``scale``). Every block documents how its output transforms.
 
-Each block has two forwards with identical parameters: the efficient one (``forward``) and the
-straightforward one that the public implementation uses (``forward_reference``), which is the
+Each block has two forwards with identical parameters: the efficient one (``forward``, used by
+the layer-block and graph paths) and the straightforward one that the public implementation uses
+(``forward_reference``, used by the per-edge reference path of :mod:`.reference`), which is the
 test oracle. They agree to rounding.
 """
 from __future__ import annotations
@@ -35,6 +36,15 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lin2(self.hidden(self.lin1(x)))
+
+    def partial_first_layer(self, x: Tensor, start: int, bias: bool = False) -> Tensor:
+        """The first layer's term of the input slice ``[start, start + x.shape[-1])``.
+
+        The first layer of ``MLP([a || b])`` is ``W[:, A] a + W[:, B] b + b1``, so when ``a`` and
+        ``b`` are per-node vectors gathered onto edges the two terms are computed once per node
+        and only their sum is per edge. ``bias`` adds ``b1`` (to exactly one of the terms)."""
+        w = self.lin1.weight[:, start:start + x.shape[-1]]
+        return F.linear(x, w, self.lin1.bias if bias else None)
 
 
 class Canonicalizer(nn.Module):
@@ -136,7 +146,7 @@ class ScaleEq(nn.Module):
 
     def message_params(self, w_e: Tensor) -> ScaleEqMessageParams:
         """This block (plus the edge projection ``W_e``) as the arguments of the fused op
-        :func:`~scalegmn_ext.ops.scale_eq.scale_eq_message`, which computes
+        :func:`~scalegmn_ext.ops.scale_eq_message`, which computes
         ``sum_i self((W_e e_i) * hv_i)`` without per-edge intermediates."""
         inv, canon = self.inv, self.inv.canon
         phi = inv.phi
@@ -178,7 +188,7 @@ class GatedBackwardMessage(nn.Module):
 
     ``phi`` is an MLP ``2d -> d -> d``; its second layer is applied after the sum over ``i``
     (``sum_i (W_2 v_i + b_2) = W_2 sum_i v_i + deg_j b_2``). The edge projection ``W_e`` belongs
-    to the layer (``bw_e``) so that the dense path can factor it through layer-0 edge blocks.
+    to the layer (``bw_e``) so that the layer-block path can factor it through layer-0 edge blocks.
     """
 
     def __init__(self, d: int, layer_norm: bool):
@@ -199,16 +209,14 @@ class GatedBackwardMessage(nn.Module):
 
     def project_sender(self, b_t: Tensor, io: bool) -> Tensor:
         """The sender half of ``phi``'s first layer, once per node instead of once per edge."""
-        w = (self.phi_io if io else self.phi_hidden).lin1.weight
-        return F.linear(b_t, w[:, b_t.shape[-1]:])
+        return (self.phi_io if io else self.phi_hidden).partial_first_layer(b_t, b_t.shape[-1])
 
     def edge_terms(self, a: Tensor, b_max: Tensor, b_sq: Tensor, pb: Tensor, io: bool) -> Tensor:
         """``SiLU(LN(phi.lin1(z_ij)))`` per edge (all arguments broadcast against each other;
         ``pb`` from :meth:`project_sender`)."""
         phi = self.phi_io if io else self.phi_hidden
         a_bar, r, inv_den = joint_scale_normalize_terms(a, b_max, b_sq)
-        d = a.shape[-1]
-        t = (F.linear(a_bar, phi.lin1.weight[:, :d]) + r * pb) * inv_den + phi.lin1.bias
+        t = (phi.partial_first_layer(a_bar, 0) + r * pb) * inv_den + phi.lin1.bias
         return phi.hidden(t)
 
     def finish(self, v_sum: Tensor, degree, h_recv: Tensor, io: bool) -> Tensor:

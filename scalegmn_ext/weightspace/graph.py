@@ -21,12 +21,13 @@ Type ids for positional encodings: every input neuron and every output neuron is
 type (they are not permutable), all hidden neurons of one layer share a type. An edge's type is
 the pair of its end-node types, numbered densely: first-layer edges get one type per input
 neuron, hidden-to-hidden edges one per layer, last-layer edges one per output neuron.
+:func:`layer_type_ids` is the one place these rules are computed (as Python constants).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -34,7 +35,7 @@ from torch import Tensor
 from .architecture import Architecture
 from ..ops import graph as _ops
 
-__all__ = ["GraphStructure", "WeightGraph", "graph_structure"]
+__all__ = ["GraphStructure", "LayerTypeIds", "WeightGraph", "graph_structure", "layer_type_ids"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +119,53 @@ class GraphStructure:
         return GraphStructure(**fields)
 
 
+class LayerTypeIds(NamedTuple):
+    """The positional-encoding type ids of an architecture, layer by layer, as Python ints.
+
+    ``node[k]``: the node type ids of graph layer ``k`` (``0`` = inputs, ``L`` = outputs): one id
+    per neuron for the input and output layers, a single shared id for a hidden layer.
+    ``edge[l]``: the edge type ids of weight layer ``l`` as a ``[receiver type][sender type]``
+    table over ``node[l + 1]`` x ``node[l]``; it broadcasts to the layer's ``[out, in]`` edges
+    (a length-1 axis stands for a whole hidden layer).
+    """
+
+    node: tuple[tuple[int, ...], ...]
+    edge: tuple[tuple[tuple[int, ...], ...], ...]
+    num_node_types: int
+    num_edge_types: int
+
+    def single_edge_type(self, layer: int) -> int | None:
+        """The one type of all edges of weight layer ``layer``, or None when they have several."""
+        table = self.edge[layer]
+        return table[0][0] if len(table) == 1 and len(table[0]) == 1 else None
+
+
+@functools.lru_cache(maxsize=64)
+def layer_type_ids(arch: Architecture) -> LayerTypeIds:
+    """The type rules of the module docstring, computed once per architecture in pure Python.
+
+    The single source of node/edge type ids: :func:`graph_structure` expands them to per-node and
+    per-edge tensors, and the models read them as constants (nothing here is a tensor, so
+    ``torch.compile`` traces no index arithmetic). Node types: input ``i`` -> ``i``, hidden layer
+    ``k`` -> ``n_in + k - 1``, output ``j`` -> ``n_in + L - 1 + j``. Edge types: the rank of the
+    pair (sender type, receiver type) among all pairs that occur, in increasing
+    ``sender * num_node_types + receiver`` order.
+    """
+    layout, L = arch.layout, arch.num_layers
+    n_in, n_out = layout[0], layout[-1]
+    num_node_types = n_in + (L - 1) + n_out
+    node = tuple(
+        tuple(range(n_in)) if k == 0
+        else tuple(n_in + L - 1 + j for j in range(n_out)) if k == L
+        else (n_in + k - 1,)
+        for k in range(L + 1)
+    )
+    pairs = [[[s * num_node_types + r for s in node[l]] for r in node[l + 1]] for l in range(L)]
+    rank = {p: i for i, p in enumerate(sorted({p for table in pairs for row in table for p in row}))}
+    edge = tuple(tuple(tuple(rank[p] for p in row) for row in table) for table in pairs)
+    return LayerTypeIds(node, edge, num_node_types, len(rank))
+
+
 @functools.lru_cache(maxsize=64)
 def graph_structure(arch: Architecture) -> GraphStructure:
     """The (cached) :class:`GraphStructure` of an architecture, built with vectorised index math."""
@@ -138,20 +186,15 @@ def graph_structure(arch: Architecture) -> GraphStructure:
         torch.tensor(layout[1:]))
     rowptr = torch.cat([torch.zeros(1, dtype=torch.long), indeg.cumsum(0)])
     edge_layer = node_layer[edge_index[1]]
-    # Node types: inputs and outputs one type each, hidden layers one shared type per layer.
-    hidden = (node_layer > 0) & (node_layer < L)
-    n_in, n_out = layout[0], layout[-1]
-    node_type = torch.empty(arch.num_nodes, dtype=torch.long)
-    node_type[:n_in] = torch.arange(n_in)
-    node_type[hidden] = n_in + node_layer[hidden] - 1
-    node_type[-n_out:] = n_in + (L - 1) + torch.arange(n_out)
-    num_node_types = n_in + (L - 1) + n_out
-    pair = node_type[edge_index[0]] * num_node_types + node_type[edge_index[1]]
-    uniq, edge_type = torch.unique(pair, sorted=True, return_inverse=True)
+    types = layer_type_ids(arch)
+    node_type = torch.cat([torch.tensor(t, dtype=torch.long).expand(n) for t, n in zip(types.node, layout)])
+    # receiver-major edges: the [receiver type][sender type] table broadcast to [out, in]
+    edge_type = torch.cat([torch.tensor(t, dtype=torch.long).expand(s.out_features, s.in_features).reshape(-1)
+                           for t, s in zip(types.edge, arch.layers)])
     return GraphStructure(
         arch=arch, edge_index=edge_index, rowptr=rowptr, node_layer=node_layer,
         edge_layer=edge_layer, node_type=node_type, edge_type=edge_type,
-        num_node_types=num_node_types, num_edge_types=int(uniq.numel()),
+        num_node_types=types.num_node_types, num_edge_types=types.num_edge_types,
     )
 
 
