@@ -60,7 +60,7 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int, device: str = "cpu
 
         def run():
             outs = []
-            for (o, i), e in zip(blocks, E):
+            for (_o, i), e in zip(blocks, E):
                 hv = w_v(H[0] if i == 2 else H[1])
                 if impl in ("op", "op_save"):
                     outs.append(scale_eq_message(e, hv, se.message_params(w_e.weight), save=impl == "op_save"))

@@ -29,8 +29,16 @@ import torch
 
 import scalegmn_ext as sx
 from scalegmn_ext._io import atomic_write_json
-from scalegmn_ext.tasks.bench import (CASES, COPY_CASES, COPY_SMOKE, SMOKE, graph_copy_table, graph_table,
-                                run_graph_case, run_graph_copy_case)
+from scalegmn_ext.tasks.bench import (
+    CASES,
+    COPY_CASES,
+    COPY_SMOKE,
+    SMOKE,
+    graph_copy_table,
+    graph_table,
+    run_graph_case,
+    run_graph_copy_case,
+)
 
 
 def main(argv=None):

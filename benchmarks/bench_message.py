@@ -34,8 +34,16 @@ import torch
 
 import scalegmn_ext as sx
 from scalegmn_ext._io import atomic_write_json
-from scalegmn_ext.tasks.bench import (MESSAGE_CASES, MESSAGE_CASES_BIG, MESSAGE_SMOKE, copy_bandwidth, message_table,
-                                readout_table, run_message_case, run_readout_case)
+from scalegmn_ext.tasks.bench import (
+    MESSAGE_CASES,
+    MESSAGE_CASES_BIG,
+    MESSAGE_SMOKE,
+    copy_bandwidth,
+    message_table,
+    readout_table,
+    run_message_case,
+    run_readout_case,
+)
 
 
 def main(argv=None):

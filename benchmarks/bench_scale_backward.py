@@ -21,12 +21,12 @@ import time
 
 import torch
 
-from scalegmn_ext.tasks import fit
-from scalegmn_ext.weightspace import symmetry
 from scalegmn_ext._io import atomic_write_json
-from scalegmn_ext.weightspace.architecture import Architecture
-from scalegmn_ext.tasks.data import load_mnist_5k
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig
+from scalegmn_ext.tasks import fit
+from scalegmn_ext.tasks.data import load_mnist_5k
+from scalegmn_ext.weightspace import symmetry
+from scalegmn_ext.weightspace.architecture import Architecture
 
 MAGNITUDES = (1e-2, 1e-6, 1e-8, 1e-12, 1e-100, 2.0 ** -1060)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from scalegmn_ext.tasks import fit
-from scalegmn_ext.weightspace.architecture import Architecture
 from scalegmn_ext.tasks.data import load_mnist_5k
+from scalegmn_ext.weightspace.architecture import Architecture
 
 
 @pytest.fixture(scope="module")

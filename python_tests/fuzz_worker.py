@@ -123,8 +123,14 @@ def _vjp(torch, fn, args, grad, idx, up=True):
 def reference(torch, op: str, args: list, up: bool = True):
     """The pure-PyTorch result of ``torch.ops.scalegmn.<op>(*args)``, in float64 (up) or in the
     inputs' own dtype."""
-    from scalegmn_ext.reference import (canonical_segment_sum, edge_update, graph, hash_dropout, scale_eq_message,
-                                        segment_gather_mul)
+    from scalegmn_ext.reference import (
+        canonical_segment_sum,
+        edge_update,
+        graph,
+        hash_dropout,
+        scale_eq_message,
+        segment_gather_mul,
+    )
 
     a = _up(torch, args) if up else args
     if op == "weights_to_graph":

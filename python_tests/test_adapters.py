@@ -8,10 +8,15 @@ import torch
 from torch import nn
 
 from scalegmn_ext.weightspace.adapters import (
-    arch_from_module, from_nfn, module_to_weights, state_dict_to_weights, to_nfn,
-    weights_to_module, weights_to_state_dict,
+    arch_from_module,
+    from_nfn,
+    module_to_weights,
+    state_dict_to_weights,
+    to_nfn,
+    weights_to_module,
+    weights_to_state_dict,
 )
-from scalegmn_ext.weightspace.architecture import Architecture, LayerSpec
+from scalegmn_ext.weightspace.architecture import Architecture
 from scalegmn_ext.weightspace.nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
 
 TOL = 1e-12

@@ -3,12 +3,10 @@ import json
 import os
 
 import pytest
-import torch
 
 from scalegmn_ext import cli
 from scalegmn_ext.tasks import demo
 from scalegmn_ext.tasks.demo import TINY_SIZES, DemoCheckError, run_demo
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -4,10 +4,8 @@ Each seed draws other networks, group elements and model parameters, so this is 
 independent draws of every symmetry and ScaleGMN check in the demo.
 """
 import pytest
-import torch
 
 from scalegmn_ext.tasks.demo import TINY_SIZES, DemoCheckError, run_demo
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

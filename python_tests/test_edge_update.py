@@ -6,8 +6,8 @@ import torch
 from torch.library import opcheck
 
 import scalegmn_ext as sx
-from scalegmn_ext.ops.hash_dropout import hash_dropout
 from scalegmn_ext.ops.edge_update import edge_update
+from scalegmn_ext.ops.hash_dropout import hash_dropout
 from scalegmn_ext.reference.edge_update import edge_update as ref_update
 from scalegmn_ext.testing import DEVICES
 

@@ -14,9 +14,9 @@ import math
 import pytest
 import torch
 
-from scalegmn_ext.weightspace import symmetry
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.reference.canonical import scale_normalize
+from scalegmn_ext.weightspace import symmetry
 
 WIDE = (1e-3, 1e3)
 TOL = 1e-10

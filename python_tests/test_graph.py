@@ -6,10 +6,10 @@ import torch
 from torch.library import opcheck
 
 import scalegmn_ext as sx
-from scalegmn_ext.weightspace.architecture import Architecture, LayerSpec
-from scalegmn_ext.weightspace.graph import WeightGraph, graph_structure
 from scalegmn_ext.reference import graph as ref
 from scalegmn_ext.testing import DEVICES, FLOAT_DTYPES, noncontiguous, random_weights
+from scalegmn_ext.weightspace.architecture import Architecture
+from scalegmn_ext.weightspace.graph import WeightGraph, graph_structure
 
 pytestmark = pytest.mark.skipif(not sx.HAS_EXTENSION, reason="extension not built")
 

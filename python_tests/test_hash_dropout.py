@@ -7,7 +7,8 @@ from torch.library import opcheck
 
 import scalegmn_ext as sx
 from scalegmn_ext.ops.hash_dropout import HashDropout, hash_dropout
-from scalegmn_ext.reference.hash_dropout import dropout_keep_mask, hash_dropout as ref_dropout
+from scalegmn_ext.reference.hash_dropout import dropout_keep_mask
+from scalegmn_ext.reference.hash_dropout import hash_dropout as ref_dropout
 from scalegmn_ext.testing import DEVICES
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.scalegmn, "hash_dropout"), reason="extension not built")

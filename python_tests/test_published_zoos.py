@@ -19,8 +19,8 @@ import pytest
 import torch
 
 import scalegmn_ext as sx
-from scalegmn_ext.weightspace import adapters, functional, nets
 from scalegmn_ext.tasks.zoo import published as pz
+from scalegmn_ext.weightspace import adapters, functional, nets
 
 SIREN = sx.Architecture.siren()
 
@@ -283,7 +283,7 @@ def cnn_zoo(tmp_path_factory):
 def _tf_to_torch(arrs, layout):
     """Reference conversion, one network: (weights, biases) per layer scope."""
     ws, bs = [], []
-    for name, shape in layout:
+    for name, _shape in layout:
         a = torch.from_numpy(arrs[name])
         if name.endswith("kernel:0"):
             ws.append(a.permute(3, 2, 0, 1) if a.dim() == 4 else a.t())

@@ -8,7 +8,6 @@ import os
 import re
 
 import pytest
-import torch
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 # a fence line "```python" (nothing else on it), the code, then a closing "```" line

@@ -52,7 +52,8 @@ def test_matches_module_and_reference(variant, dtype, device, tile, save):
 @pytest.mark.parametrize("save", [False, True])
 def test_gradients(variant, save):
     se, we, E, hv = _setup(*variant, torch.float64, "cpu", B=2, O=3, I=4, d=4, de=2)
-    E.requires_grad_(); hv.requires_grad_(); we.requires_grad_()
+    for t in (E, hv, we):
+        t.requires_grad_()
     assert torch.autograd.gradcheck(lambda E, hv, we: scale_eq_message(E, hv, se.message_params(we), tile_edges=12, save=save),
                                     (E, hv, we))
     params = list(se.parameters())
@@ -70,7 +71,8 @@ def test_opcheck_and_empty():
     for save in (False, True):
         opcheck(torch.ops.scalegmn.scale_eq_message,
                 (E, hv, *[a.detach() if torch.is_tensor(a) else a for a in args], 16, save))
-    E.requires_grad_(); hv.requires_grad_()
+    E.requires_grad_()
+    hv.requires_grad_()
     for save in (False, True):
         opcheck(torch.ops.scalegmn.scale_eq_message, (E, hv, *args, 16, save))
         out = scale_eq_message(E[:0], hv[:0], se.message_params(we), save=save)

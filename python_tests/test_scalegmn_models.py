@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import scalegmn_ext as sx
-from scalegmn_ext.weightspace import symmetry
-from scalegmn_ext.weightspace.graph import WeightGraph
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.testing import random_weights
+from scalegmn_ext.weightspace import symmetry
+from scalegmn_ext.weightspace.graph import WeightGraph
 
 ARCHS = {
     "mlp_sine": sx.Architecture.siren([2, 5, 4, 1]),
@@ -331,7 +331,7 @@ def test_mixed_architecture_equivariant_head(min_group):
     groups = _groups(archs, seed=13)
     outs = m(sx.MixedGraphBatch.from_graphs([g for *_, g in groups]))
     assert len(outs) == len(groups)
-    for (arch, ws, bs, g), (wo, bo) in zip(groups, outs):
+    for (_arch, ws, _bs, g), (wo, bo) in zip(groups, outs):
         we, be = m(g)
         for a, b in zip(wo + bo, we + be):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

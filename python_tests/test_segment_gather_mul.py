@@ -6,10 +6,10 @@ import torch
 from torch.library import opcheck
 
 import scalegmn_ext as sx
-from scalegmn_ext.weightspace.graph import graph_structure
 from scalegmn_ext.ops import CSR, gather_dot_csr, gather_mul_csr, segment_gather_mul
 from scalegmn_ext.reference import segment_gather_mul as ref
 from scalegmn_ext.testing import DEVICES, FLOAT_DTYPES, noncontiguous
+from scalegmn_ext.weightspace.graph import graph_structure
 
 pytestmark = pytest.mark.skipif(not sx.HAS_EXTENSION, reason="extension not built")
 

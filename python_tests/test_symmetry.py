@@ -10,8 +10,17 @@ import torch
 from scalegmn_ext import Architecture, Symmetry, weights_to_graph
 from scalegmn_ext.weightspace.functional import forward
 from scalegmn_ext.weightspace.symmetry import (
-    GroupElement, apply_group_element, compose, edge_scale_factors, identity_element, invert,
-    node_scale_factors, permute_edge_features, permute_node_features, random_group_element, transform,
+    GroupElement,
+    apply_group_element,
+    compose,
+    edge_scale_factors,
+    identity_element,
+    invert,
+    node_scale_factors,
+    permute_edge_features,
+    permute_node_features,
+    random_group_element,
+    transform,
 )
 
 DT = torch.float64

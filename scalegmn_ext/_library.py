@@ -8,7 +8,7 @@ An op family is one name through every layer (``csrc/ops/F.cpp``, ``csrc/cpu/F_k
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor

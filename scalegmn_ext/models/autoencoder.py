@@ -22,7 +22,7 @@ Two decoders share the interface ``latent [B, k] -> (weights, biases)`` (per-lay
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -106,5 +106,5 @@ class ScaleGMNConfig:
         if self.scale_backward not in ("gated", "inverse"):
             raise ValueError(f"ScaleGMNConfig.scale_backward must be 'gated' or 'inverse', got {self.scale_backward!r}")
 
-    def replace(self, **changes) -> "ScaleGMNConfig":
+    def replace(self, **changes) -> ScaleGMNConfig:
         return dataclasses.replace(self, **changes)

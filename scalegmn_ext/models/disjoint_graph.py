@@ -25,14 +25,14 @@ class DisjointGraph(NamedTuple):
     input: Tensor  # [N] bool: input neurons (the rest are output neurons)
 
     @classmethod
-    def of_batch(cls, arch: Architecture, batch_size: int, device) -> "DisjointGraph":
+    def of_batch(cls, arch: Architecture, batch_size: int, device) -> DisjointGraph:
         """``batch_size`` disjoint copies of one architecture's graph."""
         s = graph_structure(arch).to(device)
         edge_index, _, _ = s.batch(batch_size)
         return cls(edge_index, s.hidden_mask.repeat(batch_size), s.input_mask.repeat(batch_size))
 
     @classmethod
-    def of_mixed(cls, mb: MixedGraphBatch) -> "DisjointGraph":
+    def of_mixed(cls, mb: MixedGraphBatch) -> DisjointGraph:
         return cls(mb.edge_index, mb.hidden, mb.input)
 
 
@@ -52,7 +52,7 @@ class GraphRows(NamedTuple):
     out_degree: Tensor  # [N, 1]: edges leaving each node (= backward messages it receives)
 
     @classmethod
-    def of(cls, graph: DisjointGraph) -> "GraphRows":
+    def of(cls, graph: DisjointGraph) -> GraphRows:
         src, dst = graph.edge_index
         hidden, inp = graph.hidden, graph.input
         output = ~hidden & ~inp

@@ -60,7 +60,7 @@ class LayerBlocks(NamedTuple):
     edge_states: list[EdgeBlock]
 
     @classmethod
-    def views(cls, node: Tensor, edge: Tensor, arch: Architecture) -> "LayerBlocks":
+    def views(cls, node: Tensor, edge: Tensor, arch: Architecture) -> LayerBlocks:
         """Per-layer views of graph-layout features (node ``[B, N, d]``, edge ``[B, E, d']``): no copy."""
         s = graph_structure(arch)
         no, eo = s.node_offsets, s.edge_offsets

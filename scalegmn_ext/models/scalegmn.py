@@ -61,7 +61,7 @@ LayerNorms (eps 1e-5) only ever see invariant inputs.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.utils.checkpoint

@@ -95,12 +95,12 @@ class CSR:
         """``(rowptr, col, perm, t_rowptr, t_col, t_perm)``: the index arguments of the ops."""
         return self.rowptr, self.col, self.perm, self.t_rowptr, self.t_col, self.t_perm
 
-    def transpose(self) -> "CSR":
+    def transpose(self) -> CSR:
         """The reversed graph (messages flowing ``dst -> src``): swaps the two directions."""
         return CSR(self.t_rowptr, self.t_col, self.t_perm, self.rowptr, self.col, self.perm,
                    num_src=self.num_dst, num_dst=self.num_src)
 
-    def to(self, device=None, index_dtype: torch.dtype | None = None) -> "CSR":
+    def to(self, device=None, index_dtype: torch.dtype | None = None) -> CSR:
         """A copy on ``device`` and/or with ``index_dtype`` (int64 or int32) index tensors."""
         if index_dtype is not None and index_dtype not in _INDEX_DTYPES:
             raise TypeError(f"index_dtype must be torch.int64 or torch.int32, got {index_dtype}")
@@ -110,7 +110,7 @@ class CSR:
 
         return CSR(*(mv(t) for t in self.args()), num_src=self.num_src, num_dst=self.num_dst)
 
-    def validate(self) -> "CSR":
+    def validate(self) -> CSR:
         """Checks the index values (reads them: a device sync on CUDA); returns self.
 
         rowptr/t_rowptr start at 0, are non-decreasing and end at E; col in [0, num_src),
@@ -145,7 +145,7 @@ class CSR:
     # ------------------------------------------------------------------ constructors -----------
     @classmethod
     def from_edge_index(cls, edge_index: Tensor, num_src: int | None = None, num_dst: int | None = None, *,
-                        index_dtype: torch.dtype = torch.int64) -> "CSR":
+                        index_dtype: torch.dtype = torch.int64) -> CSR:
         """Both CSR directions of an edge list ``edge_index [2, E]`` = ``(src, dst)``.
 
         Edge ``e`` (column ``e`` of ``edge_index``) is row ``e`` of the edge features. When the
@@ -190,15 +190,15 @@ class CSR:
         return cls(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src=num_src, num_dst=num_dst)
 
     @classmethod
-    def from_rowptr(cls, rowptr: Tensor, col: Tensor, perm: Tensor | None = None, *, num_src: int) -> "CSR":
+    def from_rowptr(cls, rowptr: Tensor, col: Tensor, perm: Tensor | None = None, *, num_src: int) -> CSR:
         """Completes a receiver CSR with its transpose (one stable sort, see
         :func:`scalegmn_ext.reference.segment_gather_mul.transpose_csr`)."""
         t_rowptr, t_col, t_perm = transpose_csr(rowptr, col, perm, num_src)
         return cls(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src=num_src, num_dst=rowptr.numel() - 1)
 
     @classmethod
-    def for_graph(cls, structure: "GraphStructure", batch_size: int = 1, *,
-                  index_dtype: torch.dtype = torch.int64) -> "CSR":
+    def for_graph(cls, structure: GraphStructure, batch_size: int = 1, *,
+                  index_dtype: torch.dtype = torch.int64) -> CSR:
         """The CSR of ``batch_size`` disjoint copies of an architecture's graph (node ``b*N + n``,
         edge ``b*E + e``), in the package's layout: edges are receiver-major, so ``perm`` is None
         and the receiver CSR is ``structure.batch(batch_size)``'s; the sender CSR comes from the

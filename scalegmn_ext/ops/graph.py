@@ -6,15 +6,15 @@ features), so gradients of any order flow through both.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .._library import FLOAT_DTYPES, INT64_MAX, register_op, use_compiled
+from ..reference import graph as _ref
 from ..weightspace.architecture import Architecture
 from ..weightspace.validation import check_weights
-from ..reference import graph as _ref
 
 __all__ = ["weights_to_graph", "graph_to_weights"]
 

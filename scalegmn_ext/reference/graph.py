@@ -7,7 +7,7 @@ at the edge list. It is kept as the benchmark baseline (and cross-checks the edg
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -17,9 +17,9 @@ import time
 import torch
 from torch.utils import benchmark as tb
 
-from ..weightspace.architecture import Architecture
 from ..reference import graph as ref
 from ..testing import random_weights
+from ..weightspace.architecture import Architecture
 
 CASES = [("INR 2-32-32-1", "siren", 128), ("INR 2-32-32-1", "siren", 1024), ("INR 2-32-32-1", "siren", 8192),
          ("Small CNN Zoo", "cnn", 1024)]
@@ -197,8 +197,8 @@ def _best_and_median(fns, device, min_run_time, repeats):
 def run_message_case(B, C, device="cpu", dtype=torch.float32, min_run_time=0.5, repeats=3):
     """segment_gather_mul (fwd, fwd+bwd w.r.t. x and edge) vs
     ``zeros(N, C).index_add_(0, dst, x[src] * edge)`` and its autograd backward."""
-    from ..weightspace.graph import graph_structure
     from ..ops import CSR, segment_gather_mul
+    from ..weightspace.graph import graph_structure
 
     s = graph_structure(Architecture.siren())
     csr = CSR.for_graph(s, B).to(device)
@@ -270,9 +270,9 @@ def message_table(rows):
 def run_readout_case(B, C, mode, device="cpu", dtype=torch.float32, min_run_time=0.5, repeats=3):
     """canonical_segment_sum over the hidden neurons of B INR graphs (one segment per network)
     vs the unfused reference (canonicalise [N, C], mask, index_add), fwd and fwd+bwd."""
-    from ..weightspace.graph import graph_structure
     from ..ops import canonical_segment_sum
     from ..reference import canonical_segment_sum as ref_readout
+    from ..weightspace.graph import graph_structure
 
     s = graph_structure(Architecture.siren())
     n = s.num_nodes

@@ -31,15 +31,15 @@ import time
 
 import torch
 
-from . import fit
-from ..weightspace import symmetry
 from .._io import atomic_torch_save, atomic_write_json
-from ..weightspace.architecture import Architecture
-from .bench import graph_table, run_graph_case
-from .data import load_mnist_5k
-from ..weightspace.functional import forward, render_inr
 from ..models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from ..ops import graph_to_weights, weights_to_graph
+from ..weightspace import symmetry
+from ..weightspace.architecture import Architecture
+from ..weightspace.functional import forward, render_inr
+from . import fit
+from .bench import graph_table, run_graph_case
+from .data import load_mnist_5k
 
 __all__ = ["run_demo", "DemoCheckError", "step_seed", "DEFAULT_SIZES", "TINY_SIZES"]
 
@@ -248,7 +248,7 @@ def run_demo(
         arch = Architecture.small_cnn_zoo(act)
         log(f"[3/7] Training {n_cnn} CNNs {arch} at once ({cnn_epochs} epochs, AdamW)")
 
-        def make_cnns(arch=arch, gen=_step_generator(seed, f"cnn-{act}")):
+        def make_cnns(arch=arch, gen=_step_generator(seed, f"cnn-{act}")):  # noqa: B008 (bound per loop step on purpose)
             t = time.perf_counter()
             scale = torch.empty(n_cnn).uniform_(0.5, 1.5, generator=gen)
             w, b = fit.train_cnns(arch, X[train_idx], labels[train_idx], n_cnn, epochs=cnn_epochs, generator=gen,

@@ -8,7 +8,7 @@ if trained alone, and Adam's per-element statistics keep the networks independen
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

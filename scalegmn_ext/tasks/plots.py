@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -7,7 +7,8 @@ A batch of B networks of one :class:`~scalegmn_ext.weightspace.architecture.Arch
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

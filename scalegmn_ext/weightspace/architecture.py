@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["Symmetry", "LayerSpec", "Architecture", "ACTIVATION_SYMMETRY"]
 
@@ -141,7 +141,7 @@ class Architecture:
 
     # ----- constructors -------------------------------------------------------------------
     @classmethod
-    def mlp(cls, widths: Sequence[int], activation: str = "relu", **kw) -> "Architecture":
+    def mlp(cls, widths: Sequence[int], activation: str = "relu", **kw) -> Architecture:
         """An MLP with the given layer widths ``[n_0, n_1, ..., n_L]``."""
         widths = [int(w) for w in widths]
         if len(widths) < 2:
@@ -149,7 +149,7 @@ class Architecture:
         return cls(tuple(LayerSpec("dense", a, b) for a, b in zip(widths[:-1], widths[1:])), activation, **kw)
 
     @classmethod
-    def siren(cls, widths: Sequence[int] = (2, 32, 32, 1), w0: float = 30.0, output_offset: float = 0.5) -> "Architecture":
+    def siren(cls, widths: Sequence[int] = (2, 32, 32, 1), w0: float = 30.0, output_offset: float = 0.5) -> Architecture:
         """The SIREN INR of the published MNIST-INR zoo (2->32->32->1, sin(30 z), output + 0.5)."""
         return cls.mlp(widths, activation="sine", w0=w0, output_offset=output_offset)
 
@@ -163,7 +163,7 @@ class Architecture:
         padding: int = 0,
         dense: Sequence[int] = (10,),
         activation: str = "relu",
-    ) -> "Architecture":
+    ) -> Architecture:
         """Conv stack -> global average pooling -> dense stack. Default: the Small CNN Zoo net."""
         ks = [kernel_size] * len(channels) if isinstance(kernel_size, int) else list(kernel_size)
         if len(ks) != len(channels):
@@ -179,7 +179,7 @@ class Architecture:
         return cls(tuple(layers), activation)
 
     @classmethod
-    def small_cnn_zoo(cls, activation: str = "relu", in_channels: int = 1) -> "Architecture":
+    def small_cnn_zoo(cls, activation: str = "relu", in_channels: int = 1) -> Architecture:
         """Unterthiner et al.'s Small CNN Zoo net: 3x conv3x3/s2 (16 ch), GAP, dense 16->10."""
         return cls.cnn(in_channels=in_channels, activation=activation)
 

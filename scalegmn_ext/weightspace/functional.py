@@ -23,7 +23,7 @@ Network semantics (shared by :mod:`scalegmn_ext.weightspace.symmetry`):
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .architecture import Architecture
 from ..ops import graph as _ops
+from .architecture import Architecture
 
 __all__ = ["GraphStructure", "LayerTypeIds", "WeightGraph", "graph_structure", "layer_type_ids"]
 
@@ -111,7 +112,7 @@ class GraphStructure:
         batch = shift.repeat_interleave(N)
         return ei, rowptr, batch
 
-    def to(self, device) -> "GraphStructure":
+    def to(self, device) -> GraphStructure:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for k, v in fields.items():
             if isinstance(v, Tensor):
@@ -211,7 +212,7 @@ class WeightGraph:
     def from_weights(
         cls, arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None,
         *, input_value: float = 1.0, dense_centre: bool = True,
-    ) -> "WeightGraph":
+    ) -> WeightGraph:
         node, edge = _ops.weights_to_graph(
             weights, biases, arch, dense_centre=dense_centre, input_value=input_value)
         if node.dim() == 2:
@@ -265,7 +266,7 @@ class MixedGraphBatch:
     groups: list  # [(Architecture, count)] in order
 
     @classmethod
-    def from_graphs(cls, graphs: Sequence[WeightGraph]) -> "MixedGraphBatch":
+    def from_graphs(cls, graphs: Sequence[WeightGraph]) -> MixedGraphBatch:
         graphs = list(graphs)
         if not graphs or not all(isinstance(g, WeightGraph) for g in graphs):
             raise TypeError("graphs must be a non-empty sequence of WeightGraph")

@@ -14,7 +14,7 @@ dense layers with the activation between them (none after the last); the output 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -81,7 +81,7 @@ class GroupElement:
         """Hidden widths ``(n_1, ..., n_{L-1})``."""
         return tuple(p.shape[1] for p in self.perm)
 
-    def to(self, *args, **kwargs) -> "GroupElement":
+    def to(self, *args, **kwargs) -> GroupElement:
         """Move to a device (perm stays long; dtype arguments apply to ``scale`` only)."""
         dev = kwargs.get("device")
         for a in args:

@@ -7,7 +7,7 @@ ops), so ``scalegmn_ext.ops`` can import it without an import cycle.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -19,7 +19,7 @@ latents, decode every point), ``rebasin`` (Git Re-Basin weight matching, permuta
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -17,7 +17,7 @@ spaced alphas so that ``alpha = 1/2`` is sampled (:func:`default_alphas`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -39,7 +39,7 @@ in the package's convention (new unit ``o`` of ``g(b)`` is old unit ``pi[o]`` of
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,8 +47,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ...weightspace.architecture import Architecture, Symmetry
-from ...weightspace.validation import check_weights
 from ...weightspace.symmetry import GroupElement, apply_group_element, compose, identity_element, invert
+from ...weightspace.validation import check_weights
 
 __all__ = ["MatchResult", "weight_matching", "scale_normalizer", "matching_objective", "METHODS"]
 
@@ -119,7 +119,7 @@ def _descend(wa, ba, wb, bb, perms, signs, signed: bool, rng: np.random.Generato
     """Coordinate descent from ``(perms, signs)`` (modified in place); returns the sweep count."""
     n_hidden = len(perms)
     sweeps = 0
-    for sweeps in range(1, max_sweeps + 1):
+    for sweeps in range(1, max_sweeps + 1):  # noqa: B007 (returned: the count of the last sweep)
         progress = False
         for k in rng.permutation(n_hidden):
             c = _layer_cost(wa, ba, wb, bb, perms, signs, k)

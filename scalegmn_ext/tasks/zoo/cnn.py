@@ -36,7 +36,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -47,8 +47,14 @@ from ... import __version__ as _pkg_version
 from ...weightspace.architecture import Architecture
 from ...weightspace.functional import activation_fn, forward
 from .format import Zoo, ZooWriter
-from .generation import (Cancelled, check_split_fractions, default_workers, parallel_map, single_threaded_ops,
-                         summary_stats)
+from .generation import (
+    Cancelled,
+    check_split_fractions,
+    default_workers,
+    parallel_map,
+    single_threaded_ops,
+    summary_stats,
+)
 
 __all__ = ["generate_cnn_zoo", "DEFAULT_RANGES", "CNN_COLUMNS", "cnn_eval_data", "evaluate",
            "cnn_summary_table", "cnn_accuracy_histogram", "default_checkpoints"]

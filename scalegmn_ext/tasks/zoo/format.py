@@ -37,7 +37,8 @@ import json
 import math
 import os
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -380,7 +381,7 @@ class ZooWriter:
         if fd is not None:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def __enter__(self) -> "ZooWriter":
+    def __enter__(self) -> ZooWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -437,7 +438,7 @@ class ZooWriter:
         atomic_write_bytes(self.shard_path(k), data)
 
     def finalize(self, *, split_seed: int, split_fractions: dict[str, float], group_column: str | None = None,
-                 summary: Callable[[list[dict]], dict] | None = None) -> "Zoo":
+                 summary: Callable[[list[dict]], dict] | None = None) -> Zoo:
         """Merge the shards' records into ``networks.csv``, assign splits, mark the zoo complete.
 
         ``group_column``: rows sharing this column's value (e.g. the CNN ``network`` id, whose
@@ -544,7 +545,7 @@ class Zoo:
     ``zoo.arch_of(i)`` / ``zoo.archs`` work everywhere.
     """
 
-    def __init__(self, path: str | os.PathLike, _rows: np.ndarray | None = None, _parent: "Zoo | None" = None) -> None:
+    def __init__(self, path: str | os.PathLike, _rows: np.ndarray | None = None, _parent: Zoo | None = None) -> None:
         if _parent is not None:  # filtered view sharing the parent's parsed state
             self.__dict__.update({k: v for k, v in _parent.__dict__.items() if k not in ("_rows", "_meta_cache")})
             self._rows = _rows
@@ -706,7 +707,7 @@ class Zoo:
         col = self._table["split"]
         return torch.tensor([i for i, r in enumerate(self._rows) if col[r] == name], dtype=torch.long)
 
-    def where(self, **conditions: Any) -> "Zoo":
+    def where(self, **conditions: Any) -> Zoo:
         """A view of the rows whose columns equal the given values (or satisfy given callables)."""
         keep = np.ones(len(self._rows), dtype=bool)
         for name, want in conditions.items():
@@ -756,7 +757,7 @@ class Zoo:
             raise IndexError(f"indices out of range for a zoo of {n} networks")
         return idx.astype(np.int64) % max(n, 1), False
 
-    def _view_indices(self, view: "Zoo") -> np.ndarray:
+    def _view_indices(self, view: Zoo) -> np.ndarray:
         """Indices into this view of the rows of ``view`` (e.g. ``zoo.where(...)``), in its order."""
         if os.path.realpath(view.path) != os.path.realpath(self.path):
             raise ValueError(f"indices is a view of the zoo {view.path}, not of {self.path}; pass a view of this "

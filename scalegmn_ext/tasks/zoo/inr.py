@@ -17,18 +17,24 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from ... import __version__ as _pkg_version
 from ...weightspace.architecture import Architecture
-from ..fit import fit_inrs, init_weights_seeded
 from ...weightspace.functional import render_inr
+from ..fit import fit_inrs, init_weights_seeded
 from .format import Zoo, ZooWriter
-from .generation import (Cancelled, check_split_fractions, default_workers, parallel_map, single_threaded_ops,
-                         summary_stats)
+from .generation import (
+    Cancelled,
+    check_split_fractions,
+    default_workers,
+    parallel_map,
+    single_threaded_ops,
+    summary_stats,
+)
 
 __all__ = ["generate_inr_zoo", "load_source_images", "inr_preview_figure", "inr_summary_table", "INR_COLUMNS"]
 

@@ -15,12 +15,32 @@ Every format error is a :class:`ZooFormatError` (a ``ValueError``) that names th
 """
 from ....weightspace.adapters import to_nfn, to_pyg_batch
 from .common import ZooBatch, ZooFormatError
-from .dwsnets_inr import (INRZooBatch, inr_key_names, iter_mnist_inrs, list_mnist_inrs, load_inr_file,
-                          load_mnist_inrs, make_mnist_inr_splits, read_inr_split_file, scan_mnist_inrs,
-                          write_inr_split_file)
-from .small_cnn_zoo import (CNNZooBatch, LayoutEntry, SmallCNNZoo, arch_from_layout, load_small_cnn_zoo,
-                            open_small_cnn_zoo, read_layout_csv, read_metrics_columns, read_metrics_csv,
-                            read_order_file, split_indices_iid, unflatten_tf)
+from .dwsnets_inr import (
+                          INRZooBatch,
+                          inr_key_names,
+                          iter_mnist_inrs,
+                          list_mnist_inrs,
+                          load_inr_file,
+                          load_mnist_inrs,
+                          make_mnist_inr_splits,
+                          read_inr_split_file,
+                          scan_mnist_inrs,
+                          write_inr_split_file,
+)
+from .small_cnn_zoo import (
+                          CNNZooBatch,
+                          LayoutEntry,
+                          SmallCNNZoo,
+                          arch_from_layout,
+                          load_small_cnn_zoo,
+                          open_small_cnn_zoo,
+                          read_layout_csv,
+                          read_metrics_columns,
+                          read_metrics_csv,
+                          read_order_file,
+                          split_indices_iid,
+                          unflatten_tf,
+)
 
 __all__ = [
     "ZooFormatError", "ZooBatch", "INRZooBatch", "CNNZooBatch",

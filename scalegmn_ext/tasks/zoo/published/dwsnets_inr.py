@@ -26,9 +26,9 @@ import os
 import pickle
 import random
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor

@@ -28,8 +28,9 @@ import io
 import math
 import random
 import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ def _open_text(path: Path):
         magic = f.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
 
 
 _INT_RE = re.compile(r"^[+-]?\d+$")
@@ -276,7 +277,7 @@ def unflatten_tf(
     if len(scopes) != arch.num_layers:
         raise ValueError(f"layout has {len(scopes)} layers but the architecture {arch} has {arch.num_layers}")
     ws, bs = [], []
-    for (scope, d), spec in zip(scopes.items(), arch.layers):
+    for (_scope, d), spec in zip(scopes.items(), arch.layers):
         k = d["kernel"]
         a = flat[:, k.start:k.end].reshape((B,) + k.shape)
         a = a.transpose(0, 4, 3, 1, 2) if a.ndim == 5 else a.transpose(0, 2, 1)
