@@ -11,6 +11,7 @@ Switches (environment variables):
     NVCC_FLAGS="..."   extra nvcc flags
     MAX_JOBS=N         parallel compile jobs (ninja)
 """
+
 import glob
 import os
 import sys

@@ -22,6 +22,7 @@ Usage:
     python benchmarks/bench_fused.py                 # B=128, C=128 (the issue's size)
     python benchmarks/bench_fused.py --batch 32 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,14 +79,28 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int, device: str = "cpu
             outs = []
             for l, ((o, i), e) in enumerate(zip(blocks, E)):
                 if impl == "ref":  # per edge: gather both ends, concatenate, full MLP
-                    cat = torch.cat([cn[l].unsqueeze(1).expand(B, o, i, C), cn[l + 1].unsqueeze(2).expand(B, o, i, C)], -1)
+                    cat = torch.cat(
+                        [cn[l].unsqueeze(1).expand(B, o, i, C), cn[l + 1].unsqueeze(2).expand(B, o, i, C)], -1
+                    )
                     outs.append(F.dropout(psi(cat) * gamma(e), 0.2, True))
                     continue
                 w = psi.lin1.weight
                 src, dst = F.linear(cn[l], w[:, :C]), F.linear(cn[l + 1], w[:, C:], psi.lin1.bias)
                 if impl in ("op", "op_save"):  # (the edge update has no save mode)
-                    outs.append(edge_update(e, dst, src, psi.lin2.weight, psi.lin2.bias, gamma.weight,
-                                            psi.norm.weight, psi.norm.bias, p=0.2, seed=l))
+                    outs.append(
+                        edge_update(
+                            e,
+                            dst,
+                            src,
+                            psi.lin2.weight,
+                            psi.lin2.bias,
+                            gamma.weight,
+                            psi.norm.weight,
+                            psi.norm.bias,
+                            p=0.2,
+                            seed=l,
+                        )
+                    )
                 else:
                     y = psi.lin2(psi.hidden(dst.unsqueeze(2) + src.unsqueeze(1))) * gamma(e)
                     outs.append(hash_dropout(y, 0.2, l))
@@ -115,16 +130,25 @@ def child(kind: str, impl: str, B: int, C: int, repeats: int, device: str = "cpu
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10 - base
     saved = [0]
     with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: saved.__setitem__(0, saved[0] + t.untyped_storage().nbytes()) or t, lambda t: t):
+        lambda t: saved.__setitem__(0, saved[0] + t.untyped_storage().nbytes()) or t, lambda t: t
+    ):
         run()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fwd_bwd()
         times.append(time.perf_counter() - t)
-    return {"kind": kind, "impl": impl, "B": B, "C": C, "device": device, "threads": torch.get_num_threads(),
-            "fwd_bwd_s": min(times),
-            "peak_MiB": peak, "saved_MiB": saved[0] / 2**20}
+    return {
+        "kind": kind,
+        "impl": impl,
+        "B": B,
+        "C": C,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "fwd_bwd_s": min(times),
+        "peak_MiB": peak,
+        "saved_MiB": saved[0] / 2**20,
+    }
 
 
 def main(argv=None):
@@ -146,18 +170,35 @@ def main(argv=None):
             if kind == "edge_update" and impl == "op_save":
                 continue
             print(f"running {kind} / {impl} ...", file=sys.stderr, flush=True)
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, impl, "--batch", str(a.batch),
-                   "--channels", str(a.channels), "--repeats", str(a.repeats), "--device", a.device]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--child",
+                kind,
+                impl,
+                "--batch",
+                str(a.batch),
+                "--channels",
+                str(a.channels),
+                "--repeats",
+                str(a.repeats),
+                "--device",
+                a.device,
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"Fused ScaleGMN ops, fwd+bwd, B={a.batch} INRs (2-32-32-1), C={a.channels}, {a.device}, "
-          f"{rows[0]['threads']} threads")
+    print(
+        f"Fused ScaleGMN ops, fwd+bwd, B={a.batch} INRs (2-32-32-1), C={a.channels}, {a.device}, "
+        f"{rows[0]['threads']} threads"
+    )
     print("| op | impl | fwd+bwd (ms) | speed-up vs ref | peak (MiB) | peak vs ref | saved for backward (MiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         ref = next(x for x in rows if x["kind"] == r["kind"] and x["impl"] == "ref")
-        print(f"| {r['kind']} | {r['impl']} | {r['fwd_bwd_s'] * 1e3:.0f} | {ref['fwd_bwd_s'] / r['fwd_bwd_s']:.2f}x | "
-              f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / max(ref['peak_MiB'], 1e-9):.2f} | {r['saved_MiB']:.0f} |")
+        print(
+            f"| {r['kind']} | {r['impl']} | {r['fwd_bwd_s'] * 1e3:.0f} | {ref['fwd_bwd_s'] / r['fwd_bwd_s']:.2f}x | "
+            f"{r['peak_MiB']:.0f} | {r['peak_MiB'] / max(ref['peak_MiB'], 1e-9):.2f} | {r['saved_MiB']:.0f} |"
+        )
     drop = dropout_table(a.batch, a.channels, a.repeats, a.device)
     print(f"\nDropout p=0.2 on the [B*1120, C] edge states ({drop['numel']:,} floats), forward, best of {a.repeats}")
     print("| F.dropout (ms) | hash_dropout (ms) | speed-up |")

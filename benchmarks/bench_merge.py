@@ -18,6 +18,7 @@ Usage:
     python benchmarks/bench_merge.py --widths 32,64 --n 8 --pairs 2 # quick
     python benchmarks/bench_merge.py --device cuda --json out.json --png out.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,14 +54,21 @@ def run(widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repea
     for w in widths:
         arch = Architecture.mlp([2, w, w, 1], "tanh")
         torch.manual_seed(0)
-        ae = ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder).to(device).eval()
+        ae = (
+            ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder)
+            .to(device)
+            .eval()
+        )
         ws, bs = random_weights(arch, n, device=device, generator=torch.Generator().manual_seed(w))
         ws = [x / x[0][0].numel() ** 0.5 for x in ws]
         t_canon = _time(lambda: canonicalize(ae, ws, bs, batch_size=n), repeats) / n
         cpu = ([x.cpu().double() for x in ws], [x.cpu().double() for x in bs])
         t_match = {}
-        for label, method, restarts in (("rebasin", "permutation", 1), ("rebasin_sign", "sign", 1),
-                                        ("rebasin_sign_best_of_5", "sign", 5)):
+        for label, method, restarts in (
+            ("rebasin", "permutation", 1),
+            ("rebasin_sign", "sign", 1),
+            ("rebasin_sign_best_of_5", "sign", 5),
+        ):
             ts = []
             for p in range(pairs):
                 a = ([x[2 * p] for x in cpu[0]], [x[2 * p] for x in cpu[1]])
@@ -71,18 +79,34 @@ def run(widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repea
             t_match[label] = sum(ts) / len(ts)
         enc = sum(p.numel() for p in ae.encoder.parameters())
         dec = sum(p.numel() for p in ae.decoder.parameters())
-        rows.append({"width": w, "canon_per_net_s": t_canon, **{f"{k}_per_pair_s": v for k, v in t_match.items()},
-                     "encoder_params": enc, "decoder_params": dec})
-        print(f"  w={w}: canon {t_canon * 1e3:.2f} ms/net, match {t_match['rebasin'] * 1e3:.2f} / "
-              f"{t_match['rebasin_sign'] * 1e3:.2f} / {t_match['rebasin_sign_best_of_5'] * 1e3:.2f} ms/pair", flush=True)
+        rows.append(
+            {
+                "width": w,
+                "canon_per_net_s": t_canon,
+                **{f"{k}_per_pair_s": v for k, v in t_match.items()},
+                "encoder_params": enc,
+                "decoder_params": dec,
+            }
+        )
+        print(
+            f"  w={w}: canon {t_canon * 1e3:.2f} ms/net, match {t_match['rebasin'] * 1e3:.2f} / "
+            f"{t_match['rebasin_sign'] * 1e3:.2f} / {t_match['rebasin_sign_best_of_5'] * 1e3:.2f} ms/pair",
+            flush=True,
+        )
     sweep = []
     w = n_sweep[0]
     arch = Architecture.mlp([2, w, w, 1], "tanh")
     torch.manual_seed(0)
-    ae = ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder).to(device).eval()
+    ae = (
+        ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder)
+        .to(device)
+        .eval()
+    )
     for N in n_sweep[1]:
         ws, bs = random_weights(arch, N, device=device, generator=torch.Generator().manual_seed(N))
-        sweep.append({"width": w, "N": N, "canon_total_s": _time(lambda: canonicalize(ae, ws, bs, batch_size=N), repeats)})
+        sweep.append(
+            {"width": w, "N": N, "canon_total_s": _time(lambda: canonicalize(ae, ws, bs, batch_size=N), repeats)}
+        )
     return {"rows": rows, "n_sweep": sweep}
 
 
@@ -95,19 +119,28 @@ def crossover(rows, key: str) -> int | None:
 
 
 def table(res: dict, device: str) -> str:
-    lines = [f"Canonicalisation vs weight matching, MLP 2-w-w-1 tanh, {device}, {torch.get_num_threads()} threads",
-             "| width | canon (ms/net) | rebasin (ms/pair) | rebasin_sign 1 start | rebasin_sign best of 5 | "
-             "encoder params | decoder params |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Canonicalisation vs weight matching, MLP 2-w-w-1 tanh, {device}, {torch.get_num_threads()} threads",
+        "| width | canon (ms/net) | rebasin (ms/pair) | rebasin_sign 1 start | rebasin_sign best of 5 | "
+        "encoder params | decoder params |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in res["rows"]:
-        lines.append(f"| {r['width']} | {r['canon_per_net_s'] * 1e3:.2f} | {r['rebasin_per_pair_s'] * 1e3:.2f} | "
-                     f"{r['rebasin_sign_per_pair_s'] * 1e3:.2f} | {r['rebasin_sign_best_of_5_per_pair_s'] * 1e3:.2f} | "
-                     f"{r['encoder_params']:,} | {r['decoder_params']:,} |")
+        lines.append(
+            f"| {r['width']} | {r['canon_per_net_s'] * 1e3:.2f} | {r['rebasin_per_pair_s'] * 1e3:.2f} | "
+            f"{r['rebasin_sign_per_pair_s'] * 1e3:.2f} | {r['rebasin_sign_best_of_5_per_pair_s'] * 1e3:.2f} | "
+            f"{r['encoder_params']:,} | {r['decoder_params']:,} |"
+        )
     for key in ("rebasin", "rebasin_sign", "rebasin_sign_best_of_5"):
         c = crossover(res["rows"], key)
-        lines.append(f"crossover vs {key}: {'w = ' + str(c) if c else 'none up to w = ' + str(res['rows'][-1]['width'])}")
+        lines.append(
+            f"crossover vs {key}: {'w = ' + str(c) if c else 'none up to w = ' + str(res['rows'][-1]['width'])}"
+        )
     lines += ["", "| width | N | canonicalise all (s) | per network (ms) |", "|---|---|---|---|"]
     for s in res["n_sweep"]:
-        lines.append(f"| {s['width']} | {s['N']} | {s['canon_total_s']:.3f} | {s['canon_total_s'] / s['N'] * 1e3:.2f} |")
+        lines.append(
+            f"| {s['width']} | {s['N']} | {s['canon_total_s']:.3f} | {s['canon_total_s'] / s['N'] * 1e3:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -117,11 +150,18 @@ def plot(res: dict, path: str, device: str) -> None:
     fig = figure_factory()(figsize=(6.2, 4.2), layout="constrained")
     ax = fig.add_subplot()
     w = [r["width"] for r in res["rows"]]
-    ax.plot(w, [r["canon_per_net_s"] * 1e3 for r in res["rows"]], "o-", color="#d62728",
-            label="autoencoder: canonicalise one network (batched)")
-    for key, color, label in (("rebasin", "#1f77b4", "Git Re-Basin, permutations"),
-                              ("rebasin_sign", "#2ca02c", "Git Re-Basin + signs, 1 start"),
-                              ("rebasin_sign_best_of_5", "#98df8a", "Git Re-Basin + signs, best of 5")):
+    ax.plot(
+        w,
+        [r["canon_per_net_s"] * 1e3 for r in res["rows"]],
+        "o-",
+        color="#d62728",
+        label="autoencoder: canonicalise one network (batched)",
+    )
+    for key, color, label in (
+        ("rebasin", "#1f77b4", "Git Re-Basin, permutations"),
+        ("rebasin_sign", "#2ca02c", "Git Re-Basin + signs, 1 start"),
+        ("rebasin_sign_best_of_5", "#98df8a", "Git Re-Basin + signs, best of 5"),
+    ):
         ax.plot(w, [r[f"{key}_per_pair_s"] * 1e3 for r in res["rows"]], "s--", color=color, label=f"{label} (one pair)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -148,10 +188,25 @@ def main() -> None:
     p.add_argument("--png")
     a = p.parse_args()
     widths = [int(x) for x in a.widths.split(",")]
-    res = run(widths, a.n, a.pairs, a.d_hid, a.decoder, a.device, a.repeats,
-              (a.sweep_width, [int(x) for x in a.sweep_n.split(",")]))
-    res.update({"device": a.device, "threads": torch.get_num_threads(), "d_hid": a.d_hid, "decoder": a.decoder,
-                "torch": torch.__version__})
+    res = run(
+        widths,
+        a.n,
+        a.pairs,
+        a.d_hid,
+        a.decoder,
+        a.device,
+        a.repeats,
+        (a.sweep_width, [int(x) for x in a.sweep_n.split(",")]),
+    )
+    res.update(
+        {
+            "device": a.device,
+            "threads": torch.get_num_threads(),
+            "d_hid": a.d_hid,
+            "decoder": a.decoder,
+            "torch": torch.__version__,
+        }
+    )
     print(table(res, a.device))
     if a.json:
         atomic_write_json(a.json, res)

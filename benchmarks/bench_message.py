@@ -24,6 +24,7 @@ Usage:
     python benchmarks/bench_message.py --smoke      # tiny sizes, seconds
     python benchmarks/bench_message.py --threads 1  # single-threaded (least noisy on a busy machine)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,12 @@ def main(argv=None):
     p.add_argument("--no-readout", action="store_true", help="skip the readout table")
     p.add_argument("--min-run-time", type=float, default=0.5, help="seconds per blocked_autorange")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (best and median reported)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default). On a shared "
-                   "machine 1 thread is the least noisy: a descheduled OpenMP thread stalls the others' barrier")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch.set_num_threads (default: torch's default). On a shared "
+        "machine 1 thread is the least noisy: a descheduled OpenMP thread stalls the others' barrier",
+    )
     p.add_argument("--json", help="also write the rows to this JSON file (atomically)")
     a = p.parse_args(argv)
     if a.threads:
@@ -66,17 +71,24 @@ def main(argv=None):
     dtype = getattr(torch, a.dtype)
     cases = MESSAGE_SMOKE if a.smoke else MESSAGE_CASES + (MESSAGE_CASES_BIG if a.big else [])
     mrt, reps = (0.05, 1) if a.smoke else (a.min_run_time, a.repeats)
-    print(f"# bench_message: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, dtype {a.dtype}", flush=True)
+    print(
+        f"# bench_message: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, dtype {a.dtype}",
+        flush=True,
+    )
     rows, rrows = [], []
     for dev in devices:
         for B, C in cases:
             r = run_message_case(B, C, dev, dtype, mrt, reps)
             rows.append(r)
-            print(f"  B={B} C={C} {dev}: op fwd+bwd {r['op_fb']*1e3:.2f} ms, ref {r['ref_fb']*1e3:.2f} ms "
-                  f"({r['ref_fb']/r['op_fb']:.1f}x)", file=sys.stderr, flush=True)
+            print(
+                f"  B={B} C={C} {dev}: op fwd+bwd {r['op_fb'] * 1e3:.2f} ms, ref {r['ref_fb'] * 1e3:.2f} ms "
+                f"({r['ref_fb'] / r['op_fb']:.1f}x)",
+                file=sys.stderr,
+                flush=True,
+            )
         if not a.no_readout:
-            for B, C in ([(4, 16)] if a.smoke else [(128, 128), (1024, 32)]):
+            for B, C in [(4, 16)] if a.smoke else [(128, 128), (1024, 32)]:
                 for mode in ("abs", "l2"):
                     rrows.append(run_readout_case(B, C, mode, dev, dtype, mrt, reps))
     print("\n## segment_gather_mul vs index_add reference (best (median) of repeats)\n")
@@ -85,8 +97,10 @@ def main(argv=None):
     print("\n## op forward bandwidth as a fraction of the measured copy bandwidth\n")
     print("| device | B | C | copy GB/s | op fwd GB/s | fraction |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['device']} | {r['B']} | {r['C']} | {copy[r['device']]:.1f} | {r['op_fwd_GBps']:.1f} | "
-              f"{r['op_fwd_GBps'] / copy[r['device']]:.0%} |")
+        print(
+            f"| {r['device']} | {r['B']} | {r['C']} | {copy[r['device']]:.1f} | {r['op_fwd_GBps']:.1f} | "
+            f"{r['op_fwd_GBps'] / copy[r['device']]:.0%} |"
+        )
     if rrows:
         print("\n## canonical_segment_sum vs reference (best of repeats)\n")
         print(readout_table(rrows))

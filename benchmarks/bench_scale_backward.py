@@ -14,6 +14,7 @@ Usage:
     python benchmarks/bench_scale_backward.py                 # table to stdout
     python benchmarks/bench_scale_backward.py --batch 32 --d-hid 64 --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from scalegmn_ext.tasks.data import load_mnist_5k
 from scalegmn_ext.weightspace import symmetry
 from scalegmn_ext.weightspace.architecture import Architecture
 
-MAGNITUDES = (1e-2, 1e-6, 1e-8, 1e-12, 1e-100, 2.0 ** -1060)
+MAGNITUDES = (1e-2, 1e-6, 1e-8, 1e-12, 1e-100, 2.0**-1060)
 
 
 def _clamped_edge(e):
@@ -37,8 +38,14 @@ def _clamped_edge(e):
 
 def _model(arch, variant: str, d_hid: int, dtype) -> ScaleGMN:
     torch.manual_seed(0)
-    cfg = ScaleGMNConfig(d_hid=d_hid, num_layers=3, d_out=10, direction="bidirectional", input_value=0.0,
-                         scale_backward="gated" if variant == "gated" else "inverse")
+    cfg = ScaleGMNConfig(
+        d_hid=d_hid,
+        num_layers=3,
+        d_out=10,
+        direction="bidirectional",
+        input_value=0.0,
+        scale_backward="gated" if variant == "gated" else "inverse",
+    )
     m = ScaleGMN(arch, cfg).to(dtype)
     if variant == "clamped":
         for layer in m.layers:
@@ -59,7 +66,9 @@ def accuracy(nets: int, d_hid: int) -> dict:
         for mag in MAGNITUDES:
             u = [torch.rand(w.shape, generator=torch.Generator().manual_seed(1), dtype=w.dtype) for w in ws]
             wm = [torch.where(r < 0.05, mag * torch.where(w < 0, -1.0, 1.0).to(w), w) for r, w in zip(u, ws)]
-            w2, b2, _ = symmetry.transform(arch, wm, bs, generator=torch.Generator().manual_seed(2), scale_range=(1e-3, 1e3))
+            w2, b2, _ = symmetry.transform(
+                arch, wm, bs, generator=torch.Generator().manual_seed(2), scale_range=(1e-3, 1e3)
+            )
             with torch.no_grad():
                 z, z2 = m(wm, bs), m(w2, b2)
             err = ((z - z2).abs().max() / z.abs().max()).item()
@@ -91,8 +100,11 @@ def speed(batch: int, d_hid: int, steps: int) -> dict:
             t = time.perf_counter()
             step()
             times.append(time.perf_counter() - t)
-        out[variant] = {"min_s": min(times), "median_s": sorted(times)[len(times) // 2],
-                        "params": sum(p.numel() for p in m.parameters())}
+        out[variant] = {
+            "min_s": min(times),
+            "median_s": sorted(times)[len(times) // 2],
+            "params": sum(p.numel() for p in m.parameters()),
+        }
     return out
 
 
@@ -111,8 +123,10 @@ def main() -> None:
     for v, row in acc.items():
         print(f"| {v} | " + " | ".join(f"{e:.1e}" for e in row.values()) + " |")
     sp = speed(a.batch, a.d_hid, a.steps)
-    print(f"\ntraining step, ReLU Small CNN, B={a.batch}, d_hid={a.d_hid}, 3 layers, float32, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"\ntraining step, ReLU Small CNN, B={a.batch}, d_hid={a.d_hid}, 3 layers, float32, "
+        f"{torch.get_num_threads()} threads"
+    )
     print("| construction | min s | median s | parameters |\n|---|---|---|---|")
     for v, r in sp.items():
         print(f"| {v} | {r['min_s']:.3f} | {r['median_s']:.3f} | {r['params']:,} |")

@@ -11,6 +11,7 @@ Usage:
     python benchmarks/bench_scalegmn.py --batch 32 --steps 1  # quicker
     python benchmarks/bench_scalegmn.py --json out.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,17 @@ import time
 from scalegmn_ext._io import atomic_write_json
 
 
-def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: str, dropout: float = 0.2,
-          mixed: bool = False, generic: bool = False) -> dict:
+def child(
+    impl: str,
+    batch: int,
+    steps: int,
+    d_hid: int,
+    layers: int,
+    device: str,
+    dropout: float = 0.2,
+    mixed: bool = False,
+    generic: bool = False,
+) -> dict:
     import torch
 
     import scalegmn_ext as sx
@@ -34,8 +44,15 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
 
     torch.manual_seed(0)
     arch = sx.Architecture.siren()
-    cfg = ScaleGMNConfig(symmetry="sign", d_hid=d_hid, num_layers=layers, direction="forward",
-                         readout="last_layer", d_out=10, dropout=dropout)
+    cfg = ScaleGMNConfig(
+        symmetry="sign",
+        d_hid=d_hid,
+        num_layers=layers,
+        direction="forward",
+        readout="last_layer",
+        d_out=10,
+        dropout=dropout,
+    )
     model = ScaleGMN(arch, cfg, impl=impl).to(device)
     if generic:  # mixed batches through the generic graph path even for large groups
         model.mixed_dense_min_group = 2**62
@@ -45,9 +62,12 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
     if mixed:  # half 2-32-32-1, half 2-16-48-1 as one MixedGraphBatch
         other = sx.Architecture.siren([2, 16, 48, 1])
         wo, bo = random_weights(other, batch - batch // 2, device=device, generator=torch.Generator().manual_seed(3))
-        ws = sx.MixedGraphBatch.from_graphs([sx.WeightGraph.from_weights(arch, [w[:batch // 2] for w in ws],
-                                                                         [b[:batch // 2] for b in bs]),
-                                             sx.WeightGraph.from_weights(other, wo, bo)])
+        ws = sx.MixedGraphBatch.from_graphs(
+            [
+                sx.WeightGraph.from_weights(arch, [w[: batch // 2] for w in ws], [b[: batch // 2] for b in bs]),
+                sx.WeightGraph.from_weights(other, wo, bo),
+            ]
+        )
         bs = None
 
     def step():
@@ -83,9 +103,17 @@ def child(impl: str, batch: int, steps: int, d_hid: int, layers: int, device: st
         step()
         times.append(time.perf_counter() - t)
     extra = {"peak_cuda_GiB": torch.cuda.max_memory_allocated() / 2**30} if device == "cuda" else {}
-    return {**extra, "impl": impl, "batch": batch, "device": device, "threads": torch.get_num_threads(),
-            "step_s": min(times), "steps": steps, "saved_activation_GiB": saved[0] / 2**30,
-            "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        **extra,
+        "impl": impl,
+        "batch": batch,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "step_s": min(times),
+        "steps": steps,
+        "saved_activation_GiB": saved[0] / 2**30,
+        "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def main(argv=None):
@@ -97,8 +125,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--impls", default="fast,reference")
     p.add_argument("--dropout", type=float, default=0.2, help="the public config's 0.2; 0 isolates dropout's share")
-    p.add_argument("--mixed", action="store_true", help="a mixed-architecture batch (2-32-32-1 and 2-16-48-1 "
-                   "SIRENs; the fast model runs it group by group)")
+    p.add_argument(
+        "--mixed",
+        action="store_true",
+        help="a mixed-architecture batch (2-32-32-1 and 2-16-48-1 SIRENs; the fast model runs it group by group)",
+    )
     p.add_argument("--generic", action="store_true", help="with --mixed: the generic graph path instead")
     p.add_argument("--json")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -108,17 +139,35 @@ def main(argv=None):
         return
     rows = []
     for impl in a.impls.split(","):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, "--batch", str(a.batch), "--steps", str(a.steps),
-               "--d-hid", str(a.d_hid), "--layers", str(a.layers), "--device", a.device, "--dropout", str(a.dropout)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            impl,
+            "--batch",
+            str(a.batch),
+            "--steps",
+            str(a.steps),
+            "--d-hid",
+            str(a.d_hid),
+            "--layers",
+            str(a.layers),
+            "--device",
+            a.device,
+            "--dropout",
+            str(a.dropout),
+        ]
         cmd += (["--mixed"] if a.mixed else []) + (["--generic"] if a.generic else [])
         print(f"running {impl} ...", file=sys.stderr, flush=True)
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     base = next((r for r in rows if r["impl"] == "reference"), None)
-    print(f"ScaleGMN training step, MNIST-INR config (sign, d={a.d_hid}, {a.layers} layers, forward), "
-          f"batch {a.batch}{' (mixed architectures)' if a.mixed else ''}{', generic path' if a.generic else ''}, "
-          f"dropout {a.dropout}, {a.device}, "
-          f"{rows[0]['threads']} threads")
+    print(
+        f"ScaleGMN training step, MNIST-INR config (sign, d={a.d_hid}, {a.layers} layers, forward), "
+        f"batch {a.batch}{' (mixed architectures)' if a.mixed else ''}{', generic path' if a.generic else ''}, "
+        f"dropout {a.dropout}, {a.device}, "
+        f"{rows[0]['threads']} threads"
+    )
     print("| impl | step (s) | speed-up vs reference | saved activations (GiB) | peak RSS (GiB) |")
     print("|---|---|---|---|---|")
     for r in rows:

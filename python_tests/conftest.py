@@ -1,4 +1,5 @@
 """Shared fixtures: real trained networks from the package's own zoo recipes (cached per session)."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 
 Run either plainly (one process) or under ``torchrun --nproc_per_node 2`` (gloo); writes the final
 state dict to ``<out>/final.pt`` from rank 0. The test compares the two."""
+
 import sys
 
 import torch
@@ -24,11 +25,19 @@ def main(out: str) -> None:
     arch = Architecture.siren((2, 8, 8, 1))
     ws, bs = random_weights(arch, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     ws = [w / w[0].numel() ** 0.5 for w in ws]
-    model = ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=8, num_layers=2, dropout=0.0), decoder="mlp",
-                                decoder_hidden=(2,)).double()
+    model = ScaleGMNAutoencoder(
+        arch, ScaleGMNConfig(d_hid=8, num_layers=2, dropout=0.0), decoder="mlp", decoder_hidden=(2,)
+    ).double()
     cfg = TrainConfig(steps=4, batch_size=8, warmup=2, val_every=2, checkpoint_every=2, seed=3)
-    tr = Trainer(model, INRRenderLoss(arch, size=8), NetworkSet(ws, bs), NetworkSet([w[:4] for w in ws], [b[:4] for b in bs]),
-                 cfg, out, progress=False)
+    tr = Trainer(
+        model,
+        INRRenderLoss(arch, size=8),
+        NetworkSet(ws, bs),
+        NetworkSet([w[:4] for w in ws], [b[:4] for b in bs]),
+        cfg,
+        out,
+        progress=False,
+    )
     tr.fit()
     if tr.rank == 0:
         torch.save({"model": model.state_dict(), "history": tr.history}, f"{out}/final.pt")

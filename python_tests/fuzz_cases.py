@@ -10,6 +10,7 @@ broken CSR structure, non-permutation perms, sizes whose products overflow int64
 tensors, non-contiguous / stride-0 layouts and aliased inputs (those two are valid and must give
 the reference's result).
 """
+
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -19,35 +20,117 @@ GEMM_FLOATS = ["torch.float32", "torch.float64"]  # ops built on BLAS tiles: tol
 INDEX = ["torch.int64", "torch.int32"]
 BAD_DTYPES = ["torch.int64", "torch.int32", "torch.bool", "torch.uint8", "torch.complex64"]
 # (Kh, Kw) whose product overflows int64, wraps to 0 or to a small positive value, or is huge
-HUGE_GRIDS = [(2**32, 2**32), (2**32 + 65536, 2**32 - 65535), (2**33, 2**31 + 3), (2**62, 4),
-              (2**31, 2**31), (2**63 - 1, 2), (-(2**32), -(2**32)), (2**63 - 1, 1)]
+HUGE_GRIDS = [
+    (2**32, 2**32),
+    (2**32 + 65536, 2**32 - 65535),
+    (2**33, 2**31 + 3),
+    (2**62, 4),
+    (2**31, 2**31),
+    (2**63 - 1, 2),
+    (-(2**32), -(2**32)),
+    (2**63 - 1, 1),
+]
 
 
 # Mutations (malformations) per strategy; "none" = the valid configuration.
 W2G_MUTATIONS = [
-    "huge_k", "zero_k", "neg_k", "bias_shape", "bias_vec", "bias_dtype", "chain", "batch",
-    "int_dtype", "empty", "len", "small_grid", "dim4", "huge_batch"
+    "huge_k",
+    "zero_k",
+    "neg_k",
+    "bias_shape",
+    "bias_vec",
+    "bias_dtype",
+    "chain",
+    "batch",
+    "int_dtype",
+    "empty",
+    "len",
+    "small_grid",
+    "dim4",
+    "huge_batch",
 ]
 G2W_MUTATIONS = [
-    "huge_k", "huge_layout", "zero_layout", "neg_layout", "kernel_big", "len", "node_shape",
-    "edge_shape", "dtype_mismatch", "int_dtype", "dense_kernel", "short_layout", "zero_kernel"
+    "huge_k",
+    "huge_layout",
+    "zero_layout",
+    "neg_layout",
+    "kernel_big",
+    "len",
+    "node_shape",
+    "edge_shape",
+    "dtype_mismatch",
+    "int_dtype",
+    "dense_kernel",
+    "short_layout",
+    "zero_kernel",
 ]
 READOUT_MUTATIONS = [
-    "ptr_dec", "ptr_neg", "ptr_big", "mode", "eps", "mask_dtype", "mask_shape", "h_int", "h_1d",
-    "ptr_empty", "ptr_float", "grad_dtype", "grad_shape", "zero_rows", "nan_h"
+    "ptr_dec",
+    "ptr_neg",
+    "ptr_big",
+    "mode",
+    "eps",
+    "mask_dtype",
+    "mask_shape",
+    "h_int",
+    "h_1d",
+    "ptr_empty",
+    "ptr_float",
+    "grad_dtype",
+    "grad_shape",
+    "zero_rows",
+    "nan_h",
 ]
 SCALE_EQ_MUTATIONS = [
-    "b1_dtype", "b1_vec1", "bf_vec1", "b2_vec1", "ln1b_only", "ln2b_only", "ln1_shape", "mode",
-    "mode3_no_b1", "we_shape", "hv_shape", "dtype", "int_edge", "edge_3d", "grad_dtype",
-    "grad_shape", "saved_dtype", "saved_shape", "saved_noncontig", "tile", "win_shape"
+    "b1_dtype",
+    "b1_vec1",
+    "bf_vec1",
+    "b2_vec1",
+    "ln1b_only",
+    "ln2b_only",
+    "ln1_shape",
+    "mode",
+    "mode3_no_b1",
+    "we_shape",
+    "hv_shape",
+    "dtype",
+    "int_edge",
+    "edge_3d",
+    "grad_dtype",
+    "grad_shape",
+    "saved_dtype",
+    "saved_shape",
+    "saved_noncontig",
+    "tile",
+    "win_shape",
 ]
 EDGE_UPDATE_MUTATIONS = [
-    "ln_w_only", "ln_b_only", "ln_shape", "dst_shape", "src_shape", "w2_shape", "b2_vec1",
-    "wg_shape", "dtype", "int_edge", "p_bad", "grad_dtype", "grad_shape", "tile", "edge_3d"
+    "ln_w_only",
+    "ln_b_only",
+    "ln_shape",
+    "dst_shape",
+    "src_shape",
+    "w2_shape",
+    "b2_vec1",
+    "wg_shape",
+    "dtype",
+    "int_edge",
+    "p_bad",
+    "grad_dtype",
+    "grad_shape",
+    "tile",
+    "edge_3d",
 ]
 DROPOUT_MUTATIONS = [
-    "p_bad", "offset_edge", "offset_over", "offset_neg", "offset_huge", "seed_edge", "int_x",
-    "huge_x", "seed_over"
+    "p_bad",
+    "offset_edge",
+    "offset_over",
+    "offset_neg",
+    "offset_huge",
+    "seed_edge",
+    "int_x",
+    "huge_x",
+    "seed_over",
 ]
 
 
@@ -87,6 +170,7 @@ def _case(op: str, prelude: list[str], args: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------- graph ops ---------
+
 
 @st.composite
 def weights_to_graph_case(draw, mut: str | None = None) -> dict:
@@ -187,16 +271,41 @@ def graph_to_weights_case(draw, mut: str | None = None) -> dict:
         kh_a = kh_a + [1]
     pre = [f"node = {tensor_code(draw, node_shape, ndt)}", f"edge = {tensor_code(draw, edge_shape, edt)}"]
     dc = draw(st.booleans())
-    return _case("graph_to_weights", pre, ["node", "edge", str(layout), str(kh_a), str(kw_a), str(conv_a), str(Kh), str(Kw), str(dc)])
+    return _case(
+        "graph_to_weights",
+        pre,
+        ["node", "edge", str(layout), str(kh_a), str(kw_a), str(conv_a), str(Kh), str(Kw), str(dc)],
+    )
 
 
 # ------------------------------------------------------------------------- CSR message ops ---
 
 CSR_MUTATIONS = [
-    "col_oob", "col_neg", "col_huge", "perm_dup", "perm_oob", "perm_neg", "rowptr_dec", "rowptr_first",
-    "rowptr_last", "rowptr_empty", "rowptr_2d", "col_dtype", "float_rowptr", "feat_int", "feat_dtype",
-    "feat_rows", "width", "t_size", "t_half", "t_perm_only", "alias", "huge_rows", "noncontig_index",
-    "rowptr_huge", "no_rows_edges",
+    "col_oob",
+    "col_neg",
+    "col_huge",
+    "perm_dup",
+    "perm_oob",
+    "perm_neg",
+    "rowptr_dec",
+    "rowptr_first",
+    "rowptr_last",
+    "rowptr_empty",
+    "rowptr_2d",
+    "col_dtype",
+    "float_rowptr",
+    "feat_int",
+    "feat_dtype",
+    "feat_rows",
+    "width",
+    "t_size",
+    "t_half",
+    "t_perm_only",
+    "alias",
+    "huge_rows",
+    "noncontig_index",
+    "rowptr_huge",
+    "no_rows_edges",
 ]
 
 
@@ -221,9 +330,11 @@ def csr_case(draw, op: str, mut: str | None = None) -> dict:
     dt = draw(st.sampled_from(FLOATS))
     skew = draw(st.booleans())
     use_perm, use_t = draw(st.booleans()), draw(st.booleans())
-    pre = [f"rowptr = rowptr_for({n_dst}, {E}, {_seed(draw)}, skew={skew}, dtype={it})",
-           f"col = torch.randint(0, {max(n_src, 1)}, ({E},), generator=G({_seed(draw)})).to({it})",
-           f"perm = torch.randperm({E}, generator=G({_seed(draw)})).to({it})" if use_perm else "perm = None"]
+    pre = [
+        f"rowptr = rowptr_for({n_dst}, {E}, {_seed(draw)}, skew={skew}, dtype={it})",
+        f"col = torch.randint(0, {max(n_src, 1)}, ({E},), generator=G({_seed(draw)})).to({it})",
+        f"perm = torch.randperm({E}, generator=G({_seed(draw)})).to({it})" if use_perm else "perm = None",
+    ]
     k = draw(st.integers(0, max(E - 1, 0)))
     k2 = draw(st.integers(0, max(E - 1, 0)))
     if mut == "perm_dup" and E >= 2:
@@ -301,11 +412,14 @@ def csr_case(draw, op: str, mut: str | None = None) -> dict:
     else:
         pre.append(f"{names[1]} = {tensor_code(draw, shapes[1], fdt[1])}")
     if mut == "huge_rows":  # stride-0 feature rows: .contiguous() would need ~2^40 rows
-        pre.append(f"{names[0]} = {names[0]}[:1].expand(2**40, {names[0]}.shape[1]) if {names[0]}.shape[0] else {names[0]}")
+        pre.append(
+            f"{names[0]} = {names[0]}[:1].expand(2**40, {names[0]}.shape[1]) if {names[0]}.shape[0] else {names[0]}"
+        )
     return _case(op, pre, names + ["rowptr", "col", "perm", "t_rowptr", "t_col", "t_perm"])
 
 
 # ------------------------------------------------------------------------- readout -----------
+
 
 @st.composite
 def readout_case(draw, backward: bool, mut: str | None = None) -> dict:
@@ -355,6 +469,7 @@ def readout_case(draw, backward: bool, mut: str | None = None) -> dict:
 
 # ------------------------------------------------------------------------- scale_eq_message --
 
+
 @st.composite
 def scale_eq_case(draw, backward: bool, mut: str | None = None) -> dict:
     B, O, I = draw(st.integers(0, 3)), draw(st.integers(0, 3)), draw(st.integers(0, 3))
@@ -364,9 +479,21 @@ def scale_eq_case(draw, backward: bool, mut: str | None = None) -> dict:
     ln1 = draw(st.sampled_from(["both", "w", "none"])) if mode == 3 else "none"
     ln2 = draw(st.sampled_from(["both", "w", "none"]))
     mut = mut or _mutation(draw, SCALE_EQ_MUTATIONS)
-    shapes = {"edge": (B, O, I, de), "hv": (B, I, d), "w_e": (d, de), "w_in": (dout + d if mode == 3 else dout, d),
-              "b1": (d,), "ln1_w": (d,), "ln1_b": (d,), "w_f": (dh, d), "b_f": (dh,), "ln2_w": (dh,), "ln2_b": (dh,),
-              "w_2": (dout, dh), "b_2": (dout,)}
+    shapes = {
+        "edge": (B, O, I, de),
+        "hv": (B, I, d),
+        "w_e": (d, de),
+        "w_in": (dout + d if mode == 3 else dout, d),
+        "b1": (d,),
+        "ln1_w": (d,),
+        "ln1_b": (d,),
+        "w_f": (dh, d),
+        "b_f": (dh,),
+        "ln2_w": (dh,),
+        "ln2_b": (dh,),
+        "w_2": (dout, dh),
+        "b_2": (dout,),
+    }
     dts = {k: dt for k in shapes}
     present = {k: True for k in shapes}
     present["b1"] = mode == 3 or draw(st.integers(0, 3)) == 0
@@ -412,12 +539,16 @@ def scale_eq_case(draw, backward: bool, mut: str | None = None) -> dict:
     saved = draw(st.sampled_from(["none", "fwd", "fwd"])) if not mut.startswith("saved") else "fwd"
     if saved == "fwd":
         # a malformed configuration the forward rejects still fuzzes the backward (without saved)
-        pre += ["try:",
-                f"    saved = torch.ops.scalegmn.scale_eq_message({', '.join(names)}, {mode}, {eps!r}, {tile}, True)[1]",
-                "except (RuntimeError, ValueError, TypeError, IndexError):",
-                "    saved = None"]
+        pre += [
+            "try:",
+            f"    saved = torch.ops.scalegmn.scale_eq_message({', '.join(names)}, {mode}, {eps!r}, {tile}, True)[1]",
+            "except (RuntimeError, ValueError, TypeError, IndexError):",
+            "    saved = None",
+        ]
         if mut == "saved_dtype":
-            pre.append(f"saved = saved if saved is None else saved.to({'torch.float32' if dt == 'torch.float64' else 'torch.float64'})")
+            pre.append(
+                f"saved = saved if saved is None else saved.to({'torch.float32' if dt == 'torch.float64' else 'torch.float64'})"
+            )
         elif mut == "saved_shape":
             pre.append("saved = saved if saved is None else saved[:, 1:]")
         elif mut == "saved_noncontig":
@@ -429,6 +560,7 @@ def scale_eq_case(draw, backward: bool, mut: str | None = None) -> dict:
 
 # ------------------------------------------------------------------------- edge_update -------
 
+
 @st.composite
 def edge_update_case(draw, backward: bool, mut: str | None = None) -> dict:
     B, O, I = draw(st.integers(0, 3)), draw(st.integers(0, 3)), draw(st.integers(0, 3))
@@ -436,8 +568,16 @@ def edge_update_case(draw, backward: bool, mut: str | None = None) -> dict:
     dt = draw(st.sampled_from(GEMM_FLOATS))
     ln = draw(st.booleans())
     mut = mut or _mutation(draw, EDGE_UPDATE_MUTATIONS)
-    shapes = {"edge": (B, O, I, de), "dst": (B, O, d), "src": (B, I, d), "ln_w": (d,), "ln_b": (d,),
-              "w_2": (dout, d), "b_2": (dout,), "w_g": (dout, de)}
+    shapes = {
+        "edge": (B, O, I, de),
+        "dst": (B, O, d),
+        "src": (B, I, d),
+        "ln_w": (d,),
+        "ln_b": (d,),
+        "w_2": (dout, d),
+        "b_2": (dout,),
+        "w_g": (dout, de),
+    }
     dts = {k: dt for k in shapes}
     present = {k: True for k in shapes}
     present["ln_w"] = present["ln_b"] = ln
@@ -479,11 +619,15 @@ def edge_update_case(draw, backward: bool, mut: str | None = None) -> dict:
 
 # ------------------------------------------------------------------------- hash_dropout ------
 
+
 @st.composite
 def hash_dropout_case(draw, mut: str | None = None) -> dict:
     big = draw(st.integers(0, 5)) == 0
-    shape = (draw(st.integers(1, 300)), draw(st.integers(100, 300))) if big else \
-        tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=3)))
+    shape = (
+        (draw(st.integers(1, 300)), draw(st.integers(100, 300)))
+        if big
+        else tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=3)))
+    )
     numel = 1
     for s in shape:
         numel *= s
@@ -515,11 +659,18 @@ def hash_dropout_case(draw, mut: str | None = None) -> dict:
 def mutations_for(op: str) -> list[str]:
     """The mutation names of an op's strategy ("none" first)."""
     return ["none"] + {
-        "weights_to_graph": W2G_MUTATIONS, "graph_to_weights": G2W_MUTATIONS, "segment_gather_mul": CSR_MUTATIONS,
-        "gather_mul_csr": CSR_MUTATIONS, "gather_dot_csr": CSR_MUTATIONS, "canonical_segment_sum": READOUT_MUTATIONS,
-        "canonical_segment_sum_backward": READOUT_MUTATIONS, "scale_eq_message": SCALE_EQ_MUTATIONS,
-        "scale_eq_message_backward": SCALE_EQ_MUTATIONS, "edge_update": EDGE_UPDATE_MUTATIONS,
-        "edge_update_backward": EDGE_UPDATE_MUTATIONS, "hash_dropout": DROPOUT_MUTATIONS,
+        "weights_to_graph": W2G_MUTATIONS,
+        "graph_to_weights": G2W_MUTATIONS,
+        "segment_gather_mul": CSR_MUTATIONS,
+        "gather_mul_csr": CSR_MUTATIONS,
+        "gather_dot_csr": CSR_MUTATIONS,
+        "canonical_segment_sum": READOUT_MUTATIONS,
+        "canonical_segment_sum_backward": READOUT_MUTATIONS,
+        "scale_eq_message": SCALE_EQ_MUTATIONS,
+        "scale_eq_message_backward": SCALE_EQ_MUTATIONS,
+        "edge_update": EDGE_UPDATE_MUTATIONS,
+        "edge_update_backward": EDGE_UPDATE_MUTATIONS,
+        "hash_dropout": DROPOUT_MUTATIONS,
     }[op]
 
 

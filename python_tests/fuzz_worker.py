@@ -19,6 +19,7 @@ Every op runs twice, over freed memory pre-filled with NaN and then with 7.0 (al
 free buffers of many sizes): output the op never writes shows up as NaN or as a difference
 between the two (bitwise compared: the ops are deterministic) instead of matching zeros by luck.
 """
+
 from __future__ import annotations
 
 import json
@@ -198,9 +199,12 @@ def _compare(torch, got, exp, native=None, path="out") -> str | None:
 
 def _bitwise_equal(torch, a, b) -> bool:
     if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_bitwise_equal(torch, x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, (list, tuple)) and len(a) == len(b) and all(_bitwise_equal(torch, x, y) for x, y in zip(a, b))
+        )
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+
     # copies with canonical strides (a size-1 dim may carry any stride, even when "contiguous")
     def raw(t):
         return torch.empty(t.shape, dtype=t.dtype).copy_(t).view(-1).view(torch.uint8)
@@ -243,7 +247,10 @@ def run_case(torch, case: dict) -> dict:
     try:
         exp = reference(torch, case["op"], args)
     except Exception as exc:  # noqa: BLE001
-        return {"status": "fail", "msg": f"op accepted the input but the reference raised {type(exc).__name__}: {str(exc)[:300]}"}
+        return {
+            "status": "fail",
+            "msg": f"op accepted the input but the reference raised {type(exc).__name__}: {str(exc)[:300]}",
+        }
     if case["op"] == "scale_eq_message":
         ws = got[1]
         rows = args[0].shape[0] * args[0].shape[1] * args[0].shape[2] if args[16] else 0

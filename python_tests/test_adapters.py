@@ -1,4 +1,5 @@
 """Tests for scalegmn_ext.weightspace.nets and scalegmn_ext.weightspace.adapters (modules / state dicts / nfn <-> weights)."""
+
 from __future__ import annotations
 
 import math
@@ -32,13 +33,24 @@ def _mlp(act: type[nn.Module], widths=(3, 7, 5, 2)) -> nn.Sequential:
 
 
 def _mixed_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 5, stride=1, padding=2), nn.Tanh(),
-        nn.Conv2d(6, 4, (3, 1), stride=2), nn.Tanh(),
-        nn.Conv2d(4, 5, 1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
-        nn.Linear(5, 8), nn.Tanh(), nn.Dropout(0.1), nn.Linear(8, 3),
-    ).double().eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 6, 5, stride=1, padding=2),
+            nn.Tanh(),
+            nn.Conv2d(6, 4, (3, 1), stride=2),
+            nn.Tanh(),
+            nn.Conv2d(4, 5, 1),
+            nn.Tanh(),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+            nn.Linear(5, 8),
+            nn.Tanh(),
+            nn.Dropout(0.1),
+            nn.Linear(8, 3),
+        )
+        .double()
+        .eval()
+    )
 
 
 def _torch_siren(widths=(2, 32, 32, 1)) -> SIREN:
@@ -130,8 +142,9 @@ def test_expected_archs():
 
 
 def test_siren_as_sequential_and_nested():
-    seq = nn.Sequential(nn.Linear(2, 4), Sine(10.0), nn.Sequential(nn.Linear(4, 4), Sine(10.0)), nn.Linear(4, 1),
-                        OutputOffset(0.25))
+    seq = nn.Sequential(
+        nn.Linear(2, 4), Sine(10.0), nn.Sequential(nn.Linear(4, 4), Sine(10.0)), nn.Linear(4, 1), OutputOffset(0.25)
+    )
     a = arch_from_module(seq)
     assert a == Architecture.siren((2, 4, 4, 1), w0=10.0, output_offset=0.25)
     rebuilt = weights_to_module(a, *module_to_weights(seq))
@@ -157,8 +170,9 @@ def test_sine_cnn_and_leaky_and_identity():
 
 
 def test_missing_bias_gives_zeros_and_roundtrips():
-    seq = nn.Sequential(nn.Conv2d(1, 3, 3, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(3, 2)).double()
+    seq = nn.Sequential(
+        nn.Conv2d(1, 3, 3, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)
+    ).double()
     a = arch_from_module(seq)
     assert a.layers[0].bias is False and a.layers[1].bias is True
     ws, bs = module_to_weights(seq)
@@ -221,31 +235,63 @@ def test_weights_to_module_validation():
 # ---------------------------------------------------------------------------------------------
 # arch_from_module errors
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("module, match", [
-    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)), r"'3'.*'tanh'.*'1'.*'relu'"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2), nn.ReLU(),
-                   nn.Conv2d(2, 2, 1)), r"'6'.*Conv2d after"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2)), r"'2'.*MaxPool2d"),
-    (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1)), r"'1'.*BatchNorm1d"),
-    (nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()), r"'0'.*groups=2"),
-    (nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()), r"'0'.*dilation"),
-    (nn.Sequential(nn.Dropout(), nn.Identity()), "no Linear or Conv2d"),
-    (nn.Sequential(nn.ReLU(), nn.Linear(2, 2)), r"'0'.*before the first layer"),
-    (nn.Sequential(), "no Linear or Conv2d"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2, 2)), r"'2'.*Flatten"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(2, 2)), r"'2'.*Linear directly after conv"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "AdaptiveAvgPool2d"),
-    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1), nn.ReLU()), r"'2'.*last layer"),
-    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Linear(3, 1)), r"'2'.*not followed by an activation"),
-    (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 1)), r"'2'.*second activation"),
-    (nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Linear(3, 1)), r"'1'.*negative_slope"),
-    (nn.Sequential(nn.Linear(2, 3), Sine(30.0), nn.Linear(3, 3), Sine(10.0), nn.Linear(3, 1)), r"'3'.*w0=10"),
-    (nn.Sequential(nn.Linear(2, 3), nn.Softplus(), nn.Linear(3, 1)), r"'1'.*Softplus"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="circular", padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                   nn.Flatten()), r"'0'.*padding_mode"),
-    (nn.Sequential(nn.Linear(2, 1), OutputOffset(0.5), nn.Linear(1, 1)), r"'2'.*output offset"),
-    (nn.Linear(2, 3), "nn.Sequential"),
-])
+@pytest.mark.parametrize(
+    "module, match",
+    [
+        (
+            nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1)),
+            r"'3'.*'tanh'.*'1'.*'relu'",
+        ),
+        (
+            nn.Sequential(
+                nn.Conv2d(1, 2, 3),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(2, 2),
+                nn.ReLU(),
+                nn.Conv2d(2, 2, 1),
+            ),
+            r"'6'.*Conv2d after",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2)),
+            r"'2'.*MaxPool2d",
+        ),
+        (nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1)), r"'1'.*BatchNorm1d"),
+        (
+            nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            r"'0'.*groups=2",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(2, 2, 3, dilation=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            r"'0'.*dilation",
+        ),
+        (nn.Sequential(nn.Dropout(), nn.Identity()), "no Linear or Conv2d"),
+        (nn.Sequential(nn.ReLU(), nn.Linear(2, 2)), r"'0'.*before the first layer"),
+        (nn.Sequential(), "no Linear or Conv2d"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2, 2)), r"'2'.*Flatten"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Linear(2, 2)), r"'2'.*Linear directly after conv"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "AdaptiveAvgPool2d"),
+        (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1), nn.ReLU()), r"'2'.*last layer"),
+        (
+            nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Linear(3, 1)),
+            r"'2'.*not followed by an activation",
+        ),
+        (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.ReLU(), nn.Linear(3, 1)), r"'2'.*second activation"),
+        (nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Linear(3, 1)), r"'1'.*negative_slope"),
+        (nn.Sequential(nn.Linear(2, 3), Sine(30.0), nn.Linear(3, 3), Sine(10.0), nn.Linear(3, 1)), r"'3'.*w0=10"),
+        (nn.Sequential(nn.Linear(2, 3), nn.Softplus(), nn.Linear(3, 1)), r"'1'.*Softplus"),
+        (
+            nn.Sequential(
+                nn.Conv2d(1, 2, 3, padding_mode="circular", padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            ),
+            r"'0'.*padding_mode",
+        ),
+        (nn.Sequential(nn.Linear(2, 1), OutputOffset(0.5), nn.Linear(1, 1)), r"'2'.*output offset"),
+        (nn.Linear(2, 3), "nn.Sequential"),
+    ],
+)
 def test_arch_from_module_errors(module, match):
     with pytest.raises((ValueError, TypeError), match=match):
         arch_from_module(module)

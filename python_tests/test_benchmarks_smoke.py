@@ -1,4 +1,5 @@
 """The benchmark scripts run end to end at tiny sizes (they are not timed here)."""
+
 import json
 import pathlib
 import subprocess
@@ -14,11 +15,15 @@ pytestmark = pytest.mark.skipif(not hasattr(torch.ops.scalegmn, "edge_update"), 
 
 
 def _run(script, *args):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def test_bench_fused_smoke(tmp_path):
-    out = _run("bench_fused.py", "--batch", "2", "--channels", "8", "--repeats", "1", "--json", str(tmp_path / "f.json"))
+    out = _run(
+        "bench_fused.py", "--batch", "2", "--channels", "8", "--repeats", "1", "--json", str(tmp_path / "f.json")
+    )
     assert "| message | op |" in out and "| edge_update | ref |" in out and "hash_dropout" in out
     rows = json.loads((tmp_path / "f.json").read_text())
     assert {r["impl"] for r in rows["ops"]} == {"op", "op_save", "unfused", "ref"}
@@ -26,8 +31,20 @@ def test_bench_fused_smoke(tmp_path):
 
 @pytest.mark.parametrize("extra", [[], ["--mixed"], ["--mixed", "--generic"]])
 def test_bench_scalegmn_smoke(tmp_path, extra):
-    out = _run("bench_scalegmn.py", "--batch", "4", "--steps", "1", "--d-hid", "8", "--layers", "2",
-               "--json", str(tmp_path / "s.json"), *extra)
+    out = _run(
+        "bench_scalegmn.py",
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--d-hid",
+        "8",
+        "--layers",
+        "2",
+        "--json",
+        str(tmp_path / "s.json"),
+        *extra,
+    )
     assert "| fast |" in out and "| reference |" in out
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
 
@@ -46,8 +63,27 @@ def test_bench_graph_vs_copy_smoke(tmp_path):
 
 
 def test_bench_merge_smoke(tmp_path):
-    out = _run("bench_merge.py", "--widths", "8,16", "--n", "2", "--pairs", "1", "--d-hid", "8", "--repeats", "1",
-               "--sweep-width", "8", "--sweep-n", "1,2", "--json", str(tmp_path / "m.json"), "--png", str(tmp_path / "m.png"))
+    out = _run(
+        "bench_merge.py",
+        "--widths",
+        "8,16",
+        "--n",
+        "2",
+        "--pairs",
+        "1",
+        "--d-hid",
+        "8",
+        "--repeats",
+        "1",
+        "--sweep-width",
+        "8",
+        "--sweep-n",
+        "1,2",
+        "--json",
+        str(tmp_path / "m.json"),
+        "--png",
+        str(tmp_path / "m.png"),
+    )
     assert "| 16 |" in out and "crossover vs rebasin" in out
     res = json.loads((tmp_path / "m.json").read_text())
     assert [r["width"] for r in res["rows"]] == [8, 16] and (tmp_path / "m.png").stat().st_size > 10_000

@@ -1,4 +1,5 @@
 """canonical_segment_sum (+ its backward op): kernels vs reference, invariances, autograd."""
+
 import random
 
 import pytest
@@ -53,12 +54,15 @@ def test_matches_reference(device, dtype, index_dtype, mode, use_mask):
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
     out = canonical_segment_sum(h, ptr, mask, mode, eps)
     assert out.shape == (ptr.numel() - 1, h.shape[1]) and out.dtype == dtype
-    torch.testing.assert_close(out, ref.canonical_segment_sum(h, ptr, mask, MODES[mode], eps), **tol, msg=f"seed {seed}")
+    torch.testing.assert_close(
+        out, ref.canonical_segment_sum(h, ptr, mask, MODES[mode], eps), **tol, msg=f"seed {seed}"
+    )
     # backward op vs the explicit reference formula and vs autograd through the reference
     g = torch.randn(out.shape, dtype=torch.float64).to(dtype=dtype, device=device)
     gh = ops.canonical_segment_sum_backward(g, h, ptr, mask, MODES[mode], eps)
-    torch.testing.assert_close(gh, ref.canonical_segment_sum_backward(g, h, ptr, mask, MODES[mode], eps), **tol,
-                               msg=f"seed {seed}")
+    torch.testing.assert_close(
+        gh, ref.canonical_segment_sum_backward(g, h, ptr, mask, MODES[mode], eps), **tol, msg=f"seed {seed}"
+    )
     hr = h.detach().clone().requires_grad_()
     (want,) = torch.autograd.grad(ref.canonical_segment_sum(hr, ptr, mask, MODES[mode], eps), hr, g)
     torch.testing.assert_close(gh, want, **tol, msg=f"seed {seed}")
@@ -90,10 +94,10 @@ def test_empty_inputs(device, mode):
     device = _device(device)
     m = MODES[mode]
     cases = [
-        (torch.randn(0, 4), _ptr([])),            # no rows, no segments
-        (torch.randn(0, 4), _ptr([0, 0])),        # no rows, two empty segments
-        (torch.randn(5, 4), _ptr([])),            # rows but no segments
-        (torch.randn(5, 0), _ptr([2, 3])),        # no channels
+        (torch.randn(0, 4), _ptr([])),  # no rows, no segments
+        (torch.randn(0, 4), _ptr([0, 0])),  # no rows, two empty segments
+        (torch.randn(5, 4), _ptr([])),  # rows but no segments
+        (torch.randn(5, 0), _ptr([2, 3])),  # no channels
         (torch.randn(6, 3), _ptr([0, 4, 0], 1)),  # empty segments, rows outside
     ]
     for h, ptr in cases:
@@ -105,7 +109,9 @@ def test_empty_inputs(device, mode):
         assert h.grad.shape == h.shape
     # all rows masked out, and rows outside every segment: zero output and zero gradient
     h = torch.randn(6, 3, dtype=torch.float64, device=device, requires_grad=True)
-    out = canonical_segment_sum(h, _ptr([2, 3], 1, device=device), torch.zeros(6, dtype=torch.bool, device=device), mode)
+    out = canonical_segment_sum(
+        h, _ptr([2, 3], 1, device=device), torch.zeros(6, dtype=torch.bool, device=device), mode
+    )
     assert out.abs().sum() == 0
     out.sum().backward()
     assert h.grad.abs().sum() == 0
@@ -144,6 +150,7 @@ def test_deterministic_across_threads():
 
 # ---------------------------------------------------------------- invariances -----------------
 
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_sign_and_scale_invariance(device):
     device = _device(device)
@@ -155,21 +162,33 @@ def test_sign_and_scale_invariance(device):
     scales = torch.empty(N, 1, dtype=torch.float64).uniform_(0.1, 10.0, generator=g).to(device)
     msg = f"seed {seed}"
     # mode 1: sign flips of rows leave the readout unchanged (exactly)
-    assert torch.equal(canonical_segment_sum(h * signs, ptr, mask, "abs"), canonical_segment_sum(h, ptr, mask, "abs")), msg
+    assert torch.equal(
+        canonical_segment_sum(h * signs, ptr, mask, "abs"), canonical_segment_sum(h, ptr, mask, "abs")
+    ), msg
     # mode 2: positive rescaling of rows leaves it unchanged (eps = 0: up to rounding)
-    torch.testing.assert_close(canonical_segment_sum(h * scales, ptr, mask, "l2", 0.0),
-                               canonical_segment_sum(h, ptr, mask, "l2", 0.0), rtol=1e-12, atol=1e-12, msg=msg)
+    torch.testing.assert_close(
+        canonical_segment_sum(h * scales, ptr, mask, "l2", 0.0),
+        canonical_segment_sum(h, ptr, mask, "l2", 0.0),
+        rtol=1e-12,
+        atol=1e-12,
+        msg=msg,
+    )
     # ... and the identity mode is not invariant (sanity)
-    assert not torch.allclose(canonical_segment_sum(h * scales, ptr, None, "identity"),
-                              canonical_segment_sum(h, ptr, None, "identity"))
+    assert not torch.allclose(
+        canonical_segment_sum(h * scales, ptr, None, "identity"), canonical_segment_sum(h, ptr, None, "identity")
+    )
     # permuting rows within a segment: invariant in every mode
     perm = torch.arange(N)
     for s, e in zip(ptr[:-1].tolist(), ptr[1:].tolist()):
         perm[s:e] = s + torch.randperm(e - s, generator=g)
     perm = perm.to(device)
     for mode in MODES:
-        torch.testing.assert_close(canonical_segment_sum(h[perm], ptr, mask[perm], mode),
-                                   canonical_segment_sum(h, ptr, mask, mode), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            canonical_segment_sum(h[perm], ptr, mask[perm], mode),
+            canonical_segment_sum(h, ptr, mask, mode),
+            rtol=1e-12,
+            atol=1e-12,
+        )
 
 
 def test_gradient_conventions_at_zero():
@@ -188,6 +207,7 @@ def test_gradient_conventions_at_zero():
 
 
 # ---------------------------------------------------------------- autograd / registration -----
+
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode, eps", [("identity", 0.0), ("abs", 0.0), ("l2", 1e-2), ("l2", 0.0)])
@@ -233,7 +253,9 @@ def test_torch_compile_fullgraph():
     y = readout(h, w)
     y.backward()
     h2, w2 = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
-    y2 = (ref.canonical_segment_sum(h2, ptr, mask, 1, 0.0) + ref.canonical_segment_sum(h2 @ w2, ptr, None, 2, 1e-3)).sum()
+    y2 = (
+        ref.canonical_segment_sum(h2, ptr, mask, 1, 0.0) + ref.canonical_segment_sum(h2 @ w2, ptr, None, 2, 1e-3)
+    ).sum()
     y2.backward()
     torch.testing.assert_close(y, y2, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(h.grad, h2.grad, rtol=1e-4, atol=1e-4)
@@ -241,6 +263,7 @@ def test_torch_compile_fullgraph():
 
 
 # ---------------------------------------------------------------- bad input -------------------
+
 
 @pytest.mark.parametrize(
     "args, exc, match",
@@ -278,6 +301,7 @@ def test_bad_ptr_raises_in_cpp():
 
 # ---------------------------------------------------------------- mode 2: exactness at every magnitude
 
+
 def _per_row(h, eps, g=None):
     """Mode 2 with one segment per row, so out[i] = c(h[i]) (and the gradient row i uses g[i])."""
     ptr = torch.arange(h.shape[0] + 1, device=h.device)
@@ -309,8 +333,7 @@ def _subnormal_rows(dtype):
     """Rows of small integers times the dtype's subnormal unit 2^k (exactly representable, and
     scaling them by powers of two is exact): k = -1070 (float64) / -145 (float32)."""
     k = -1070 if dtype == torch.float64 else -145
-    ints = torch.tensor([[1, 0, 0, 0], [3, -1, 2, 0], [-7, 7, 5, -2], [0, 0, 0, -1], [1, 1, 1, 1]],
-                        dtype=torch.float64)
+    ints = torch.tensor([[1, 0, 0, 0], [3, -1, 2, 0], [-7, 7, 5, -2], [0, 0, 0, -1], [1, 1, 1, 1]], dtype=torch.float64)
     return ints, (ints * 2.0**k).to(dtype)
 
 
@@ -354,8 +377,9 @@ def test_l2_eps0_subnormal_rows(dtype, tol):
     # power-of-two rescaling is exact on the input, so c must not move (into the normal range too)
     for j in [-4, 1, 7, 30, 100] + ([500, 1000] if dtype == torch.float64 else []):
         assert _row_err(_per_row(h * 2.0**j, 0.0), c).max() <= tol, f"2^{j}"
-    torch.testing.assert_close(ref.canonical_segment_sum(h, torch.arange(h.shape[0] + 1), None, 2, 0.0), c,
-                               rtol=tol, atol=0)
+    torch.testing.assert_close(
+        ref.canonical_segment_sum(h, torch.arange(h.shape[0] + 1), None, 2, 0.0), c, rtol=tol, atol=0
+    )
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -371,8 +395,12 @@ def test_l2_extreme_rows_compiled_matches_reference(dtype, tol, eps):
     # the same rows summed into segments of several rows (a mask leaves some out)
     ptr2 = torch.tensor([0, 5, 5, 30, h.shape[0]])
     mask = torch.arange(h.shape[0]) % 3 != 1
-    torch.testing.assert_close(ops.canonical_segment_sum(h, ptr2, mask, 2, eps),
-                               ref.canonical_segment_sum(h, ptr2, mask, 2, eps), rtol=tol, atol=tol)
+    torch.testing.assert_close(
+        ops.canonical_segment_sum(h, ptr2, mask, 2, eps),
+        ref.canonical_segment_sum(h, ptr2, mask, 2, eps),
+        rtol=tol,
+        atol=tol,
+    )
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -417,8 +445,10 @@ def test_l2_zero_rows_finite_at_every_order(eps):
     base = torch.tensor([[0.0, 0.0, 0.0], [1.0, -2.0, 0.5], [0.0, 0.0, 0.0]], dtype=torch.float64)
     g = torch.tensor([[1.0, 3.0, -2.0], [0.5, 0.0, 4.0]], dtype=torch.float64)
     zero = [0, 2]
-    for f in (lambda h: canonical_segment_sum(h, ptr, None, "l2", eps),
-              lambda h: ref.canonical_segment_sum(h, ptr, None, 2, eps)):
+    for f in (
+        lambda h: canonical_segment_sum(h, ptr, None, "l2", eps),
+        lambda h: ref.canonical_segment_sum(h, ptr, None, 2, eps),
+    ):
         h = base.clone().requires_grad_()
         out = f(h)
         (dh,) = torch.autograd.grad(out, h, g, create_graph=True)
@@ -473,8 +503,9 @@ def test_l2_eps_positive_invariance_error_is_eps_over_norm():
     h = u * N
     c = _per_row(h, eps)
     for a in [1e-3, 0.1, 0.5, 2.0, 10.0, 1e3]:
-        rel = torch.linalg.vector_norm(_per_row(h * a, eps) - c, dim=1, keepdim=True) / \
-            torch.linalg.vector_norm(c, dim=1, keepdim=True)
+        rel = torch.linalg.vector_norm(_per_row(h * a, eps) - c, dim=1, keepdim=True) / torch.linalg.vector_norm(
+            c, dim=1, keepdim=True
+        )
         predicted = eps * abs(a - 1) / (a * N + eps)
         bound = eps / N * abs(1 - 1 / a)
         assert (rel > 0).all(), a

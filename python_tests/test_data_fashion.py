@@ -1,4 +1,5 @@
 """idx reader and the Fashion-MNIST loader (small idx files written here + the real Debian files)."""
+
 import gzip
 import os
 import struct
@@ -14,8 +15,14 @@ HAVE_REAL = os.path.isfile(os.path.join(REAL, "train-images-idx3-ubyte.gz"))
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    code = {np.dtype("uint8"): 0x08, np.dtype("int8"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
-            np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}[arr.dtype]
+    code = {
+        np.dtype("uint8"): 0x08,
+        np.dtype("int8"): 0x09,
+        np.dtype(">i2"): 0x0B,
+        np.dtype(">i4"): 0x0C,
+        np.dtype(">f4"): 0x0D,
+        np.dtype(">f8"): 0x0E,
+    }[arr.dtype]
     return bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
 
 
@@ -31,8 +38,13 @@ def test_read_idx_raw_and_gzip(tmp_path, gz):
     imgs = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     got = data.read_idx(_write(tmp_path / "imgs", imgs, gz))
     assert got.dtype == np.uint8 and got.shape == (5, 28, 28) and np.array_equal(got, imgs)
-    for arr in (np.arange(-3, 4, dtype=">i4"), rng.standard_normal((2, 3)).astype(">f4"),
-                rng.standard_normal(4).astype(">f8"), np.arange(-5, 5, dtype=">i2"), np.arange(-2, 2, dtype="int8")):
+    for arr in (
+        np.arange(-3, 4, dtype=">i4"),
+        rng.standard_normal((2, 3)).astype(">f4"),
+        rng.standard_normal(4).astype(">f8"),
+        np.arange(-5, 5, dtype=">i2"),
+        np.arange(-2, 2, dtype="int8"),
+    ):
         out = data.read_idx(_write(tmp_path / "a", arr, gz))
         assert out.dtype.isnative and out.shape == arr.shape and np.array_equal(out, arr.astype(out.dtype))
     # compression is detected from the content, not the name
@@ -107,7 +119,9 @@ def test_load_fashion_mnist_errors(tmp_path, monkeypatch):
         data.load_fashion_mnist()
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte\(\.gz\) not found.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        FileNotFoundError, match=r"train-images-idx3-ubyte\(\.gz\) not found.*apt-get install dataset-fashion-mnist"
+    ):
         data.load_fashion_mnist(root=empty)
     _fake_fashion(tmp_path / "small", size=27)
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: expected uint8 images \[n, 28, 28\]"):
@@ -122,8 +136,9 @@ def test_load_fashion_mnist_errors(tmp_path, monkeypatch):
         data.load_fashion_mnist(root=mism)
 
 
-@pytest.mark.skipif(not HAVE_REAL, reason="Debian package dataset-fashion-mnist not installed "
-                    "(apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not HAVE_REAL, reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)"
+)
 def test_real_fashion_mnist_debian_files(monkeypatch):
     monkeypatch.delenv("SCALEGMN_FASHION_MNIST", raising=False)
     x, y = data.load_fashion_mnist("train")

@@ -1,4 +1,5 @@
 """The demo checks the same things whether or not its caches are warm, and reports failures."""
+
 import json
 import os
 
@@ -32,8 +33,11 @@ def test_cached_rerun_checks_exactly_what_the_first_run_checked(tmp_path):
     assert sum("reusing" in line for line in logs) == 3  # SIRENs and both CNN zoos came from the cache
     assert _checked(second) == _checked(first)
     # the group elements themselves are the same (fingerprints), and differ between checks
-    digests = [first[step][name]["group_element"] for step in ("symmetry", "scalegmn")
-               for name in ("SIREN", "CNN-relu", "CNN-tanh")]
+    digests = [
+        first[step][name]["group_element"]
+        for step in ("symmetry", "scalegmn")
+        for name in ("SIREN", "CNN-relu", "CNN-tanh")
+    ]
     assert len(set(digests)) == len(digests)
     # another seed draws other group elements
     other = run_demo(out=str(tmp_path / "other"), seed=4, log=lambda s: None, bench=False, **TINY_SIZES)
@@ -43,7 +47,7 @@ def test_cached_rerun_checks_exactly_what_the_first_run_checked(tmp_path):
 def test_step_seeds_are_stable_and_distinct():
     assert demo.step_seed(0, "inr") == demo.step_seed(0, "inr")
     seeds = {demo.step_seed(s, step) for s in range(3) for step in ("data", "inr", "cnn-relu", "cnn-tanh")}
-    assert len(seeds) == 12 and all(0 <= s < 2 ** 63 for s in seeds)
+    assert len(seeds) == 12 and all(0 <= s < 2**63 for s in seeds)
 
 
 def test_failed_check_still_writes_the_summary(tmp_path, monkeypatch, capsys):

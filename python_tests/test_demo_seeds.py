@@ -3,6 +3,7 @@
 Each seed draws other networks, group elements and model parameters, so this is twenty
 independent draws of every symmetry and ScaleGMN check in the demo.
 """
+
 import pytest
 
 from scalegmn_ext.tasks.demo import TINY_SIZES, DemoCheckError, run_demo

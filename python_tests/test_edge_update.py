@@ -1,4 +1,5 @@
 """Fused ScaleGMN edge update op vs its reference: values, gradients, dropout, opcheck, memory."""
+
 import random
 
 import pytest
@@ -62,18 +63,22 @@ def test_non_contiguous_inputs():
     Et = E.transpose(1, 2).contiguous().transpose(1, 2)  # same values, strided
     srct = src.transpose(0, 1).contiguous().transpose(0, 1)
     assert not Et.is_contiguous() and not srct.is_contiguous()
-    torch.testing.assert_close(edge_update(Et, dst, srct, w2, b2, wg, lnw, lnb),
-                               edge_update(E, dst, src, w2, b2, wg, lnw, lnb))
+    torch.testing.assert_close(
+        edge_update(Et, dst, srct, w2, b2, wg, lnw, lnb), edge_update(E, dst, src, w2, b2, wg, lnw, lnb)
+    )
 
 
 @pytest.mark.parametrize("p", [0.0, 0.4])
 @pytest.mark.parametrize("ln", [True, False])
 def test_gradients(p, ln):
-    args = [t.requires_grad_() if t is not None else None for t in _setup(torch.float64, "cpu", B=2, O=3, I=4, d=4,
-                                                                           de=2, dout=3, ln=ln, seed=4)]
+    args = [
+        t.requires_grad_() if t is not None else None
+        for t in _setup(torch.float64, "cpu", B=2, O=3, I=4, d=4, de=2, dout=3, ln=ln, seed=4)
+    ]
     n = 6 if ln else 8
     assert torch.autograd.gradcheck(
-        lambda *a: edge_update(*a[:6], *(a[6:] if ln else (None, None)), p=p, seed=9, tile_edges=10), tuple(args[:n]))
+        lambda *a: edge_update(*a[:6], *(a[6:] if ln else (None, None)), p=p, seed=9, tile_edges=10), tuple(args[:n])
+    )
 
 
 def test_opcheck_and_empty():

@@ -7,6 +7,7 @@ by the package's own zoo recipes (``real_nets`` in conftest.py), force some weig
 and to 1e-8, draw scale factors log-uniformly on [1e-3, 1e3] and check, in float64, invariance of
 the encoder and equivariance of the head to 1e-10 relative for every group x direction x readout.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,11 @@ def _extremes(ws, bs, seed: int):
     out_w = []
     for w in ws:
         u = torch.rand(w.shape, generator=g, dtype=w.dtype)
-        out_w.append(torch.where(u < 0.1, torch.zeros_like(w), torch.where(u < 0.2, 1e-8 * torch.where(w < 0, -1.0, 1.0).to(w), w)))
+        out_w.append(
+            torch.where(
+                u < 0.1, torch.zeros_like(w), torch.where(u < 0.2, 1e-8 * torch.where(w < 0, -1.0, 1.0).to(w), w)
+            )
+        )
     out_b = [b.clone() for b in bs]
     for b in out_b:
         b[:, 0] = 0.0
@@ -87,10 +92,16 @@ def test_property_fifty_group_elements(real_nets, net):
     arch, ws, bs, iv = real_nets[net]
     ws, bs = _extremes(ws, bs, seed=5)
     n, K = ws[0].shape[0], 50
-    elems = [symmetry.random_group_element(arch, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
-                                           scale_range=WIDE) for seed in range(K)]
-    g = symmetry.GroupElement(tuple(torch.cat([e.perm[k] for e in elems]) for k in range(len(elems[0].perm))),
-                              tuple(torch.cat([e.scale[k] for e in elems]) for k in range(len(elems[0].scale))))
+    elems = [
+        symmetry.random_group_element(
+            arch, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64, scale_range=WIDE
+        )
+        for seed in range(K)
+    ]
+    g = symmetry.GroupElement(
+        tuple(torch.cat([e.perm[k] for e in elems]) for k in range(len(elems[0].perm))),
+        tuple(torch.cat([e.scale[k] for e in elems]) for k in range(len(elems[0].scale))),
+    )
     rep = lambda ts: [t.repeat(K, *([1] * (t.dim() - 1))) for t in ts]  # noqa: E731
     ws_k, bs_k = rep(ws), rep(bs)
     w2, b2 = symmetry.apply_group_element(arch, ws_k, bs_k, g)
@@ -104,14 +115,17 @@ def test_property_fifty_group_elements(real_nets, net):
         got = _flat(*head(w2, b2))
     per_elem = lambda a, b: ((a - b).abs().amax(1) / a.abs().amax(1)).view(K, n).amax(1)  # noqa: E731
     worst = torch.maximum(per_elem(z, z2), per_elem(expect, got))
-    assert worst.max().item() <= TOL, f"seeds failing: {(worst > TOL).nonzero().flatten().tolist()}, worst {worst.max():.2e}"
+    assert worst.max().item() <= TOL, (
+        f"seeds failing: {(worst > TOL).nonzero().flatten().tolist()}, worst {worst.max():.2e}"
+    )
 
 
 def _pow2_element(arch, B, seed):
     """Random group element whose scales are powers of two in [2^-10, 2^10]: then the group action
     is exact in floating point, even on subnormal weights (no bits are rounded away)."""
-    g = symmetry.random_group_element(arch, B, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
-                                      scale_range=(2.0 ** -10, 2.0 ** 10))
+    g = symmetry.random_group_element(
+        arch, B, generator=torch.Generator().manual_seed(seed), dtype=torch.float64, scale_range=(2.0**-10, 2.0**10)
+    )
     return symmetry.GroupElement(g.perm, tuple(torch.exp2(torch.round(torch.log2(s))) for s in g.scale))
 
 
@@ -122,7 +136,7 @@ def test_subnormal_and_zero_weights(real_nets, scale_backward):
     default."""
     arch, ws, bs, iv = real_nets["cnn_relu"]
     ws = [w.clone() for w in ws]
-    ws[0][:, :2] = 2.0 ** -1060
+    ws[0][:, :2] = 2.0**-1060
     ws[1][:, :, :3] = 0.0
     torch.manual_seed(1)
     enc = ScaleGMN(arch, _config("bidirectional", input_value=iv, scale_backward=scale_backward)).double().eval()
@@ -140,9 +154,9 @@ def test_scale_canonicaliser_does_not_amplify_rounding():
     """c(x) = x / ||x|| (max-scaled) is invariant to a few ulp for any magnitude and any scale:
     the bound stated in the README (<= 8 u per entry, u = 2^-53), vs the clamped form's failure."""
     g = torch.Generator().manual_seed(0)
-    u = 2.0 ** -53
+    u = 2.0**-53
     for expo in (-320, -300, -160, -20, 0, 20, 160, 300):
-        x = torch.randn(256, 16, generator=g, dtype=torch.float64) * 10.0 ** expo
+        x = torch.randn(256, 16, generator=g, dtype=torch.float64) * 10.0**expo
         x[:8] = 0.0
         q = torch.exp(torch.empty(256, 1, dtype=torch.float64).uniform_(math.log(1e-3), math.log(1e3), generator=g))
         qx = q * x

@@ -1,4 +1,5 @@
 """Real-data loader, batched fitting/training and the demo job (tiny settings)."""
+
 import gzip
 import json
 import os
@@ -45,7 +46,9 @@ def test_fit_inrs_improves_and_freezes():
     assert [tuple(w.shape) for w in ws] == [(3, 32, 2), (3, 32, 32), (3, 1, 32)]
     assert (p > p0 + 5).all() and (p > 20).all()
     # with an easy target every INR stops early and is frozen at that point
-    _, _, p2, steps2 = fit.fit_inrs(imgs, steps=200, lr=1e-3, target_psnr=15.0, generator=torch.Generator().manual_seed(0))
+    _, _, p2, steps2 = fit.fit_inrs(
+        imgs, steps=200, lr=1e-3, target_psnr=15.0, generator=torch.Generator().manual_seed(0)
+    )
     assert (steps2 < 200).all() and (p2 >= 15.0).all()
     with pytest.raises(ValueError, match=r"images must be \[B, H, W\]"):
         fit.fit_inrs(imgs[0])
@@ -67,8 +70,17 @@ def test_train_cnns_learns():
 def test_demo_runs_and_resumes(tmp_path):
     out = str(tmp_path / "demo")
     logs = []
-    s = run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False,
-                 encoder_steps=2, log=logs.append)
+    s = run_demo(
+        out=out,
+        n_inr=3,
+        inr_steps=20,
+        n_cnn=2,
+        cnn_epochs=1,
+        cnn_train_size=300,
+        bench=False,
+        encoder_steps=2,
+        log=logs.append,
+    )
     assert json.load(open(os.path.join(out, "summary.json")))["inr"]["count"] == 3
     for name in ("SIREN", "CNN-relu", "CNN-tanh"):
         rep = s["scalegmn"][name]
@@ -78,6 +90,15 @@ def test_demo_runs_and_resumes(tmp_path):
         assert rep["function_max_rel_diff"] <= 1e-5 and rep["min_weight_rel_change"] > 0.1
     assert all(g["exact_round_trip"] for g in s["graphs"].values())
     logs.clear()
-    run_demo(out=out, n_inr=3, inr_steps=20, n_cnn=2, cnn_epochs=1, cnn_train_size=300, bench=False,
-             encoder_steps=2, log=logs.append)
+    run_demo(
+        out=out,
+        n_inr=3,
+        inr_steps=20,
+        n_cnn=2,
+        cnn_epochs=1,
+        cnn_train_size=300,
+        bench=False,
+        encoder_steps=2,
+        log=logs.append,
+    )
     assert sum("reusing" in line for line in logs) == 3

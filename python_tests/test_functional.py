@@ -1,4 +1,5 @@
 """Batched functional forward (scalegmn_ext.weightspace.functional) against a per-network torch.nn.functional loop."""
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,9 @@ def test_mlp_single_layer_and_deep():
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sine", "gelu"])
 @pytest.mark.parametrize("seed", [5, 2024])
 def test_cnn_matches_loop(activation, seed):
-    arch = Architecture.cnn(in_channels=3, channels=(5, 7), kernel_size=3, stride=2, padding=1,
-                            dense=(6, 3), activation=activation)
+    arch = Architecture.cnn(
+        in_channels=3, channels=(5, 7), kernel_size=3, stride=2, padding=1, dense=(6, 3), activation=activation
+    )
     ws, bs = make_params(arch, 4, seed)
     g = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(3, 3, 11, 9, generator=g, dtype=DT)
@@ -109,8 +111,15 @@ def test_cnn_matches_loop(activation, seed):
 
 
 def test_cnn_mixed_kernels():
-    arch = Architecture.cnn(in_channels=2, channels=(3, 5, 4), kernel_size=(5, (1, 3), (3, 1)),
-                            stride=1, padding=1, dense=(3,), activation="leaky_relu")
+    arch = Architecture.cnn(
+        in_channels=2,
+        channels=(3, 5, 4),
+        kernel_size=(5, (1, 3), (3, 1)),
+        stride=1,
+        padding=1,
+        dense=(3,),
+        activation="leaky_relu",
+    )
     ws, bs = make_params(arch, 3, 91)
     x = torch.randn(2, 2, 10, 7, dtype=DT)
     assert rel_err(forward(arch, ws, bs, x), loop_forward(arch, ws, bs, x)) < 1e-12
@@ -152,8 +161,7 @@ def test_siren():
 
 @pytest.mark.parametrize("cnn", [False, True])
 def test_empty_batch(cnn):
-    arch = (Architecture.cnn(in_channels=2, channels=(3,), dense=(4,), stride=1) if cnn
-            else Architecture.mlp([3, 5, 4]))
+    arch = Architecture.cnn(in_channels=2, channels=(3,), dense=(4,), stride=1) if cnn else Architecture.mlp([3, 5, 4])
     ws, bs = make_params(arch, 0, 1)
     for w in ws + bs:
         w.requires_grad_(True)
@@ -168,8 +176,11 @@ def test_empty_batch(cnn):
 
 @pytest.mark.parametrize("cnn", [False, True])
 def test_unbatched(cnn):
-    arch = (Architecture.cnn(in_channels=2, channels=(3, 4), dense=(2,), stride=1, activation="tanh") if cnn
-            else Architecture.mlp([3, 5, 2], activation="tanh"))
+    arch = (
+        Architecture.cnn(in_channels=2, channels=(3, 4), dense=(2,), stride=1, activation="tanh")
+        if cnn
+        else Architecture.mlp([3, 5, 2], activation="tanh")
+    )
     ws, bs = make_params(arch, 1, 4)
     x = torch.randn(3, 2, 6, 6, dtype=DT) if cnn else torch.randn(3, 3, dtype=DT)
     y1 = forward(arch, [w[0] for w in ws], [b[0] for b in bs], x)
@@ -188,22 +199,25 @@ def test_none_biases_are_zeros():
 
 @pytest.mark.parametrize("cnn", [False, True])
 def test_gradients(cnn):
-    arch = (Architecture.cnn(in_channels=2, channels=(2, 3), kernel_size=(3, 1), stride=1, dense=(2,), activation="tanh")
-            if cnn else Architecture.mlp([2, 3, 2], activation="sine", w0=2.0))
+    arch = (
+        Architecture.cnn(in_channels=2, channels=(2, 3), kernel_size=(3, 1), stride=1, dense=(2,), activation="tanh")
+        if cnn
+        else Architecture.mlp([2, 3, 2], activation="sine", w0=2.0)
+    )
     ws, bs = make_params(arch, 2, 31)
     x = torch.randn(2, 2, 4, 4, dtype=DT) if cnn else torch.randn(3, 2, dtype=DT)
     params = [t.clone().requires_grad_(True) for t in ws + bs] + [x.clone().requires_grad_(True)]
     L = arch.num_layers
 
     def f(*p):
-        return forward(arch, list(p[:L]), list(p[L:2 * L]), p[-1])
+        return forward(arch, list(p[:L]), list(p[L : 2 * L]), p[-1])
 
     assert torch.autograd.gradcheck(f, params, fast_mode=True)
     # gradients equal the per-network loop's
     out = f(*params)
     gw = torch.autograd.grad(out.square().sum(), params[:L])
     params2 = [p.detach().clone().requires_grad_(True) for p in params]
-    out2 = loop_forward(arch, params2[:L], params2[L:2 * L], params2[-1])
+    out2 = loop_forward(arch, params2[:L], params2[L : 2 * L], params2[-1])
     gw2 = torch.autograd.grad(out2.square().sum(), params2[:L])
     for a, b in zip(gw, gw2):
         assert torch.allclose(a, b)

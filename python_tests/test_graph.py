@@ -1,4 +1,5 @@
 """weights_to_graph / graph_to_weights: compiled kernels vs the pure-PyTorch reference."""
+
 import random
 
 import pytest
@@ -37,8 +38,15 @@ def _rand(arch, B, dtype, device, seed, requires_grad=False):
 
 def _meta_args(arch, Kh=None, Kw=None, centre=True):
     kh, kw = arch.max_kernel_size
-    return (list(arch.layout), [l.kernel_size[0] for l in arch.layers], [l.kernel_size[1] for l in arch.layers],
-            [l.is_conv for l in arch.layers], Kh or kh, Kw or kw, centre)
+    return (
+        list(arch.layout),
+        [l.kernel_size[0] for l in arch.layers],
+        [l.kernel_size[1] for l in arch.layers],
+        [l.is_conv for l in arch.layers],
+        Kh or kh,
+        Kw or kw,
+        centre,
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -91,7 +99,7 @@ def test_dense_slot_conventions():
     assert torch.equal(e_c[:, dense, 4], w_last) and torch.equal(e_f[:, dense, 0], w_last)
     assert e_c[:, dense].count_nonzero() == e_f[:, dense].count_nonzero() == w_last.count_nonzero()
     # conv kernels are centred in both conventions
-    assert torch.equal(e_c[:, :arch.num_edges - 160], e_f[:, :arch.num_edges - 160])
+    assert torch.equal(e_c[:, : arch.num_edges - 160], e_f[:, : arch.num_edges - 160])
 
 
 def test_larger_grid_than_kernels():
@@ -175,7 +183,7 @@ def test_unbatched_and_missing_biases():
     w1, b1 = sx.graph_to_weights(node, edge, arch)
     assert w1[0].shape == ws[0].shape[1:]
     node0, _ = sx.weights_to_graph(ws, None, arch)
-    assert node0[:, arch.layout[0]:].abs().sum() == 0 and (node0[:, :arch.layout[0]] == 1).all()
+    assert node0[:, arch.layout[0] :].abs().sum() == 0 and (node0[:, : arch.layout[0]] == 1).all()
 
 
 def test_nan_and_inf_pass_through():
@@ -201,8 +209,10 @@ def test_opcheck(name, device):
         opcheck(torch.ops.scalegmn.weights_to_graph, (ws, bs, Kh, Kw, True, 1.0))
         opcheck(torch.ops.scalegmn.weights_to_graph, (ws, bs, Kh + 2, Kw, False, 0.0))
         node, edge = ref.weights_to_graph([w.detach() for w in ws], [b.detach() for b in bs], Kh, Kw)
-        opcheck(torch.ops.scalegmn.graph_to_weights,
-                (node.requires_grad_(requires_grad), edge.requires_grad_(requires_grad), *_meta_args(arch)))
+        opcheck(
+            torch.ops.scalegmn.graph_to_weights,
+            (node.requires_grad_(requires_grad), edge.requires_grad_(requires_grad), *_meta_args(arch)),
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -318,6 +328,7 @@ def test_direct_op_calls_are_checked_in_cpp():
 
 
 # ---------------------------------------------------------------- structure ------------------
+
 
 @pytest.mark.parametrize("name", list(ARCHS))
 def test_structure_matches_weight_layout(name):

@@ -1,4 +1,5 @@
 """hash_dropout: counter-based dropout op vs its reference (identical masks), statistics, autograd."""
+
 import random
 
 import pytest
@@ -40,7 +41,7 @@ def test_non_contiguous_and_offsets_tile_a_tensor():
     full = hash_dropout(x, 0.3, 5)
     torch.testing.assert_close(full, ref_dropout(x.contiguous(), 0.3, 5))
     xc = x.contiguous()
-    parts = [hash_dropout(xc[i:i + 7], 0.3, 5, offset=i * 6) for i in range(0, 40, 7)]
+    parts = [hash_dropout(xc[i : i + 7], 0.3, 5, offset=i * 6) for i in range(0, 40, 7)]
     torch.testing.assert_close(torch.cat(parts), full)  # a tile applies its slice of the mask
 
 

@@ -6,6 +6,7 @@
   with a clear error and leaves the last good checkpoint; 2 gloo processes under torchrun equal
   one process on the same global batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,10 @@ def _small_cfg(**kw):
 
 def test_parameter_counts_match_the_paper():
     """Decoder sizes of the paper: 772,513 (SIREN, d 128) and 5,751,146 (Small CNN, d 256)."""
-    for arch, d, n_flat, n_dec in ((Architecture.siren(), 128, 1185, 772_513),
-                                   (Architecture.small_cnn_zoo("relu"), 256, 4970, 5_751_146)):
+    for arch, d, n_flat, n_dec in (
+        (Architecture.siren(), 128, 1185, 772_513),
+        (Architecture.small_cnn_zoo("relu"), 256, 4970, 5_751_146),
+    ):
         assert num_parameters_of(arch) == n_flat
         ae = ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d))
         assert sum(p.numel() for p in ae.decoder.parameters()) == n_dec
@@ -60,8 +63,9 @@ def test_decoded_networks_are_identical_across_an_orbit(real_nets, name, decoder
     ws[1][1, 0] = 1e-8
     torch.manual_seed(0)
     ae = ScaleGMNAutoencoder(arch, _small_cfg(input_value=0.0 if arch.is_cnn else 1.0), decoder=decoder).double().eval()
-    g = random_group_element(arch, ws[0].shape[0], generator=torch.Generator().manual_seed(1), dtype=torch.float64,
-                             scale_range=(1e-3, 1e3))
+    g = random_group_element(
+        arch, ws[0].shape[0], generator=torch.Generator().manual_seed(1), dtype=torch.float64, scale_range=(1e-3, 1e3)
+    )
     tw, tb = apply_group_element(arch, ws, bs, g)
     with torch.no_grad():
         a, b = ae(ws, bs), ae(tw, tb)
@@ -69,7 +73,10 @@ def test_decoded_networks_are_identical_across_an_orbit(real_nets, name, decoder
         torch.testing.assert_close(y, x, rtol=1e-10, atol=1e-12)
     ae32 = ae.float()
     with torch.no_grad():
-        a, b = ae32([w.float() for w in ws], [v.float() for v in bs]), ae32([w.float() for w in tw], [v.float() for v in tb])
+        a, b = (
+            ae32([w.float() for w in ws], [v.float() for v in bs]),
+            ae32([w.float() for w in tw], [v.float() for v in tb]),
+        )
     for x, y in zip(a[0] + a[1], b[0] + b[1]):
         assert float((x - y).abs().max() / x.abs().max()) <= 1e-5
 
@@ -161,8 +168,22 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
     worker = os.path.join(HERE, "ddp_train_worker.py")
     subprocess.run([sys.executable, worker, str(tmp_path / "single")], check=True, env=env, timeout=300)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    worker, str(tmp_path / "ddp")], check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            worker,
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     a = torch.load(tmp_path / "single" / "final.pt", weights_only=False)
     b = torch.load(tmp_path / "ddp" / "final.pt", weights_only=False)
     for k, v in a["model"].items():

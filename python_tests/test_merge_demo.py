@@ -1,4 +1,5 @@
 """`scalegmn-ext merge-demo --tiny` end to end: every step, table, summary and figure."""
+
 from __future__ import annotations
 
 import json

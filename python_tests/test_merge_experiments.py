@@ -4,6 +4,7 @@ With eps = 0 an orbit member is the same function in other coordinates, so: the 
 (sign-extended for sine) and the autoencoder give barriers of 0 up to rounding, naive interpolation
 does not; the invariant encoder collapses every orbit to a point while a permutation-only encoder
 does not collapse sign orbits."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _ae(arch, **kw):
     torch.manual_seed(0)
-    return ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=16, num_layers=2, dropout=0.0, **kw), decoder="neuron").double()
+    return ScaleGMNAutoencoder(
+        arch, ScaleGMNConfig(d_hid=16, num_layers=2, dropout=0.0, **kw), decoder="neuron"
+    ).double()
 
 
 def test_inr_orbit_experiment_exact_methods_have_no_barrier(real_nets):
@@ -44,8 +47,13 @@ def test_orbit_collapse_invariant_vs_permutation_only_encoder(real_nets):
     arch, ws, bs, _ = real_nets["siren"]
     torch.manual_seed(0)
     inv = ScaleGMN(arch, ScaleGMNConfig(d_hid=16, num_layers=2, dropout=0.0, readout="full_graph")).double().eval()
-    perm = ScaleGMN(arch, ScaleGMNConfig(symmetry="permutation", d_hid=16, num_layers=2, dropout=0.0,
-                                         readout="full_graph")).double().eval()
+    perm = (
+        ScaleGMN(
+            arch, ScaleGMNConfig(symmetry="permutation", d_hid=16, num_layers=2, dropout=0.0, readout="full_graph")
+        )
+        .double()
+        .eval()
+    )
     a = orbit_collapse(inv, arch, (ws, bs), members=6, transform="PD", tsne=False)
     b = orbit_collapse(perm, arch, (ws, bs), members=6, transform="D", tsne=False)
     assert a["ratio"] < 1e-8

@@ -3,6 +3,7 @@
 Matching is checked by planting a known group element on a network (random AND trained on real
 digits) and requiring its exact recovery, and by checking that the aligned network computes the
 same function as the original (it is a group action)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,14 @@ def _net(arch, seed):
 
 
 def _plant(arch, net, method, seed):
-    g = random_group_element(arch, 1, symmetry=method, generator=torch.Generator().manual_seed(seed),
-                             dtype=torch.float64, scale_range=(1e-2, 1e2))
+    g = random_group_element(
+        arch,
+        1,
+        symmetry=method,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=torch.float64,
+        scale_range=(1e-2, 1e2),
+    )
     wb, bb = apply_group_element(arch, [w[None] for w in net[0]], [b[None] for b in net[1]], g)
     return g, ([w[0] for w in wb], [b[0] for b in bb])
 
@@ -71,8 +78,9 @@ def test_recovers_a_planted_element_exactly(arch, method, seed):
     torch.testing.assert_close(forward(arch, *_aligned(arch, b, r.g), x), forward(arch, *b, x), rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("name,method", [("siren", "sign"), ("cnn_relu", "scale"), ("cnn_tanh", "sign"),
-                                         ("cnn_tanh", "permutation")])
+@pytest.mark.parametrize(
+    "name,method", [("siren", "sign"), ("cnn_relu", "scale"), ("cnn_tanh", "sign"), ("cnn_tanh", "permutation")]
+)
 def test_recovers_planted_elements_on_trained_networks(real_nets, name, method):
     arch, ws, bs, _ = real_nets[name]
     a = ([w[0] for w in ws], [b[0] for b in bs])
@@ -153,8 +161,12 @@ def test_interpolation_endpoints_midpoint_and_pair_batches():
     torch.testing.assert_close(ws[0][0], a[0][0])
     torch.testing.assert_close(ws[1][-1], b[0][1])
     torch.testing.assert_close(bs[0][2], (a[1][0] + b[1][0]) / 2)
-    ws2, _ = interpolate(arch, ([w[None].expand(2, *w.shape) for w in a[0]], [v[None].expand(2, *v.shape) for v in a[1]]),
-                         ([w[None].expand(2, *w.shape) for w in b[0]], [v[None].expand(2, *v.shape) for v in b[1]]), al)
+    ws2, _ = interpolate(
+        arch,
+        ([w[None].expand(2, *w.shape) for w in a[0]], [v[None].expand(2, *v.shape) for v in a[1]]),
+        ([w[None].expand(2, *w.shape) for w in b[0]], [v[None].expand(2, *v.shape) for v in b[1]]),
+        al,
+    )
     assert ws2[0].shape == (10, 7, 3)
     torch.testing.assert_close(ws2[0][5:], ws[0])  # pair-major
     ext, _ = interpolate(arch, a, b, [-0.5, 0.0, 1.0, 1.5])  # extrapolation is allowed

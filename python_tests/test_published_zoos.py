@@ -3,6 +3,7 @@
 Every test writes tiny files in exactly the published layouts into a temporary folder; nothing
 is downloaded.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,17 @@ SIREN = sx.Architecture.siren()
 # DWSNets MNIST-INR zoo fixtures
 # ==============================================================================================
 # (split folder, label, id)
-INR_ENTRIES = [("training", 3, 7), ("training", 0, 12), ("training", 1, 2), ("training", 3, 100),
-               ("training", 2, 5), ("training", 1, 31), ("testing", 7, 4), ("testing", 0, 9), ("testing", 5, 1)]
+INR_ENTRIES = [
+    ("training", 3, 7),
+    ("training", 0, 12),
+    ("training", 1, 2),
+    ("training", 3, 100),
+    ("training", 2, 5),
+    ("training", 1, 31),
+    ("testing", 7, 4),
+    ("testing", 0, 9),
+    ("testing", 5, 1),
+]
 
 
 def _inr_rel(split: str, label: int, idx: int) -> str:
@@ -55,13 +65,17 @@ def inr_zoo(tmp_path_factory):
     te = [e for e in INR_ENTRIES if e[0] == "testing"]
     # DWSNets style: absolute paths from another machine, labels as strings.
     other = "/home/someone/dwsnets/dataset/mnist-inrs/"
-    dws = {"train": {"path": [other + _inr_rel(*e) for e in tr[:4]], "label": [str(e[1]) for e in tr[:4]]},
-           "val": {"path": [other + _inr_rel(*e) for e in tr[4:]], "label": [str(e[1]) for e in tr[4:]]},
-           "test": {"path": [other + _inr_rel(*e) for e in te], "label": [str(e[1]) for e in te]}}
+    dws = {
+        "train": {"path": [other + _inr_rel(*e) for e in tr[:4]], "label": [str(e[1]) for e in tr[:4]]},
+        "val": {"path": [other + _inr_rel(*e) for e in tr[4:]], "label": [str(e[1]) for e in tr[4:]]},
+        "test": {"path": [other + _inr_rel(*e) for e in te], "label": [str(e[1]) for e in te]},
+    }
     (base / "dws_splits.json").write_text(json.dumps(dws))
     # ScaleGMN style: relative to the code's working directory.
-    sg = {s: {"path": ["data/mnist-inrs/" + p.split("mnist-inrs/")[1] for p in v["path"]], "label": v["label"]}
-          for s, v in dws.items()}
+    sg = {
+        s: {"path": ["data/mnist-inrs/" + p.split("mnist-inrs/")[1] for p in v["path"]], "label": v["label"]}
+        for s, v in dws.items()
+    }
     (base / "sg_splits.json").write_text(json.dumps(sg))
     return {"base": base, "root": root, "sds": sds, "dws": base / "dws_splits.json", "sg": base / "sg_splits.json"}
 
@@ -75,9 +89,11 @@ def _stack_sds(sds):
 # ==============================================================================================
 @pytest.mark.parametrize("style", ["dws", "sg"])
 def test_inr_split_file_roundtrip(inr_zoo, style):
-    for split, entries in (("train", [e for e in INR_ENTRIES if e[0] == "training"][:4]),
-                           ("val", [e for e in INR_ENTRIES if e[0] == "training"][4:]),
-                           ("test", [e for e in INR_ENTRIES if e[0] == "testing"])):
+    for split, entries in (
+        ("train", [e for e in INR_ENTRIES if e[0] == "training"][:4]),
+        ("val", [e for e in INR_ENTRIES if e[0] == "training"][4:]),
+        ("test", [e for e in INR_ENTRIES if e[0] == "testing"]),
+    ):
         b = pz.load_mnist_inrs(inr_zoo["root"], split, split_file=inr_zoo[style])
         assert len(b) == len(entries) and b.arch == SIREN
         ws, bs = _stack_sds([inr_zoo["sds"][_inr_rel(*e)] for e in entries])
@@ -141,7 +157,10 @@ def test_inr_bad_files_are_refused_with_file_names(inr_zoo, tmp_path):
     bad = dict(good)
     bad["seq.1.weight"] = torch.zeros(32, 16)
     torch.save(bad, f)
-    with pytest.raises(pz.ZooFormatError, match=r"model_final\.pth: seq\.1\.weight must have shape \[32, 32\] for layer 1 .*got \[32, 16\]"):
+    with pytest.raises(
+        pz.ZooFormatError,
+        match=r"model_final\.pth: seq\.1\.weight must have shape \[32, 32\] for layer 1 .*got \[32, 16\]",
+    ):
         pz.load_inr_file(f)
     bad = {k: v for k, v in good.items() if k != "seq.2.bias"}
     torch.save(bad, f)
@@ -188,7 +207,9 @@ def test_inr_split_file_errors(inr_zoo, tmp_path):
     f.write_text(json.dumps({"train": {"path": ["a", "b"], "label": ["1"]}}))
     with pytest.raises(pz.ZooFormatError, match=r"s\.json: split 'train' has 2 paths but 1 labels"):
         pz.read_inr_split_file(f)
-    f.write_text(json.dumps({"train": {"path": ["mnist_png_training_1_99/checkpoints/model_final.pth"], "label": ["1"]}}))
+    f.write_text(
+        json.dumps({"train": {"path": ["mnist_png_training_1_99/checkpoints/model_final.pth"], "label": ["1"]}})
+    )
     with pytest.raises(pz.ZooFormatError, match=r"s\.json: has no split 'test'"):
         pz.load_mnist_inrs(inr_zoo["root"], "test", split_file=f)
     with pytest.raises(pz.ZooFormatError, match=r"mnist_png_training_1_99.*not found.*s\.json"):
@@ -208,12 +229,27 @@ def test_inr_split_file_errors(inr_zoo, tmp_path):
 # Small CNN Zoo fixtures
 # ==============================================================================================
 # The real layout.csv of the CIFAR-10-GS zoo: per layer bias before kernel, TF shapes.
-REAL_LAYOUT = [("sequential/conv2d/bias:0", (16,)), ("sequential/conv2d/kernel:0", (3, 3, 1, 16)),
-               ("sequential/conv2d_1/bias:0", (16,)), ("sequential/conv2d_1/kernel:0", (3, 3, 16, 16)),
-               ("sequential/conv2d_2/bias:0", (16,)), ("sequential/conv2d_2/kernel:0", (3, 3, 16, 16)),
-               ("sequential/dense/bias:0", (10,)), ("sequential/dense/kernel:0", (16, 10))]
-METRIC_COLS = ["", "modeldir", "step", "test_accuracy", "train_accuracy", "config.activation",
-               "config.learning_rate", "config.w_init", "config.dropout"]
+REAL_LAYOUT = [
+    ("sequential/conv2d/bias:0", (16,)),
+    ("sequential/conv2d/kernel:0", (3, 3, 1, 16)),
+    ("sequential/conv2d_1/bias:0", (16,)),
+    ("sequential/conv2d_1/kernel:0", (3, 3, 16, 16)),
+    ("sequential/conv2d_2/bias:0", (16,)),
+    ("sequential/conv2d_2/kernel:0", (3, 3, 16, 16)),
+    ("sequential/dense/bias:0", (10,)),
+    ("sequential/dense/kernel:0", (16, 10)),
+]
+METRIC_COLS = [
+    "",
+    "modeldir",
+    "step",
+    "test_accuracy",
+    "train_accuracy",
+    "config.activation",
+    "config.learning_rate",
+    "config.w_init",
+    "config.dropout",
+]
 
 
 def _write_layout(path: Path, layout, *, shape_override=None, drop_col=None):
@@ -257,11 +293,19 @@ def _make_cnn_zoo(d: Path, layout=REAL_LAYOUT, n_models=12, steps=(0, 43, 86), s
             arrs = {name: (rng.standard_normal(shape) * 0.5).astype(np.float32) for name, shape in layout}
             flat.append(np.concatenate([arrs[name].reshape(-1) for name, _ in layout]))
             tf_rows.append(arrs)
-            metrics.append({"": len(metrics), "modeldir": f"run_{m}", "step": st,
-                            "test_accuracy": round(float(rng.uniform(0.1, 0.6)), 6),
-                            "train_accuracy": round(float(rng.uniform(0.1, 0.6)), 6),
-                            "config.activation": act, "config.learning_rate": 10 ** -(1 + m % 3),
-                            "config.w_init": ["he_normal", "orthogonal"][m % 2], "config.dropout": 0.0})
+            metrics.append(
+                {
+                    "": len(metrics),
+                    "modeldir": f"run_{m}",
+                    "step": st,
+                    "test_accuracy": round(float(rng.uniform(0.1, 0.6)), 6),
+                    "train_accuracy": round(float(rng.uniform(0.1, 0.6)), 6),
+                    "config.activation": act,
+                    "config.learning_rate": 10 ** -(1 + m % 3),
+                    "config.w_init": ["he_normal", "orthogonal"][m % 2],
+                    "config.dropout": 0.0,
+                }
+            )
     data = np.stack(flat)
     assert data.shape == (n_models * len(steps), total)
     np.save(d / "weights.npy", data)
@@ -313,7 +357,7 @@ def _numpy_cnn_forward(arrs, layout, act, x_nhwc, stride=2):
             out = np.zeros((h.shape[0], Ho, Wo, K.shape[3]))
             for i in range(kh):
                 for j in range(kw):
-                    patch = h[:, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride, :]
+                    patch = h[:, i : i + stride * (Ho - 1) + 1 : stride, j : j + stride * (Wo - 1) + 1 : stride, :]
                     out += np.einsum("pxyc,cd->pxyd", patch, K[i, j])
             h = out + b
         else:
@@ -360,10 +404,16 @@ def test_cnn_forward_matches_numpy_tf_reference(cnn_zoo, tmp_path, layout_name):
     if layout_name == "real":
         z, layout = cnn_zoo, REAL_LAYOUT
     else:  # 5x5 then 3x3 convs, two dense layers; kernel before bias this time
-        layout = [("net/c0/kernel:0", (5, 5, 2, 3)), ("net/c0/bias:0", (3,)),
-                  ("net/c1/kernel:0", (3, 3, 3, 4)), ("net/c1/bias:0", (4,)),
-                  ("net/d0/kernel:0", (4, 6)), ("net/d0/bias:0", (6,)),
-                  ("net/d1/kernel:0", (6, 2)), ("net/d1/bias:0", (2,))]
+        layout = [
+            ("net/c0/kernel:0", (5, 5, 2, 3)),
+            ("net/c0/bias:0", (3,)),
+            ("net/c1/kernel:0", (3, 3, 3, 4)),
+            ("net/c1/bias:0", (4,)),
+            ("net/d0/kernel:0", (4, 6)),
+            ("net/d0/bias:0", (6,)),
+            ("net/d1/kernel:0", (6, 2)),
+            ("net/d1/bias:0", (2,)),
+        ]
         z = _make_cnn_zoo(tmp_path / "zoo", layout, n_models=3, steps=(86,), gz=False)
     zoo = pz.open_small_cnn_zoo(z["dir"])
     cin = zoo.arch("relu").layers[0].in_features
@@ -391,8 +441,11 @@ def test_cnn_public_split_pipeline(cnn_zoo):
     got = {s: zoo.select(s).tolist() for s in ("train", "val", "test")}
     assert got == ref
     assert sorted(sum(got.values(), [])) == sorted(final)
-    assert pz.split_indices_iid(12) == {"train": [i for i in tv[:cut]], "val": [i for i in tv[cut:]],
-                                        "test": list(range(6, 12))}
+    assert pz.split_indices_iid(12) == {
+        "train": [i for i in tv[:cut]],
+        "val": [i for i in tv[cut:]],
+        "test": list(range(6, 12)),
+    }
     for s in ("train", "test"):
         rel = zoo.select(s, activation="relu").tolist()
         assert rel == [r for r in ref[s] if met[r]["config.activation"] == "relu"]
@@ -405,7 +458,8 @@ def test_cnn_public_split_pipeline(cnn_zoo):
     lr = zoo.select(None, final_step=None, where={"config.learning_rate": lambda v: v < 0.05}, limit=5)
     assert len(lr) == 5 and all(met[r]["config.learning_rate"] < 0.05 for r in lr)
     assert zoo.select(None, where=lambda m: m["modeldir"] == "run_4").tolist() == [
-        r for r in order if met[r]["modeldir"] == "run_4" and met[r]["step"] == 86]
+        r for r in order if met[r]["modeldir"] == "run_4" and met[r]["step"] == 86
+    ]
     # file order without an order file
     plain = pz.open_small_cnn_zoo(cnn_zoo["dir"])
     assert plain.select(None).tolist() == [r for r in range(36) if met[r]["step"] == 86]
@@ -455,9 +509,15 @@ def test_cnn_errors_name_the_file(cnn_zoo, tmp_path):
         pz.open_small_cnn_zoo(d)
 
     # layout that does not describe a network: dense bias of the wrong width (checked directly)
-    bad = [pz.LayoutEntry(n, 0, math.prod(sh), sh) for n, sh in
-           [("s/conv2d/kernel:0", (3, 3, 1, 4)), ("s/conv2d/bias:0", (4,)), ("s/dense/kernel:0", (4, 2)),
-            ("s/dense/bias:0", (3,))]]
+    bad = [
+        pz.LayoutEntry(n, 0, math.prod(sh), sh)
+        for n, sh in [
+            ("s/conv2d/kernel:0", (3, 3, 1, 4)),
+            ("s/conv2d/bias:0", (4,)),
+            ("s/dense/kernel:0", (4, 2)),
+            ("s/dense/bias:0", (3,)),
+        ]
+    ]
     with pytest.raises(pz.ZooFormatError, match=r"lay\.csv: bias 's/dense/bias:0' has shape \(3,\)"):
         pz.arch_from_layout(bad, source="lay.csv")
     bad[2] = pz.LayoutEntry("s/dense/kernel:0", 0, 6, (3, 2))
@@ -544,7 +604,9 @@ def test_pyg_batch_inr_structure_and_order(inr_zoo):
         recv = torch.arange(o).repeat_interleave(i) + offs[l + 1]
         send = torch.arange(i).repeat(o) + offs[l]
         for k in range(B):
-            assert torch.equal(ei[0, k, e:e + o * i], send + k * N) and torch.equal(ei[1, k, e:e + o * i], recv + k * N)
+            assert torch.equal(ei[0, k, e : e + o * i], send + k * N) and torch.equal(
+                ei[1, k, e : e + o * i], recv + k * N
+            )
         e += o * i
     assert torch.equal(g.batch, torch.arange(B).repeat_interleave(N))
     assert g.mask_hidden.shape == (B * N, 1) and g.mask_hidden.dtype == torch.bool
@@ -553,9 +615,19 @@ def test_pyg_batch_inr_structure_and_order(inr_zoo):
     assert g.node_type.view(B, N)[0].tolist() == [0, 1] + [2] * 32 + [3] * 32 + [4]
     # identical to PyG's own collation of per-network Data objects, and separable again
     s = sx.graph_structure(b.arch)
-    datas = [pyg.data.Data(x=g.x.view(B, N, 1)[k], edge_index=s.edge_index, edge_attr=g.edge_attr.view(B, E, 1)[k],
-                           node_type=s.node_type, edge_type=s.edge_type, mask_hidden=s.hidden_mask.view(N, 1),
-                           mask_first_layer=s.input_mask.view(N, 1), y=b.labels[k:k + 1]) for k in range(B)]
+    datas = [
+        pyg.data.Data(
+            x=g.x.view(B, N, 1)[k],
+            edge_index=s.edge_index,
+            edge_attr=g.edge_attr.view(B, E, 1)[k],
+            node_type=s.node_type,
+            edge_type=s.edge_type,
+            mask_hidden=s.hidden_mask.view(N, 1),
+            mask_first_layer=s.input_mask.view(N, 1),
+            y=b.labels[k : k + 1],
+        )
+        for k in range(B)
+    ]
     ref = pyg.data.Batch.from_data_list(datas)
     assert sorted(ref.keys()) == sorted(g.keys())
     for key in ref.keys():
@@ -583,15 +655,18 @@ def test_pyg_batch_cnn_and_sender_order(cnn_zoo):
     assert torch.equal(ea[:, 528:, 4], b.weights[3].reshape(B, 160))  # dense weights in the centre slot
     assert not ea[:, 528:, [0, 1, 2, 3, 5, 6, 7, 8]].any()
     # the public code's CNN graphs: input nodes 0, dense weight in slot 0, sender-major edges
-    gp = pz.to_pyg_batch(b.arch, b.weights, b.biases, b.labels, input_value=0.0, dense_centre=False,
-                         edge_order="sender")
+    gp = pz.to_pyg_batch(
+        b.arch, b.weights, b.biases, b.labels, input_value=0.0, dense_centre=False, edge_order="sender"
+    )
     assert not gp.x.view(B, N)[:, 0].any()
     ep = gp.edge_attr.view(B, E, 9)
     assert torch.equal(ep[:, 528:, 0], b.weights[3].transpose(1, 2).reshape(B, 160))
     assert torch.equal(ep[:, 16:272], b.weights[1].transpose(1, 2).reshape(B, 256, 9))
     eis = gp.edge_index[:, :E]
     assert (eis[0].diff() >= 0).all()  # sorted by sender
-    assert torch.equal(torch.sort(eis[0] * N + eis[1]).values, torch.sort(g.edge_index[0, :E] * N + g.edge_index[1, :E]).values)
+    assert torch.equal(
+        torch.sort(eis[0] * N + eis[1]).values, torch.sort(g.edge_index[0, :E] * N + g.edge_index[1, :E]).values
+    )
     assert gp.get_example(B - 1).edge_index.max() < N
     with pytest.raises(ValueError, match="labels must have a leading axis of length"):
         pz.to_pyg_batch(b.arch, b.weights, b.biases, torch.zeros(B + 1))

@@ -4,6 +4,7 @@ The blocks are found when the tests are collected, so a block added to the READM
 tested without touching this file. Each runs in its own temporary working directory (blocks
 may write, e.g. a small zoo under ``zoos/``).
 """
+
 import os
 import re
 
@@ -21,7 +22,7 @@ def _blocks() -> list[tuple[str, str]]:
     out = []
     for m in _BLOCK.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
-        heads = re.findall(r"^#+\s*(.+?)\s*$", text[:m.start()], re.MULTILINE)
+        heads = re.findall(r"^#+\s*(.+?)\s*$", text[: m.start()], re.MULTILINE)
         head = re.sub(r"\W+", "-", heads[-1]).strip("-").lower() if heads else "top"
         out.append((f"L{line}-{head}", m.group(1)))
     return out

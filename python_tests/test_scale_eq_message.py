@@ -1,4 +1,5 @@
 """Fused ScaleGMN edge message op vs its reference: values, gradients, opcheck, memory behaviour."""
+
 import random
 
 import pytest
@@ -13,8 +14,13 @@ from scalegmn_ext.testing import DEVICES
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.scalegmn, "scale_eq_message"), reason="extension not built")
 
-VARIANTS = [("sign", "symmetrize", True), ("sign", "abs", True), ("scale", "symmetrize", True),
-            ("permutation", "symmetrize", True), ("sign", "symmetrize", False)]
+VARIANTS = [
+    ("sign", "symmetrize", True),
+    ("sign", "abs", True),
+    ("scale", "symmetrize", True),
+    ("permutation", "symmetrize", True),
+    ("sign", "symmetrize", False),
+]
 
 
 def _setup(sym, canon, ln, dtype, device, B=3, O=4, I=5, d=6, de=3, seed=None):
@@ -54,8 +60,9 @@ def test_gradients(variant, save):
     se, we, E, hv = _setup(*variant, torch.float64, "cpu", B=2, O=3, I=4, d=4, de=2)
     for t in (E, hv, we):
         t.requires_grad_()
-    assert torch.autograd.gradcheck(lambda E, hv, we: scale_eq_message(E, hv, se.message_params(we), tile_edges=12, save=save),
-                                    (E, hv, we))
+    assert torch.autograd.gradcheck(
+        lambda E, hv, we: scale_eq_message(E, hv, se.message_params(we), tile_edges=12, save=save), (E, hv, we)
+    )
     params = list(se.parameters())
     out = scale_eq_message(E, hv, se.message_params(we), tile_edges=12, save=save)
     g1 = torch.autograd.grad(out.pow(2).sum(), params + [E, hv, we])
@@ -69,8 +76,10 @@ def test_opcheck_and_empty():
     se, we, E, hv = _setup("sign", "symmetrize", True, torch.float32, "cpu", seed=0)
     args = se.message_params(we)
     for save in (False, True):
-        opcheck(torch.ops.scalegmn.scale_eq_message,
-                (E, hv, *[a.detach() if torch.is_tensor(a) else a for a in args], 16, save))
+        opcheck(
+            torch.ops.scalegmn.scale_eq_message,
+            (E, hv, *[a.detach() if torch.is_tensor(a) else a for a in args], 16, save),
+        )
     E.requires_grad_()
     hv.requires_grad_()
     for save in (False, True):
@@ -117,7 +126,7 @@ def test_scale_mode_exact_for_zero_tiny_and_subnormal_edges(eps, save):
     E = E.clone()
     E[0, 0] = 0.0
     E[0, 1] *= 1e-150
-    E[1, 2] = 2.0 ** -1060
+    E[1, 2] = 2.0**-1060
     E.requires_grad_()
     out = scale_eq_message(E, hv, se.message_params(we), tile_edges=5, save=save)
     ref = ref_message(E, hv, *se.message_params(we))
@@ -131,6 +140,6 @@ def test_scale_mode_exact_for_zero_tiny_and_subnormal_edges(eps, save):
     torch.testing.assert_close(g1[1, :2], g2[1, :2], rtol=1e-8, atol=1e-10)  # ordinary rows
     if eps == 0.0:  # scaling an edge by a power of two scales its message by it, to rounding
         with torch.no_grad():
-            out2 = scale_eq_message(E * 2.0 ** 20, hv, se.message_params(we), tile_edges=5, save=save)
+            out2 = scale_eq_message(E * 2.0**20, hv, se.message_params(we), tile_edges=5, save=save)
         # network 0 (zero and 1e-150 edges); network 1's subnormal messages hold only a few bits
-        torch.testing.assert_close(out2[0], out[0] * 2.0 ** 20, rtol=1e-12, atol=0)
+        torch.testing.assert_close(out2[0], out[0] * 2.0**20, rtol=1e-12, atol=0)

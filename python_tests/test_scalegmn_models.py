@@ -1,4 +1,5 @@
 """ScaleGMN models: fast vs per-edge reference, exact invariance / equivariance, API and errors."""
+
 import random
 
 import pytest
@@ -14,7 +15,9 @@ ARCHS = {
     "mlp_sine": sx.Architecture.siren([2, 5, 4, 1]),
     "mlp_tanh": sx.Architecture.mlp([3, 4, 5, 2], activation="tanh"),
     "mlp_relu": sx.Architecture.mlp([3, 6, 4, 2], activation="relu"),
-    "cnn_tanh": sx.Architecture.cnn(in_channels=2, channels=(3, 4), kernel_size=(3, (1, 2)), dense=(3,), activation="tanh"),
+    "cnn_tanh": sx.Architecture.cnn(
+        in_channels=2, channels=(3, 4), kernel_size=(3, (1, 2)), dense=(3,), activation="tanh"
+    ),
     "cnn_relu": sx.Architecture.cnn(in_channels=2, channels=(3, 4), dense=(5, 3), activation="relu"),
 }
 
@@ -151,9 +154,15 @@ def test_fused_ops_match_unfused_in_training_with_dropout(name, pos_embed, reado
     arch = ARCHS[name]
     torch.manual_seed(11)
     cfg = _small(num_layers=3, dropout=0.3, pos_embed=pos_embed, readout=readout)
-    models = [ScaleGMN(arch, cfg.replace(**kw)).double().train()
-              for kw in ({}, dict(fused_message=False, fused_edge_update=False), dict(checkpoint=True),
-                         dict(message_save=True))]
+    models = [
+        ScaleGMN(arch, cfg.replace(**kw)).double().train()
+        for kw in (
+            {},
+            dict(fused_message=False, fused_edge_update=False),
+            dict(checkpoint=True),
+            dict(message_save=True),
+        )
+    ]
     for m in models[1:]:
         m.load_state_dict(models[0].state_dict())
     ws, bs = _inputs(arch, seed=11)
@@ -163,8 +172,9 @@ def test_fused_ops_match_unfused_in_training_with_dropout(name, pos_embed, reado
         z = m(ws, bs)
         outs.append(z)
         # (last_layer: the last layer's hidden-node nets do not affect the output: zero gradient)
-        grads.append(torch.autograd.grad(z.pow(2).sum(), list(m.parameters()), allow_unused=True,
-                                         materialize_grads=True))
+        grads.append(
+            torch.autograd.grad(z.pow(2).sum(), list(m.parameters()), allow_unused=True, materialize_grads=True)
+        )
     for z, g in zip(outs[1:], grads[1:]):
         torch.testing.assert_close(z, outs[0], rtol=1e-10, atol=1e-12)
         for a, b in zip(g, grads[0]):
@@ -278,10 +288,19 @@ def test_model_argument_errors():
 
 
 MIXED = {
-    "sine": [sx.Architecture.siren([2, 5, 4, 1]), sx.Architecture.siren([2, 3, 6, 1]), sx.Architecture.siren([2, 7, 2, 1])],
-    "relu": [sx.Architecture.mlp([3, 6, 4, 2], activation="relu"), sx.Architecture.mlp([3, 2, 5, 2], activation="relu")],
-    "cnn": [ARCHS["cnn_tanh"], sx.Architecture.cnn(in_channels=2, channels=(5, 2), kernel_size=(3, (1, 2)), dense=(3,),
-                                                   activation="tanh")],
+    "sine": [
+        sx.Architecture.siren([2, 5, 4, 1]),
+        sx.Architecture.siren([2, 3, 6, 1]),
+        sx.Architecture.siren([2, 7, 2, 1]),
+    ],
+    "relu": [
+        sx.Architecture.mlp([3, 6, 4, 2], activation="relu"),
+        sx.Architecture.mlp([3, 2, 5, 2], activation="relu"),
+    ],
+    "cnn": [
+        ARCHS["cnn_tanh"],
+        sx.Architecture.cnn(in_channels=2, channels=(5, 2), kernel_size=(3, (1, 2)), dense=(3,), activation="tanh"),
+    ],
 }
 
 
@@ -346,12 +365,17 @@ def test_mixed_batch_rejects_incompatible_architectures():
         m([g])
     relu = sx.Architecture.mlp([2, 5, 4, 1], activation="relu")
     with pytest.raises(ValueError, match="symmetry groups differ"):
-        sx.MixedGraphBatch.from_graphs([WeightGraph.from_weights(MIXED["sine"][0], *random_weights(MIXED["sine"][0], 1)),
-                                        WeightGraph.from_weights(relu, *random_weights(relu, 1))])
+        sx.MixedGraphBatch.from_graphs(
+            [
+                WeightGraph.from_weights(MIXED["sine"][0], *random_weights(MIXED["sine"][0], 1)),
+                WeightGraph.from_weights(relu, *random_weights(relu, 1)),
+            ]
+        )
 
 
-@pytest.mark.parametrize("arch", [*ARCHS.values(), *MIXED["sine"], sx.Architecture.siren([1, 4, 1]),
-                                  sx.Architecture.mlp([3, 4, 5, 2])])
+@pytest.mark.parametrize(
+    "arch", [*ARCHS.values(), *MIXED["sine"], sx.Architecture.siren([1, 4, 1]), sx.Architecture.mlp([3, 4, 5, 2])]
+)
 def test_type_ids_follow_the_documented_rules(arch):
     """graph_structure's node/edge type tensors and the per-layer constants the layer-block path
     reads (layer_type_ids) follow the type rules of weightspace/graph.py, derived here
@@ -361,21 +385,29 @@ def test_type_ids_follow_the_documented_rules(arch):
 
     s, L, layout = graph_structure(arch), arch.num_layers, arch.layout
     n_in, n_out = layout[0], layout[-1]
-    expected_nodes = list(range(n_in)) + [n_in + k - 1 for k in range(1, L) for _ in range(layout[k])] \
+    expected_nodes = (
+        list(range(n_in))
+        + [n_in + k - 1 for k in range(1, L) for _ in range(layout[k])]
         + [n_in + L - 1 + j for j in range(n_out)]
+    )
     assert s.node_type.tolist() == expected_nodes and s.num_node_types == n_in + L - 1 + n_out
     pair = s.node_type[s.edge_index[0]] * s.num_node_types + s.node_type[s.edge_index[1]]
     uniq, expected_edges = torch.unique(pair, sorted=True, return_inverse=True)
     assert torch.equal(s.edge_type, expected_edges) and s.num_edge_types == uniq.numel()
     types, eo = layer_type_ids(arch), s.edge_offsets
     for l in range(L):
-        u = s.edge_type[eo[l]:eo[l + 1]].unique()
+        u = s.edge_type[eo[l] : eo[l + 1]].unique()
         assert types.single_edge_type(l) == (int(u[0]) if u.numel() == 1 else None)
 
 
-@pytest.mark.parametrize("arch", [*ARCHS.values(), sx.Architecture.cnn(in_channels=1, channels=(2, 3), kernel_size=(5, (2, 4)),
-                                                                        dense=(4, 2), activation="relu"),
-                                  sx.Architecture.mlp([3, 2])])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        *ARCHS.values(),
+        sx.Architecture.cnn(in_channels=1, channels=(2, 3), kernel_size=(5, (2, 4)), dense=(4, 2), activation="relu"),
+        sx.Architecture.mlp([3, 2]),
+    ],
+)
 def test_blocks_to_weights_is_graph_to_weights(arch):
     """The equivariant head reads weights per layer block: bit-identical to the compiled inverse
     graph op (conv kernels smaller than the grid, even grids, dense layers in the centre slot)."""
@@ -408,7 +440,7 @@ def test_mixed_architecture_gradients_fast_vs_reference(min_group):
     grads = []
     for impl in ("fast", "reference"):
         m.impl = impl
-        loss = sum((w ** 2).sum() + (b ** 2).sum() for ws, bs in m(mb) for w, b in zip(ws, bs))
+        loss = sum((w**2).sum() + (b**2).sum() for ws, bs in m(mb) for w, b in zip(ws, bs))
         # (the last layer's input-node update is never read back as a weight: zero gradient; the
         # fast path reads weights per layer block and leaves it out of the graph altogether)
         grads.append(torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True))

@@ -1,4 +1,5 @@
 """CSR message ops (segment_gather_mul, gather_mul_csr, gather_dot_csr) and the CSR helper."""
+
 import random
 
 import pytest
@@ -36,7 +37,11 @@ def _graph(n_src, n_dst, E, seed, sort_by_dst=False, device="cpu"):
 
 def _feats(rows, C, dtype, device, seed, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(rows, C, generator=g, dtype=torch.float64).to(dtype=dtype, device=device).requires_grad_(requires_grad)
+    return (
+        torch.randn(rows, C, generator=g, dtype=torch.float64)
+        .to(dtype=dtype, device=device)
+        .requires_grad_(requires_grad)
+    )
 
 
 def _direct(x, edge, ei, n_dst):
@@ -45,6 +50,7 @@ def _direct(x, edge, ei, n_dst):
 
 
 # ---------------------------------------------------------------- forward vs reference --------
+
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -74,8 +80,9 @@ def test_forward_matches_reference(device, dtype, index_dtype, sorted_edges, sca
     torch.testing.assert_close(gather_mul_csr(a, x, csr), a[ei[1]] * x[ei[0]], **tol, msg=msg)
     torch.testing.assert_close(gather_dot_csr(a, x, csr), (a[ei[1]] * x[ei[0]]).sum(1, keepdim=True), **tol, msg=msg)
     # the transposed CSR describes the reversed graph
-    torch.testing.assert_close(segment_gather_mul(a, edge, csr.transpose()),
-                               _direct(a, edge, ei.flip(0), n_src), **tol, msg=msg)
+    torch.testing.assert_close(
+        segment_gather_mul(a, edge, csr.transpose()), _direct(a, edge, ei.flip(0), n_src), **tol, msg=msg
+    )
     if device == "cuda":  # CUDA agrees with CPU
         cpu = segment_gather_mul(x.cpu(), edge.cpu(), csr.to("cpu"))
         torch.testing.assert_close(out.cpu(), cpu, **tol, msg=msg)
@@ -117,12 +124,18 @@ def test_accumulates_in_float32_for_half():
 
 # ---------------------------------------------------------------- edge cases ------------------
 
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["no_edges", "no_nodes", "no_src", "no_channels", "isolated"])
 def test_empty_and_isolated(device, case):
     device = _device(device)
-    n_src, n_dst, C, E = {"no_edges": (5, 4, 3, 0), "no_nodes": (0, 0, 3, 0), "no_src": (0, 6, 2, 0),
-                          "no_channels": (5, 4, 0, 7), "isolated": (6, 5, 4, 3)}[case]
+    n_src, n_dst, C, E = {
+        "no_edges": (5, 4, 3, 0),
+        "no_nodes": (0, 0, 3, 0),
+        "no_src": (0, 6, 2, 0),
+        "no_channels": (5, 4, 0, 7),
+        "isolated": (6, 5, 4, 3),
+    }[case]
     ei = _graph(n_src, n_dst, E, 0, device=device)
     if case == "isolated":  # receivers 0, 2, 4 and senders 1, 3, 5 have no edges
         ei = torch.tensor([[0, 2, 4], [1, 1, 3]], device=device)
@@ -159,11 +172,13 @@ def test_noncontiguous_inputs(device):
     expected = _direct(x, edge, ei, n)
     torch.testing.assert_close(segment_gather_mul(nx, ne, csr), expected)
     torch.testing.assert_close(segment_gather_mul(x.t().contiguous().t(), edge, csr), expected)
+
     # strided index tensors (every other element of a larger buffer)
     def strided(t):
         buf = torch.empty(2 * t.numel(), dtype=t.dtype, device=t.device)
         buf[::2] = t
         return buf[::2]
+
     s = CSR(*(None if t is None else strided(t) for t in csr.args()), num_src=n, num_dst=n)
     assert not s.col.is_contiguous()
     torch.testing.assert_close(segment_gather_mul(x, edge, s), expected)
@@ -190,11 +205,13 @@ def test_deterministic_across_runs_and_threads(C):
         torch.set_num_threads(threads)
     assert torch.equal(a, b) and torch.equal(a, segment_gather_mul(x, edge, csr)) and torch.equal(ta, tb)
     # the float64 oracle agrees (the float32 kernel sums in CSR order)
-    torch.testing.assert_close(a, ref.segment_gather_mul(x.double(), edge.double(), *csr.args()).float(),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        a, ref.segment_gather_mul(x.double(), edge.double(), *csr.args()).float(), rtol=1e-4, atol=1e-4
+    )
 
 
 # ---------------------------------------------------------------- autograd --------------------
+
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("scalar_edge", [False, True], ids=["edge_EC", "edge_E1"])
@@ -229,8 +246,9 @@ def test_gradients_match_reference_and_t_variants():
     g = _feats(n, C, torch.float64, "cpu", seed + 2)
     want = torch.autograd.grad(_direct(x, edge, ei, n), (x, edge), g)
     got = torch.autograd.grad(segment_gather_mul(x, edge, csr), (x, edge), g)
-    got_no_t = torch.autograd.grad(ops.segment_gather_mul(x, edge, csr.rowptr, csr.col, csr.perm, None, None, None),
-                                   (x, edge), g)
+    got_no_t = torch.autograd.grad(
+        ops.segment_gather_mul(x, edge, csr.rowptr, csr.col, csr.perm, None, None, None), (x, edge), g
+    )
     for a, b, c in zip(got, got_no_t, want):
         torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12, msg=f"seed {seed}")
         assert torch.equal(a, b)
@@ -301,6 +319,7 @@ def test_torch_compile_inductor_forward():
 
 # ---------------------------------------------------------------- bad input -------------------
 
+
 def _small():
     ei = torch.tensor([[0, 1, 2, 2], [1, 0, 1, 2]])
     return ei, CSR.from_edge_index(ei, 3, 3), torch.randn(3, 4), torch.randn(4, 4)
@@ -311,8 +330,16 @@ def _small():
     [
         (lambda c, x, e: segment_gather_mul(x[:2], e, c), ValueError, r"x must have 3 rows \(num_src\)"),
         (lambda c, x, e: segment_gather_mul(x, e[:3], c), ValueError, r"edge must have 4 rows \(E\)"),
-        (lambda c, x, e: segment_gather_mul(x, e[:, :2], c), ValueError, r"edge must be \[E, C\] = \[4, 4\] or \[E, 1\]"),
-        (lambda c, x, e: segment_gather_mul(x, e.double(), c), TypeError, "edge is torch.float64 on cpu; expected torch.float32"),
+        (
+            lambda c, x, e: segment_gather_mul(x, e[:, :2], c),
+            ValueError,
+            r"edge must be \[E, C\] = \[4, 4\] or \[E, 1\]",
+        ),
+        (
+            lambda c, x, e: segment_gather_mul(x, e.double(), c),
+            TypeError,
+            "edge is torch.float64 on cpu; expected torch.float32",
+        ),
         (lambda c, x, e: segment_gather_mul(x.long(), e, c), TypeError, "x must be float16/bfloat16/float32/float64"),
         (lambda c, x, e: segment_gather_mul(x[0], e, c), ValueError, r"x must be 2-D \[num_src, C\]"),
         (lambda c, x, e: segment_gather_mul(x, e, c.args()), TypeError, "csr must be a scalegmn_ext.ops.CSR"),
@@ -386,6 +413,7 @@ def test_out_of_range_indices_raise_in_cpp():
 
 
 # ---------------------------------------------------------------- CSR helper ------------------
+
 
 def test_csr_from_edge_index_and_for_graph():
     arch = sx.Architecture.mlp([3, 5, 4, 2])

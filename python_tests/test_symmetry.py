@@ -1,5 +1,6 @@
 """Weight-space group actions (scalegmn_ext.weightspace.symmetry): invariance of the network function, group laws,
 consistency with the graph node/edge order, reproducibility and input validation."""
+
 from __future__ import annotations
 
 import math
@@ -58,12 +59,20 @@ def rel_change(ws_new, ws_old):
 def build(kind, activation):
     if kind == "mlp":
         return Architecture.mlp([3, 7, 5, 2], activation=activation, w0=3.0)
-    return Architecture.cnn(in_channels=2, channels=(5, 3), kernel_size=3, stride=1, padding=1,
-                            dense=(7, 3), activation=activation)
+    return Architecture.cnn(
+        in_channels=2, channels=(5, 3), kernel_size=3, stride=1, padding=1, dense=(7, 3), activation=activation
+    )
 
 
-CASES = [("tanh", "sign"), ("sine", "sign"), ("relu", "scale"), ("leaky_relu", "scale"),
-         ("identity", "scale"), ("gelu", "permutation"), ("silu", "permutation")]
+CASES = [
+    ("tanh", "sign"),
+    ("sine", "sign"),
+    ("relu", "scale"),
+    ("leaky_relu", "scale"),
+    ("identity", "scale"),
+    ("gelu", "permutation"),
+    ("silu", "permutation"),
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,8 +114,15 @@ def test_non_admitted_scaling_changes_function(activation):
 
 
 def test_cnn_mixed_kernels():
-    arch = Architecture.cnn(in_channels=3, channels=(5, 4, 3), kernel_size=(5, (1, 3), (3, 1)), stride=1,
-                            padding=1, dense=(5, 2), activation="relu")
+    arch = Architecture.cnn(
+        in_channels=3,
+        channels=(5, 4, 3),
+        kernel_size=(5, (1, 3), (3, 1)),
+        stride=1,
+        padding=1,
+        dense=(5, 2),
+        activation="relu",
+    )
     ws, bs = make_params(arch, 3, 123)
     x = make_x(arch, 3, 124)
     w2, b2, g = transform(arch, ws, bs, generator=torch.Generator().manual_seed(125))
@@ -304,11 +320,15 @@ def test_graph_feature_consistency(kind, seed):
     g1 = random_group_element(arch, B, generator=gen, dtype=DT)
     g2 = random_group_element(arch, B, generator=gen, dtype=DT)
     f = torch.randn(B, arch.num_nodes, 4, dtype=DT)
-    assert torch.equal(permute_node_features(arch, compose(g1, g2), f),
-                       permute_node_features(arch, g1, permute_node_features(arch, g2, f)))
+    assert torch.equal(
+        permute_node_features(arch, compose(g1, g2), f),
+        permute_node_features(arch, g1, permute_node_features(arch, g2, f)),
+    )
     fe = torch.randn(B, arch.num_edges, 2, dtype=DT)
-    assert torch.equal(permute_edge_features(arch, compose(g1, g2), fe),
-                       permute_edge_features(arch, g1, permute_edge_features(arch, g2, fe)))
+    assert torch.equal(
+        permute_edge_features(arch, compose(g1, g2), fe),
+        permute_edge_features(arch, g1, permute_edge_features(arch, g2, fe)),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,8 +369,10 @@ def test_errors():
         apply_group_element(tanh, ws, bs, g_short)
     with pytest.raises(TypeError, match="g must be a GroupElement"):
         apply_group_element(tanh, ws, bs, None)
-    bad = GroupElement((torch.zeros(2, 5, dtype=torch.long), torch.arange(3).expand(2, 3).clone()),
-                       (torch.ones(2, 5, dtype=DT), torch.ones(2, 3, dtype=DT)))
+    bad = GroupElement(
+        (torch.zeros(2, 5, dtype=torch.long), torch.arange(3).expand(2, 3).clone()),
+        (torch.ones(2, 5, dtype=DT), torch.ones(2, 3, dtype=DT)),
+    )
     with pytest.raises(ValueError, match="g.perm entries must be permutations"):
         apply_group_element(tanh, ws, bs, bad)
     g2 = random_group_element(tanh, 2, dtype=DT)

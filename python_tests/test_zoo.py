@@ -2,6 +2,7 @@
 
 Everything runs on tiny zoos (a few networks, a few steps) so the file stays fast.
 """
+
 import builtins
 import importlib.util
 import io
@@ -22,8 +23,18 @@ from scalegmn_ext.tasks.zoo.inr import INR_COLUMNS, generate_inr_zoo, load_sourc
 from scalegmn_ext.weightspace import functional
 
 INR_KW = dict(n=7, steps=12, lr=3e-3, chunk=3, fit_batch=2, seed=3)
-CNN_KW = dict(n=4, source="mnist", epochs=2, checkpoints=[0, 1], train_size=240, test_size=96, eval_train_size=40,
-              batch_size=16, chunk=2, seed=5)
+CNN_KW = dict(
+    n=4,
+    source="mnist",
+    epochs=2,
+    checkpoints=[0, 1],
+    train_size=240,
+    test_size=96,
+    eval_train_size=40,
+    batch_size=16,
+    chunk=2,
+    seed=5,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -51,10 +62,15 @@ def cnn_zoo(tmp_path_factory):
 # architecture (de)serialisation and the fast SIREN fitter
 # ----------------------------------------------------------------------------------------------
 def test_arch_dict_roundtrip_and_errors():
-    archs = [Architecture.siren(), Architecture.small_cnn_zoo("tanh"),
-             Architecture.mlp([3, 5, 2], "tanh", symmetry="permutation"),
-             Architecture.cnn(2, (4, 6), kernel_size=(3, 5), stride=1, padding=1, dense=(7, 3), activation="relu"),
-             Architecture((LayerSpec("dense", 2, 4, bias=False), LayerSpec("dense", 4, 1)), "sine", w0=12.5, output_offset=-1.0)]
+    archs = [
+        Architecture.siren(),
+        Architecture.small_cnn_zoo("tanh"),
+        Architecture.mlp([3, 5, 2], "tanh", symmetry="permutation"),
+        Architecture.cnn(2, (4, 6), kernel_size=(3, 5), stride=1, padding=1, dense=(7, 3), activation="relu"),
+        Architecture(
+            (LayerSpec("dense", 2, 4, bias=False), LayerSpec("dense", 4, 1)), "sine", w0=12.5, output_offset=-1.0
+        ),
+    ]
     for a in archs:
         d = arch_to_dict(a)
         assert arch_from_dict(json.loads(json.dumps(d))) == a
@@ -79,8 +95,9 @@ def test_fast_sine_fit_matches_autograd_reference():
         target = None
         for _ in range(2):
             ws, bs, p, steps = fit.fit_inrs(x, arch, steps=30, lr=1e-3, target_psnr=target, init=init)
-            rw, rb, rsteps = fit._fit_autograd(x, arch, [w.clone() for w in init[0]], [b.clone() for b in init[1]],
-                                               30, 1e-3, target, None)
+            rw, rb, rsteps = fit._fit_autograd(
+                x, arch, [w.clone() for w in init[0]], [b.clone() for b in init[1]], 30, 1e-3, target, None
+            )
             assert torch.equal(steps, rsteps)
             for a, b in zip(ws + bs, rw + rb):
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5)
@@ -103,7 +120,7 @@ def test_inr_zoo_contents_and_reproduced_psnr(inr_zoo):
     assert len(z.info["shards"]) == 3 and [s["rows"] for s in z.info["shards"]] == [3, 3, 1]
     assert z.column_names == [c for c, _ in INR_COLUMNS] + ["split"]
     md = z.metadata
-    assert [r["index"] for r in md] == list(range(7)) and [r["seed"] for r in md] == [3 * 2 ** 32 + i for i in range(7)]
+    assert [r["index"] for r in md] == list(range(7)) and [r["seed"] for r in md] == [3 * 2**32 + i for i in range(7)]
     assert all(r["image_source"] == "mnist5k" and 0 <= r["label"] <= 9 and r["steps"] == 12 for r in md)
     images, labels, _ = load_source_images("mnist")
     idx = torch.from_numpy(z.column("image_index"))
@@ -117,7 +134,9 @@ def test_inr_zoo_contents_and_reproduced_psnr(inr_zoo):
     ws, bs = z.load(slice(None))
     assert [tuple(w.shape) for w in ws] == [(7, 32, 2), (7, 32, 32), (7, 1, 32)] and ws[0].dtype == torch.float32
     rec = functional.render_inr(z.arch, ws, bs, 28, 28)
-    torch.testing.assert_close(fit.psnr(rec, images[idx]), torch.from_numpy(z.column("psnr")).float(), rtol=0, atol=1e-3)
+    torch.testing.assert_close(
+        fit.psnr(rec, images[idx]), torch.from_numpy(z.column("psnr")).float(), rtol=0, atol=1e-3
+    )
     assert (z.column("psnr") > 12).all()  # 12 steps at lr 3e-3: clearly fitted, far from the target
     # zero-initialised biases moved only through training (no uniform init)
     assert z.info["config"]["zero_bias"] is True
@@ -195,7 +214,9 @@ def test_cnn_zoo_contents_and_reproduced_accuracy(cnn_zoo):
     assert x.shape == (96, 1, 28, 28)
     for act in acts:
         view = z.where(activation=act)
-        assert view.arch == Architecture.small_cnn_zoo(act) and len(view) == 3 * sum(r["activation"] == act for r in md[::3])
+        assert view.arch == Architecture.small_cnn_zoo(act) and len(view) == 3 * sum(
+            r["activation"] == act for r in md[::3]
+        )
         w, b = view.load(slice(None))
         logits = functional.forward(view.arch, w, b, x)
         acc = (logits.argmax(-1) == y).double().mean(1)
@@ -317,7 +338,9 @@ def test_corrupt_and_truncated_files_are_reported(tmp_path, inr_zoo):
     good = shard.read_bytes()
     # truncated shard
     shard.write_bytes(good[:-100])
-    with pytest.raises(ValueError, match=r"chunk-00001.safetensors: file has \d+ bytes but the zoo index records \d+ \(truncated"):
+    with pytest.raises(
+        ValueError, match=r"chunk-00001.safetensors: file has \d+ bytes but the zoo index records \d+ \(truncated"
+    ):
         Zoo(p)
     # same size, garbage header
     shard.write_bytes(b"\xff" * len(good))
@@ -431,7 +454,11 @@ def test_writer_atomic_and_validating(tmp_path):
     with pytest.raises(ValueError, match="holds no zoo.json and is not empty"):
         ZooWriter(tmp_path / "mine", kind="test", arch=arch, config={}, columns=[("score", "float")], num_chunks=1)
     s = zfmt.assign_splits(1000, 0, {"train": 0.8, "val": 0.1, "test": 0.1})
-    assert s.count("test") == 100 and s.count("val") == 100 and s == zfmt.assign_splits(1000, 0, {"train": 0.8, "val": 0.1, "test": 0.1})
+    assert (
+        s.count("test") == 100
+        and s.count("val") == 100
+        and s == zfmt.assign_splits(1000, 0, {"train": 0.8, "val": 0.1, "test": 0.1})
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,7 +474,7 @@ def _read_png(path):
 
 
 def _pixels_near(img, hex_color: str, tol: float = 0.06) -> int:
-    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)], np.float32)
+    rgb = np.array([int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)], np.float32)
     return int((np.abs(img[:, :, :3] - rgb) < tol).all(-1).sum())
 
 
@@ -463,9 +490,14 @@ def test_image_pairs_figure_writes_a_readable_png(tmp_path):
     src = torch.zeros(5, 28, 28)
     src[:, 8:20, 12:16] = 1.0  # a white bar on black
     rec = 0.5 * src
-    fig = plots.image_pairs_figure(src, rec, captions=[f"#{i} label {i}" for i in range(5)],
-                                   reconstruction_captions=[f"{30 + i} dB" for i in range(5)], title="pairs",
-                                   pairs_per_row=2)
+    fig = plots.image_pairs_figure(
+        src,
+        rec,
+        captions=[f"#{i} label {i}" for i in range(5)],
+        reconstruction_captions=[f"{30 + i} dB" for i in range(5)],
+        title="pairs",
+        pairs_per_row=2,
+    )
     assert len(fig.axes) == 10  # 5 sources + 5 reconstructions
     assert [ax.get_title() for ax in fig.axes[:4]] == ["#0 label 0", "30 dB", "#1 label 1", "31 dB"]
     assert fig.get_suptitle() == "pairs"
@@ -489,8 +521,7 @@ def test_accuracy_histogram_figure_has_labels_legend_and_bars(tmp_path):
     pytest.importorskip("matplotlib")
     from scalegmn_ext.tasks import plots
 
-    fig = plots.accuracy_histogram_figure({"relu": [0.1, 0.5, 0.52], "tanh": [0.9]}, bins=10, title="acc",
-                                          chance=0.1)
+    fig = plots.accuracy_histogram_figure({"relu": [0.1, 0.5, 0.52], "tanh": [0.9]}, bins=10, title="acc", chance=0.1)
     ax = fig.axes[0]
     assert "%" in ax.get_xlabel() and "count" in ax.get_ylabel() and ax.get_title() == "acc"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -522,7 +553,22 @@ def test_plots_without_matplotlib_name_the_extra(monkeypatch):
 # ----------------------------------------------------------------------------------------------
 def test_cli_zoo_inr_and_cnn(tmp_path, capsys, monkeypatch):
     out = tmp_path / "inr"
-    args = ["zoo", "inr", "--n", "4", "--steps", "6", "--chunk", "2", "--fit-batch", "2", "--out", str(out), "--preview", "4"]
+    args = [
+        "zoo",
+        "inr",
+        "--n",
+        "4",
+        "--steps",
+        "6",
+        "--chunk",
+        "2",
+        "--fit-batch",
+        "2",
+        "--out",
+        str(out),
+        "--preview",
+        "4",
+    ]
     assert cli.main(args) == 0
     cap = capsys.readouterr()
     assert "PSNR (dB)" in cap.out and "INRs/min" in cap.out and "preview.png" in cap.out
@@ -547,9 +593,34 @@ def test_cli_zoo_inr_and_cnn(tmp_path, capsys, monkeypatch):
         assert "PSNR (dB)" in cap.out and "preview      not written" in cap.out
         assert "pip install 'scalegmn_ext[plots]'" in cap.out
     cout = tmp_path / "cnn"
-    assert cli.main(["zoo", "cnn", "--n", "2", "--source", "mnist", "--epochs", "1", "--train-size", "64",
-                     "--test-size", "32", "--eval-train-size", "16", "--batch-size", "16", "--out", str(cout),
-                     "--dropout-range", "0,0.2", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "zoo",
+                "cnn",
+                "--n",
+                "2",
+                "--source",
+                "mnist",
+                "--epochs",
+                "1",
+                "--train-size",
+                "64",
+                "--test-size",
+                "32",
+                "--eval-train-size",
+                "16",
+                "--batch-size",
+                "16",
+                "--out",
+                str(cout),
+                "--dropout-range",
+                "0,0.2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert "final test acc" in cap.out and cap.err == ""
     if has_mpl:  # both nets are relu or tanh: their colour's bars are drawn

@@ -10,30 +10,47 @@ Main entry points:
 * :mod:`scalegmn_ext.weightspace.functional` -- batched forward of B networks in one call.
 * :mod:`scalegmn_ext.weightspace.adapters`, :mod:`scalegmn_ext.weightspace.nets` -- nn.Module / state_dict / nfn adapters.
 """
+
 from . import models  # noqa: E402
 from ._library import HAS_EXTENSION, has_cuda_kernels
 from .ops import graph_to_weights, weights_to_graph
 from .tasks import zoo  # noqa: E402  (light: the format and reader; generators load on use)
 from .weightspace import (
-                          ACTIVATION_SYMMETRY,
-                          Architecture,
-                          GraphStructure,
-                          LayerSpec,
-                          MixedGraphBatch,
-                          Symmetry,
-                          WeightGraph,
-                          adapters,
-                          functional,
-                          graph,
-                          graph_structure,
-                          nets,
-                          symmetry,
+    ACTIVATION_SYMMETRY,
+    Architecture,
+    GraphStructure,
+    LayerSpec,
+    MixedGraphBatch,
+    Symmetry,
+    WeightGraph,
+    adapters,
+    functional,
+    graph,
+    graph_structure,
+    nets,
+    symmetry,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Architecture", "LayerSpec", "Symmetry", "ACTIVATION_SYMMETRY", "HAS_EXTENSION", "has_cuda_kernels",
-    "weights_to_graph", "graph_to_weights", "GraphStructure", "WeightGraph", "MixedGraphBatch", "graph_structure",
-    "adapters", "functional", "graph", "nets", "symmetry", "models", "zoo",
+    "Architecture",
+    "LayerSpec",
+    "Symmetry",
+    "ACTIVATION_SYMMETRY",
+    "HAS_EXTENSION",
+    "has_cuda_kernels",
+    "weights_to_graph",
+    "graph_to_weights",
+    "GraphStructure",
+    "WeightGraph",
+    "MixedGraphBatch",
+    "graph_structure",
+    "adapters",
+    "functional",
+    "graph",
+    "nets",
+    "symmetry",
+    "models",
+    "zoo",
 ]

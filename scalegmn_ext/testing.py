@@ -1,4 +1,5 @@
 """Helpers shared by the test-suite and the benchmarks: devices, dtypes, random networks."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,13 @@ FLOAT_DTYPES = [torch.float32, torch.float64]
 
 
 def random_weights(
-    arch: Architecture, batch_size: int, *, dtype: torch.dtype = torch.float32, device="cpu",
-    generator: torch.Generator | None = None, requires_grad: bool = False,
+    arch: Architecture,
+    batch_size: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    generator: torch.Generator | None = None,
+    requires_grad: bool = False,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Gaussian weights ``[B, *weight_shape]`` and biases ``[B, out]`` for every layer."""
     ws, bs = [], []

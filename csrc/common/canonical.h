@@ -51,7 +51,9 @@ namespace scalegmn {
 
 enum CanonicalMode : int64_t { kCanonIdentity = 0, kCanonAbs = 1, kCanonL2 = 2 };
 
-SGMN_HD_INLINE bool canonical_mode_ok(int64_t mode) { return mode >= 0 && mode <= 2; }
+SGMN_HD_INLINE bool canonical_mode_ok(int64_t mode) {
+  return mode >= 0 && mode <= 2;
+}
 
 template <typename T>
 SGMN_HD_INLINE T sgmn_sqrt(T v) {
@@ -108,7 +110,7 @@ struct CanonRow {
   acc_t beta = acc_t(0);   // backward, slow path: (y . g) / (n d)
   acc_t k = acc_t(0);      // backward, fast path: (y . g) / (n D) = beta / m
   int path = kL2Dominated;
-  bool fast_m = false;     // m and 1/m are normal: y = h * (1/m) (else h / m)
+  bool fast_m = false;  // m and 1/m are normal: y = h * (1/m) (else h / m)
 };
 
 template <typename acc_t>
@@ -129,8 +131,10 @@ SGMN_HD_INLINE CanonRow<acc_t> l2_row_begin(acc_t m, acc_t eps) {
 // y_c = h_c / m (the terms of n^2 and y . g). FAST_M: times 1/m, one rounding more.
 template <bool FAST_M, typename acc_t>
 SGMN_HD_INLINE acc_t l2_y(acc_t h, const CanonRow<acc_t>& row) {
-  if constexpr (FAST_M) return h * row.inv_m;
-  else return h / row.m;
+  if constexpr (FAST_M)
+    return h * row.inv_m;
+  else
+    return h / row.m;
 }
 
 template <typename acc_t>
@@ -163,9 +167,12 @@ SGMN_HD_INLINE void l2_grad_row_finish(CanonRow<acc_t>& row, acc_t sumsq, acc_t 
 // c(h) of one element of a mode-2 row on a known path (see the header comment).
 template <int PATH, typename acc_t>
 SGMN_HD_INLINE acc_t l2_value(acc_t h, const CanonRow<acc_t>& row) {
-  if constexpr (PATH == kL2Fast) return h * row.inv_D;
-  else if constexpr (PATH == kL2Slow) return h / row.m / row.d;
-  else return row.eps > acc_t(0) ? h / row.eps : acc_t(0);
+  if constexpr (PATH == kL2Fast)
+    return h * row.inv_D;
+  else if constexpr (PATH == kL2Slow)
+    return h / row.m / row.d;
+  else
+    return row.eps > acc_t(0) ? h / row.eps : acc_t(0);
 }
 
 // dh of one element of a mode-2 row on a known path: (g - y beta) / (m d).

@@ -20,22 +20,19 @@ namespace scalegmn {
 // a * b, or a RuntimeError "<op>: <what> = a * b overflows int64".
 inline int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
   int64_t r = 0;
-  TORCH_CHECK(!__builtin_mul_overflow(a, b, &r), op, ": ", what, " = ", a, " * ", b,
-              " overflows int64");
+  TORCH_CHECK(!__builtin_mul_overflow(a, b, &r), op, ": ", what, " = ", a, " * ", b, " overflows int64");
   return r;
 }
 
 // a + b, or a RuntimeError "<op>: <what> = a + b overflows int64".
 inline int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what) {
   int64_t r = 0;
-  TORCH_CHECK(!__builtin_add_overflow(a, b, &r), op, ": ", what, " = ", a, " + ", b,
-              " overflows int64");
+  TORCH_CHECK(!__builtin_add_overflow(a, b, &r), op, ": ", what, " = ", a, " + ", b, " overflows int64");
   return r;
 }
 
 // Product of non-negative sizes (an element count), overflow-checked.
-inline int64_t checked_numel(std::initializer_list<int64_t> sizes, const char* op,
-                             const char* what) {
+inline int64_t checked_numel(std::initializer_list<int64_t> sizes, const char* op, const char* what) {
   int64_t n = 1;
   for (const int64_t s : sizes) {
     TORCH_CHECK(s >= 0, op, ": ", what, " has a negative size ", s);

@@ -22,10 +22,11 @@ struct KernelPlacement {
   int64_t oh, ow;  // where the kernel's (0, 0) lands in the grid
 };
 
-SGMN_HD_INLINE int64_t centred_offset(int64_t grid, int64_t k) { return (grid - k) / 2; }
+SGMN_HD_INLINE int64_t centred_offset(int64_t grid, int64_t k) {
+  return (grid - k) / 2;
+}
 
-SGMN_HD_INLINE KernelPlacement make_placement(int64_t kh, int64_t kw, int64_t Kh, int64_t Kw,
-                                              bool centre) {
+SGMN_HD_INLINE KernelPlacement make_placement(int64_t kh, int64_t kw, int64_t Kh, int64_t Kw, bool centre) {
   KernelPlacement p{kh, kw, Kh, Kw, 0, 0};
   if (centre) {
     p.oh = centred_offset(Kh, kh);

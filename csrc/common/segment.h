@@ -49,8 +49,7 @@ SGMN_HD_INLINE int64_t segment_of_position(const index_t* ptr, int64_t n_rows, i
 // (rowptr non-decreasing, so the cost prefix is monotone). Used to cut the rows into chunks of
 // equal work (edges + rows) for the CPU threads.
 template <typename index_t>
-SGMN_HD_INLINE int64_t balanced_row_split(const index_t* rowptr, int64_t n_rows, int64_t row_cost,
-                                          int64_t target) {
+SGMN_HD_INLINE int64_t balanced_row_split(const index_t* rowptr, int64_t n_rows, int64_t row_cost, int64_t target) {
   int64_t lo = 0, hi = n_rows;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;

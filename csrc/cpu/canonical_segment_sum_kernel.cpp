@@ -33,9 +33,15 @@ bool ptr_ok(const index_t* p, int64_t G, int64_t N) {
 template <typename F>
 void dispatch_mode(int64_t mode, const F& fn) {
   switch (mode) {
-    case kCanonAbs: fn(std::integral_constant<int64_t, kCanonAbs>{}); break;
-    case kCanonL2: fn(std::integral_constant<int64_t, kCanonL2>{}); break;
-    default: fn(std::integral_constant<int64_t, kCanonIdentity>{}); break;
+    case kCanonAbs:
+      fn(std::integral_constant<int64_t, kCanonAbs>{});
+      break;
+    case kCanonL2:
+      fn(std::integral_constant<int64_t, kCanonL2>{});
+      break;
+    default:
+      fn(std::integral_constant<int64_t, kCanonIdentity>{});
+      break;
   }
 }
 
@@ -43,24 +49,31 @@ void dispatch_mode(int64_t mode, const F& fn) {
 // per-element loops below are branch-free and vectorise (the choice is uniform over a row).
 template <typename F>
 void dispatch_bool(bool b, const F& fn) {
-  if (b) fn(std::true_type{});
-  else fn(std::false_type{});
+  if (b)
+    fn(std::true_type{});
+  else
+    fn(std::false_type{});
 }
 
 template <typename F>
 void dispatch_l2_path(int path, const F& fn) {
   switch (path) {
-    case kL2Fast: fn(std::integral_constant<int, kL2Fast>{}); break;
-    case kL2Slow: fn(std::integral_constant<int, kL2Slow>{}); break;
-    default: fn(std::integral_constant<int, kL2Dominated>{}); break;
+    case kL2Fast:
+      fn(std::integral_constant<int, kL2Fast>{});
+      break;
+    case kL2Slow:
+      fn(std::integral_constant<int, kL2Slow>{});
+      break;
+    default:
+      fn(std::integral_constant<int, kL2Dominated>{});
+      break;
   }
 }
 
 // The mode-2 state of row hr (common/canonical.h): max pass, then sum_c y_c^2 (and, for the
 // backward, sum_c y_c g_c with g = gr) unless the row is eps-dominated.
 template <bool GRAD, typename scalar_t, typename acc_t = at::opmath_type<scalar_t>>
-CanonRow<acc_t> l2_row(const scalar_t* __restrict__ hr, const scalar_t* __restrict__ gr, int64_t C,
-                       acc_t eps) {
+CanonRow<acc_t> l2_row(const scalar_t* __restrict__ hr, const scalar_t* __restrict__ gr, int64_t C, acc_t eps) {
   acc_t m = acc_t(0), p = acc_t(0);
 #pragma omp simd reduction(max : m) reduction(+ : p)
   for (int64_t c = 0; c < C; ++c) {
@@ -79,14 +92,16 @@ CanonRow<acc_t> l2_row(const scalar_t* __restrict__ hr, const scalar_t* __restri
       if constexpr (GRAD) yg += y * static_cast<acc_t>(gr[c]);
     }
   });
-  if constexpr (GRAD) l2_grad_row_finish(row, ss, yg);
-  else l2_row_finish(row, ss);
+  if constexpr (GRAD)
+    l2_grad_row_finish(row, ss, yg);
+  else
+    l2_row_finish(row, ss);
   return row;
 }
 
 template <int64_t MODE, typename scalar_t, typename index_t>
-void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* mask, scalar_t* out,
-                            int64_t gb, int64_t ge, int64_t C, double eps_d) {
+void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* mask, scalar_t* out, int64_t gb,
+                            int64_t ge, int64_t C, double eps_d) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
   std::vector<acc_t> acc(C);
@@ -100,8 +115,7 @@ void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* m
         const CanonRow<acc_t> row = l2_row<false>(hr, hr, C, eps);
         dispatch_l2_path(row.path, [&](auto P) {
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c)
-            a[c] += l2_value<decltype(P)::value>(static_cast<acc_t>(hr[c]), row);
+          for (int64_t c = 0; c < C; ++c) a[c] += l2_value<decltype(P)::value>(static_cast<acc_t>(hr[c]), row);
         });
       } else {
         const CanonRow<acc_t> row;
@@ -114,9 +128,8 @@ void canonical_sum_segments(const scalar_t* h, const index_t* ptr, const bool* m
   }
 }
 
-at::Tensor canonical_segment_sum_cpu(const at::Tensor& h, const at::Tensor& ptr,
-                                     const std::optional<at::Tensor>& mask, int64_t mode,
-                                     double eps) {
+at::Tensor canonical_segment_sum_cpu(const at::Tensor& h, const at::Tensor& ptr, const std::optional<at::Tensor>& mask,
+                                     int64_t mode, double eps) {
   constexpr const char* op = "canonical_segment_sum";
   const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
   auto out = at::empty({a.G, a.C}, h.options());
@@ -139,9 +152,8 @@ at::Tensor canonical_segment_sum_cpu(const at::Tensor& h, const at::Tensor& ptr,
 }
 
 template <int64_t MODE, typename scalar_t, typename index_t>
-void canonical_backward_rows(const scalar_t* grad, const scalar_t* h, const index_t* ptr,
-                             const bool* mask, scalar_t* out, int64_t rb, int64_t re, int64_t G,
-                             int64_t C, double eps_d) {
+void canonical_backward_rows(const scalar_t* grad, const scalar_t* h, const index_t* ptr, const bool* mask,
+                             scalar_t* out, int64_t rb, int64_t re, int64_t G, int64_t C, double eps_d) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
   int64_t g = segment_of_position(ptr, G, rb);
@@ -159,30 +171,26 @@ void canonical_backward_rows(const scalar_t* grad, const scalar_t* h, const inde
       dispatch_l2_path(row.path, [&](auto P) {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
-          o[c] = static_cast<scalar_t>(l2_grad<decltype(P)::value>(static_cast<acc_t>(hr[c]),
-                                                                   static_cast<acc_t>(gr[c]), row));
+          o[c] = static_cast<scalar_t>(
+              l2_grad<decltype(P)::value>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), row));
       });
     } else {
       const CanonRow<acc_t> row;
 #pragma omp simd
       for (int64_t c = 0; c < C; ++c)
-        o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]),
-                                                          static_cast<acc_t>(gr[c]), row));
+        o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), row));
     }
   }
 }
 
-at::Tensor canonical_segment_sum_backward_cpu(const at::Tensor& grad, const at::Tensor& h,
-                                              const at::Tensor& ptr,
-                                              const std::optional<at::Tensor>& mask, int64_t mode,
-                                              double eps) {
+at::Tensor canonical_segment_sum_backward_cpu(const at::Tensor& grad, const at::Tensor& h, const at::Tensor& ptr,
+                                              const std::optional<at::Tensor>& mask, int64_t mode, double eps) {
   constexpr const char* op = "canonical_segment_sum_backward";
   const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
-  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
-              ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,
-              ": grad is ", grad.scalar_type(), " on ", grad.device(), ", expected ",
-              h.scalar_type(), " on ", h.device());
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op, ": grad must be [G, C] = [", a.G, ", ",
+              a.C, "], got shape ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op, ": grad is ",
+              grad.scalar_type(), " on ", grad.device(), ", expected ", h.scalar_type(), " on ", h.device());
   const at::Tensor gc = grad.contiguous();
   auto out = at::empty({a.N, a.C}, h.options());
   AT_DISPATCH_INDEX_TYPES(a.ptr.scalar_type(), "canonical_segment_sum_backward_cpu", [&] {
@@ -190,17 +198,18 @@ at::Tensor canonical_segment_sum_backward_cpu(const at::Tensor& grad, const at::
     if (!ptr_ok(pp, a.G, a.N)) raise_bad_ptr(op, a);
     if (a.N == 0 || a.C == 0) return;
     const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_backward_cpu", [&] {
-      const scalar_t* hp = a.h.const_data_ptr<scalar_t>();
-      const scalar_t* gp = gc.const_data_ptr<scalar_t>();
-      scalar_t* op_ = out.data_ptr<scalar_t>();
-      dispatch_mode(mode, [&](auto M) {
-        const int64_t grain = std::max<int64_t>(1, kMinChunkWork / std::max<int64_t>(a.C, 1));
-        at::parallel_for(0, a.N, grain, [&](int64_t rb, int64_t re) {
-          canonical_backward_rows<decltype(M)::value>(gp, hp, pp, mp, op_, rb, re, a.G, a.C, eps);
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_backward_cpu", [&] {
+          const scalar_t* hp = a.h.const_data_ptr<scalar_t>();
+          const scalar_t* gp = gc.const_data_ptr<scalar_t>();
+          scalar_t* op_ = out.data_ptr<scalar_t>();
+          dispatch_mode(mode, [&](auto M) {
+            const int64_t grain = std::max<int64_t>(1, kMinChunkWork / std::max<int64_t>(a.C, 1));
+            at::parallel_for(0, a.N, grain, [&](int64_t rb, int64_t re) {
+              canonical_backward_rows<decltype(M)::value>(gp, hp, pp, mp, op_, rb, re, a.G, a.C, eps);
+            });
+          });
         });
-      });
-    });
   });
   return out;
 }

@@ -23,8 +23,7 @@ void parallel_csr_rows(const index_t* ptr, int64_t rows, int64_t width, const F&
   const int64_t base = static_cast<int64_t>(ptr[0]);
   const int64_t total = static_cast<int64_t>(ptr[rows]) - base + rows;  // positions + rows
   const int64_t work = total * std::max<int64_t>(width, 1);
-  const int64_t chunks = std::max<int64_t>(
-      1, std::min<int64_t>(at::get_num_threads(), work / kMinChunkWork));
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), work / kMinChunkWork));
   if (chunks == 1) {
     if (rows > 0) fn(int64_t(0), rows);
     return;
@@ -32,9 +31,7 @@ void parallel_csr_rows(const index_t* ptr, int64_t rows, int64_t width, const F&
   at::parallel_for(0, chunks, 1, [&](int64_t kb, int64_t ke) {
     for (int64_t k = kb; k < ke; ++k) {
       const int64_t rb = balanced_row_split(ptr, rows, 1, base + total * k / chunks);
-      const int64_t re = k + 1 == chunks
-                             ? rows
-                             : balanced_row_split(ptr, rows, 1, base + total * (k + 1) / chunks);
+      const int64_t re = k + 1 == chunks ? rows : balanced_row_split(ptr, rows, 1, base + total * (k + 1) / chunks);
       if (rb < re) fn(rb, re);
     }
   });

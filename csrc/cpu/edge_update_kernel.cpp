@@ -58,8 +58,8 @@ EdgeTile forward_tile(const at::Tensor& e_tile, const at::Tensor& dst_t, const a
 
 at::Tensor edge_update(const at::Tensor& edge, const at::Tensor& dst, const at::Tensor& src,
                        const std::optional<at::Tensor>& ln_w, const std::optional<at::Tensor>& ln_b,
-                       const at::Tensor& w_2, const at::Tensor& b_2, const at::Tensor& w_g, double p,
-                       int64_t seed, int64_t tile_edges) {
+                       const at::Tensor& w_2, const at::Tensor& b_2, const at::Tensor& w_g, double p, int64_t seed,
+                       int64_t tile_edges) {
   check_edge_update(edge, dst, src, ln_w, ln_b, w_2, b_2, w_g, p);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), dout = w_2.size(0);
   at::Tensor out = at::empty({B, O, I, dout}, dst.options());
@@ -69,8 +69,8 @@ at::Tensor edge_update(const at::Tensor& edge, const at::Tensor& dst, const at::
   const int64_t nb = networks_per_tile(O, I, tile_edges);
   for (int64_t b0 = 0; b0 < B; b0 += nb) {
     const int64_t cnt = std::min(nb, B - b0);
-    EdgeTile T = forward_tile(ec.narrow(0, b0, cnt), dc.narrow(0, b0, cnt), sc.narrow(0, b0, cnt), ln_w, ln_b,
-                              w_2, b_2, w_g);
+    EdgeTile T =
+        forward_tile(ec.narrow(0, b0, cnt), dc.narrow(0, b0, cnt), sc.narrow(0, b0, cnt), ln_w, ln_b, w_2, b_2, w_g);
     at::Tensor r = T.a2.mul_(T.g);
     if (p > 0) r = dropout_op(r, p, seed, b0 * O * I * dout);
     out.narrow(0, b0, cnt).copy_(r.view({cnt, O, I, dout}));
@@ -89,7 +89,8 @@ std::vector<at::Tensor> edge_update_backward(const at::Tensor& grad, const at::T
   check_edge_update_grad(grad, edge, dout);
   at::NoGradGuard no_grad;
   // d_edge: every tile writes its rows (no memset); d_dst / d_src: summed per tile
-  at::Tensor d_edge = grad.numel() == 0 ? at::zeros(edge.sizes(), edge.options()) : at::empty(edge.sizes(), edge.options());
+  at::Tensor d_edge =
+      grad.numel() == 0 ? at::zeros(edge.sizes(), edge.options()) : at::empty(edge.sizes(), edge.options());
   at::Tensor d_dst = at::zeros(dst.sizes(), dst.options()), d_src = at::zeros(src.sizes(), src.options());
   at::Tensor d_w2 = at::zeros_like(w_2), d_b2 = at::zeros_like(b_2), d_wg = at::zeros_like(w_g);
   const bool ln = ln_w.has_value();
@@ -101,8 +102,8 @@ std::vector<at::Tensor> edge_update_backward(const at::Tensor& grad, const at::T
   const int64_t nb = networks_per_tile(O, I, tile_edges);
   for (int64_t b0 = 0; b0 < B; b0 += nb) {
     const int64_t cnt = std::min(nb, B - b0), n = cnt * O * I;
-    EdgeTile T = forward_tile(ec.narrow(0, b0, cnt), dc.narrow(0, b0, cnt), sc.narrow(0, b0, cnt), ln_w, ln_b,
-                              w_2, b_2, w_g);  // recompute
+    EdgeTile T = forward_tile(ec.narrow(0, b0, cnt), dc.narrow(0, b0, cnt), sc.narrow(0, b0, cnt), ln_w, ln_b, w_2, b_2,
+                              w_g);  // recompute
     at::Tensor dr = gc.narrow(0, b0, cnt).reshape({n, dout});
     if (p > 0) dr = dropout_op(dr, p, seed, b0 * O * I * dout);  // the mask is its own adjoint
     const at::Tensor dg = dr * T.a2, da2 = dr * T.g;

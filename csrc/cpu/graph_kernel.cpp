@@ -36,15 +36,15 @@ enum class Fit {
 };
 
 struct LayerCopy {
-  int64_t edges;          // out * in
-  int64_t kk;             // kernel entries per edge in the weight
-  int64_t edge_begin;     // first element of the layer in a network's edge block [E, K]
-  int64_t node_begin;     // first node of the layer's outputs
-  int64_t out;            // output neurons (bias length)
+  int64_t edges;       // out * in
+  int64_t kk;          // kernel entries per edge in the weight
+  int64_t edge_begin;  // first element of the layer in a network's edge block [E, K]
+  int64_t node_begin;  // first node of the layer's outputs
+  int64_t out;         // output neurons (bias length)
   Fit fit;
-  int64_t slot;                      // kSingle: grid slot of the weight
-  std::vector<int64_t> k_of_slot;    // kGeneral, forward: kernel index per grid slot, -1 = zero
-  std::vector<int64_t> slot_of_k;    // kGeneral, inverse: grid slot per kernel index
+  int64_t slot;                    // kSingle: grid slot of the weight
+  std::vector<int64_t> k_of_slot;  // kGeneral, forward: kernel index per grid slot, -1 = zero
+  std::vector<int64_t> slot_of_k;  // kGeneral, inverse: grid slot per kernel index
 };
 
 std::vector<LayerCopy> plan_layers(const GraphMeta& m, bool dense_centre) {
@@ -52,8 +52,7 @@ std::vector<LayerCopy> plan_layers(const GraphMeta& m, bool dense_centre) {
   std::vector<LayerCopy> plan;
   for (const LayerMeta& lm : m.layers) {
     const KernelPlacement p = placement(lm, m, dense_centre);
-    LayerCopy c{lm.out * lm.in, lm.kh * lm.kw, lm.edge_offset * K, lm.node_offset, lm.out,
-                Fit::kGeneral, 0, {}, {}};
+    LayerCopy c{lm.out * lm.in, lm.kh * lm.kw, lm.edge_offset * K, lm.node_offset, lm.out, Fit::kGeneral, 0, {}, {}};
     if (c.kk == K) {
       c.fit = Fit::kFull;  // kh == Kh and kw == Kw (sizes are validated <= the grid), offset 0
     } else if (c.kk == 1) {
@@ -132,10 +131,8 @@ inline void gather_strided(const T* src, int64_t stride, int64_t n, T* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
 }
 
-std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
-                                                        at::TensorList biases, int64_t max_kh,
-                                                        int64_t max_kw, bool dense_centre,
-                                                        double input_value) {
+std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights, at::TensorList biases, int64_t max_kh,
+                                                        int64_t max_kw, bool dense_centre, double input_value) {
   const GraphMeta m = weights_meta(weights, biases, max_kh, max_kw);
   const int64_t K = m.K;  // overflow-checked in graph_meta
   const auto opt = weights[0].options();
@@ -178,9 +175,8 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cpu(at::TensorList weights,
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cpu(
-    const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout,
-    at::IntArrayRef kernel_h, at::IntArrayRef kernel_w, c10::List<bool> is_conv, int64_t max_kh,
-    int64_t max_kw, bool dense_centre) {
+    const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout, at::IntArrayRef kernel_h,
+    at::IntArrayRef kernel_w, c10::List<bool> is_conv, int64_t max_kh, int64_t max_kw, bool dense_centre) {
   const std::vector<bool> conv(is_conv.begin(), is_conv.end());
   const GraphMeta m = graph_meta(node, edge, layout, kernel_h, kernel_w, conv, max_kh, max_kw);
   const int64_t K = m.K;  // overflow-checked in graph_meta

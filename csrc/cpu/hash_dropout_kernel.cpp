@@ -17,8 +17,8 @@ namespace {
 // Elements [b, e) of the call; the high-word hash is hoisted out of each run of indices that
 // share their upper 32 bits, so the inner loop is 32-bit integer math only (vectorises).
 template <typename scalar_t>
-void dropout_range(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, int64_t b, int64_t e,
-                   int64_t offset, uint32_t seed, uint32_t thr, at::opmath_type<scalar_t> scale) {
+void dropout_range(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, int64_t b, int64_t e, int64_t offset,
+                   uint32_t seed, uint32_t thr, at::opmath_type<scalar_t> scale) {
   using acc_t = at::opmath_type<scalar_t>;
   while (b < e) {
     const uint64_t g0 = static_cast<uint64_t>(offset + b);
@@ -54,6 +54,8 @@ at::Tensor hash_dropout_cpu(const at::Tensor& x_in, double p, int64_t seed, int6
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalegmn, CPU, m) { m.impl("hash_dropout", &hash_dropout_cpu); }
+TORCH_LIBRARY_IMPL(scalegmn, CPU, m) {
+  m.impl("hash_dropout", &hash_dropout_cpu);
+}
 
 }  // namespace scalegmn

@@ -41,12 +41,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm(const at::Tensor& x, c
 
 // Everything the forward of one tile computes (kept only while the tile is processed).
 struct Tile {
-  at::Tensor e, ee, x, gz, g;     // inputs, W_e e, x, [Gamma x | W_1 x], Gamma x
-  at::Tensor p, q, lp, lq;        // mode 3: pre-LN1 and post-LN1 of both signs
-  at::Tensor mp, rp, mq, rq;      // LN1 statistics
-  at::Tensor u, t, lt, m2, r2, v;  // canonical features, pre-LN2, post-LN2, stats, SiLU
+  at::Tensor e, ee, x, gz, g;           // inputs, W_e e, x, [Gamma x | W_1 x], Gamma x
+  at::Tensor p, q, lp, lq;              // mode 3: pre-LN1 and post-LN1 of both signs
+  at::Tensor mp, rp, mq, rq;            // LN1 statistics
+  at::Tensor u, t, lt, m2, r2, v;       // canonical features, pre-LN2, post-LN2, stats, SiLU
   at::Tensor l2_m, l2_y, l2_n, l2_den;  // mode 2: row max |x| (1 for zero rows), x / m, ||x / m||, denominator
-  at::Tensor inv;                  // Inv(x)
+  at::Tensor inv;                       // Inv(x)
 };
 
 // Save mode: the workspace is one flat buffer holding, for all N = B * out * in edges, the four
@@ -75,8 +75,8 @@ Saved saved_rows(const at::Tensor& ws, int64_t N, int64_t r0, int64_t n, const S
 // Forward of one tile. S == nullptr: compute everything. S with fill: compute, writing the GEMM
 // outputs into S. S without fill: read the GEMM outputs from S and recompute only the
 // element-wise parts (the backward of save mode).
-Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const ScaleEqParams& P, int64_t O,
-                  int64_t I, Saved* S = nullptr, bool fill = false) {
+Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const ScaleEqParams& P, int64_t O, int64_t I,
+                  Saved* S = nullptr, bool fill = false) {
   Tile T;
   const int64_t nb = e_tile.size(0), d = hv_tile.size(-1), n = nb * O * I;
   // GEMM step: read from S, compute into S, or compute fresh
@@ -138,15 +138,18 @@ Tile forward_tile(const at::Tensor& e_tile, const at::Tensor& hv_tile, const Sca
 }
 
 // Returns (out, workspace): with save = true the workspace holds every edge's GEMM outputs
-// ([B * out * in, scale_eq_saved_width], laid out in blocks, see Saved) so that the backward skips the GEMM recompute; else
-// it is empty.
-std::tuple<at::Tensor, at::Tensor> scale_eq_message(
-    const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e, const at::Tensor& w_in,
-    const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w,
-    const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
-    const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
-    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, bool save) {
-  const ScaleEqParams P = make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+// ([B * out * in, scale_eq_saved_width], laid out in blocks, see Saved) so that the backward skips the GEMM recompute;
+// else it is empty.
+std::tuple<at::Tensor, at::Tensor> scale_eq_message(const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e,
+                                                    const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
+                                                    const std::optional<at::Tensor>& ln1_w,
+                                                    const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f,
+                                                    const at::Tensor& b_f, const std::optional<at::Tensor>& ln2_w,
+                                                    const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
+                                                    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges,
+                                                    bool save) {
+  const ScaleEqParams P =
+      make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
   check_scale_eq_message(edge, hv, P);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2);
   at::Tensor out = at::zeros({B, O, P.d_out()}, hv.options());
@@ -168,12 +171,13 @@ std::tuple<at::Tensor, at::Tensor> scale_eq_message(
 // Gradients w.r.t. (edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2);
 // undefined optional inputs get empty tensors.
 std::vector<at::Tensor> scale_eq_message_backward(
-    const at::Tensor& grad, const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e,
-    const at::Tensor& w_in, const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w,
-    const std::optional<at::Tensor>& ln1_b, const at::Tensor& w_f, const at::Tensor& b_f,
-    const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2,
-    const at::Tensor& b_2, int64_t mode, double eps, int64_t tile_edges, const std::optional<at::Tensor>& saved) {
-  const ScaleEqParams P = make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
+    const at::Tensor& grad, const at::Tensor& edge, const at::Tensor& hv, const at::Tensor& w_e, const at::Tensor& w_in,
+    const std::optional<at::Tensor>& b1, const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
+    const at::Tensor& w_f, const at::Tensor& b_f, const std::optional<at::Tensor>& ln2_w,
+    const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2, const at::Tensor& b_2, int64_t mode, double eps,
+    int64_t tile_edges, const std::optional<at::Tensor>& saved) {
+  const ScaleEqParams P =
+      make_scale_eq_params(w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps);
   check_scale_eq_message(edge, hv, P);
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), d = hv.size(2), dout = P.d_out();
   const bool have = check_scale_eq_message_backward(grad, edge, hv, P, saved);
@@ -207,8 +211,8 @@ std::vector<at::Tensor> scale_eq_message_backward(
     const at::Tensor dv = at::matmul(dinv, P.w_2);
     at::Tensor dt = at::silu_backward(dv, T.lt);
     if (P.has_ln2()) {
-      auto [dx2, dw2, db2] = at::native_layer_norm_backward(dt, T.t, {T.t.size(-1)}, T.m2, T.r2, P.ln2_w,
-                                                            P.ln2_b, ln_mask);
+      auto [dx2, dw2, db2] =
+          at::native_layer_norm_backward(dt, T.t, {T.t.size(-1)}, T.m2, T.r2, P.ln2_w, P.ln2_b, ln_mask);
       dt = dx2;
       d_ln2w.add_(dw2);
       if (d_ln2b.numel()) d_ln2b.add_(db2);

@@ -37,7 +37,7 @@
 namespace scalegmn {
 namespace {
 
-constexpr int64_t kTileBytes = 128;        // register tile of accumulators per output row
+constexpr int64_t kTileBytes = 128;  // register tile of accumulators per output row
 template <typename scalar_t>
 constexpr int64_t kTileElems = kTileBytes / static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>));
 constexpr int64_t kPrefetchDistance = 16;  // positions ahead for software prefetch of edge rows
@@ -58,9 +58,8 @@ bool rowptr_ok(const index_t* rp, int64_t rows, int64_t nnz) {
 // permuted walk), the edge row kPrefetchDistance positions ahead is prefetched.
 template <bool BCAST, typename scalar_t, typename index_t, typename F>
 inline bool for_positions(const scalar_t* x, const scalar_t* edge, const index_t* __restrict__ col,
-                          const index_t* __restrict__ perm, int64_t start, int64_t end, int64_t C,
-                          int64_t c0, int64_t n_src, int64_t nnz, int64_t prefetch_bytes,
-                          const F& f) {
+                          const index_t* __restrict__ perm, int64_t start, int64_t end, int64_t C, int64_t c0,
+                          int64_t n_src, int64_t nnz, int64_t prefetch_bytes, const F& f) {
   bool ok = true;
   for (int64_t p = start; p < end; ++p) {
     const int64_t j = static_cast<int64_t>(col[p]);
@@ -120,17 +119,17 @@ inline void fma_tile(V* acc, const T* __restrict__ xr, const T* __restrict__ er)
 
 // One full channel tile [c0, c0 + T) of an output row, accumulated in NV SIMD registers.
 template <int64_t T, bool BCAST, typename scalar_t, typename index_t>
-inline bool sgm_tile_vec(const scalar_t* x, const scalar_t* edge, const index_t* col,
-                         const index_t* perm, scalar_t* __restrict__ out, int64_t start,
-                         int64_t end, int64_t C, int64_t c0, int64_t n_src, int64_t nnz,
-                         int64_t prefetch_bytes) {
+inline bool sgm_tile_vec(const scalar_t* x, const scalar_t* edge, const index_t* col, const index_t* perm,
+                         scalar_t* __restrict__ out, int64_t start, int64_t end, int64_t C, int64_t c0, int64_t n_src,
+                         int64_t nnz, int64_t prefetch_bytes) {
   using V = typename Vec16<scalar_t>::type;
   constexpr int NV = static_cast<int>(T * sizeof(scalar_t) / sizeof(V));
   V acc[NV];
 #pragma GCC unroll 16
   for (int k = 0; k < NV; ++k) acc[k] = V{};
-  const bool ok = for_positions<BCAST>(x, edge, col, perm, start, end, C, c0, n_src, nnz, prefetch_bytes,
-                                       [&](const scalar_t* xr, const scalar_t* er) { fma_tile<NV, BCAST>(acc, xr, er); });
+  const bool ok =
+      for_positions<BCAST>(x, edge, col, perm, start, end, C, c0, n_src, nnz, prefetch_bytes,
+                           [&](const scalar_t* xr, const scalar_t* er) { fma_tile<NV, BCAST>(acc, xr, er); });
 #pragma GCC unroll 16
   for (int k = 0; k < NV; ++k) std::memcpy(out + c0 + k * (sizeof(V) / sizeof(scalar_t)), &acc[k], sizeof(V));
   return ok;
@@ -160,15 +159,15 @@ inline void fma_scalar_simd(acc_t* __restrict__ acc, const T* __restrict__ xr, c
 
 // Channel tile [c0, c0 + W), W <= T, any dtype (accumulates in opmath_type).
 template <int64_t T, bool BCAST, typename scalar_t, typename index_t>
-inline bool sgm_tile_scalar(const scalar_t* x, const scalar_t* edge, const index_t* col,
-                            const index_t* perm, scalar_t* __restrict__ out, int64_t start,
-                            int64_t end, int64_t C, int64_t c0, int64_t W, int64_t n_src,
-                            int64_t nnz, int64_t prefetch_bytes) {
+inline bool sgm_tile_scalar(const scalar_t* x, const scalar_t* edge, const index_t* col, const index_t* perm,
+                            scalar_t* __restrict__ out, int64_t start, int64_t end, int64_t C, int64_t c0, int64_t W,
+                            int64_t n_src, int64_t nnz, int64_t prefetch_bytes) {
   using acc_t = at::opmath_type<scalar_t>;
   acc_t acc[T];
   for (int64_t c = 0; c < W; ++c) acc[c] = acc_t(0);
-  const bool ok = for_positions<BCAST>(x, edge, col, perm, start, end, C, c0, n_src, nnz, prefetch_bytes,
-                                       [&](const scalar_t* xr, const scalar_t* er) { fma_scalar<BCAST>(acc, xr, er, W); });
+  const bool ok =
+      for_positions<BCAST>(x, edge, col, perm, start, end, C, c0, n_src, nnz, prefetch_bytes,
+                           [&](const scalar_t* xr, const scalar_t* er) { fma_scalar<BCAST>(acc, xr, er, W); });
   for (int64_t c = 0; c < W; ++c) out[c0 + c] = static_cast<scalar_t>(acc[c]);
   return ok;
 }
@@ -177,14 +176,12 @@ inline bool sgm_tile_scalar(const scalar_t* x, const scalar_t* edge, const index
 // buffer; each edge row is streamed once, front to back (measured faster than several
 // register-tile passes over the same edge rows, which defeat the hardware prefetcher).
 template <typename scalar_t, typename index_t, bool BCAST>
-bool sgm_rows_wide(const scalar_t* x, const scalar_t* edge, const index_t* rowptr,
-                   const index_t* col, const index_t* perm, scalar_t* out, int64_t rb, int64_t re,
-                   int64_t C, int64_t n_src, int64_t nnz) {
+bool sgm_rows_wide(const scalar_t* x, const scalar_t* edge, const index_t* rowptr, const index_t* col,
+                   const index_t* perm, scalar_t* out, int64_t rb, int64_t re, int64_t C, int64_t n_src, int64_t nnz) {
   using acc_t = at::opmath_type<scalar_t>;
   std::vector<acc_t> buf(C);
   acc_t* __restrict__ acc = buf.data();
-  const int64_t prefetch_bytes =
-      perm != nullptr ? (BCAST ? 1 : C) * static_cast<int64_t>(sizeof(scalar_t)) : 0;
+  const int64_t prefetch_bytes = perm != nullptr ? (BCAST ? 1 : C) * static_cast<int64_t>(sizeof(scalar_t)) : 0;
   bool ok = true;
   for (int64_t row = rb; row < re; ++row) {
     const int64_t start = rowptr[row], end = rowptr[row + 1];
@@ -199,12 +196,11 @@ bool sgm_rows_wide(const scalar_t* x, const scalar_t* edge, const index_t* rowpt
 
 // Narrow rows (C <= one register tile of T accumulators): one pass per output row.
 template <typename scalar_t, typename index_t, bool BCAST>
-bool sgm_rows_narrow(const scalar_t* x, const scalar_t* edge, const index_t* rowptr,
-                     const index_t* col, const index_t* perm, scalar_t* out, int64_t rb,
-                     int64_t re, int64_t C, int64_t n_src, int64_t nnz) {
+bool sgm_rows_narrow(const scalar_t* x, const scalar_t* edge, const index_t* rowptr, const index_t* col,
+                     const index_t* perm, scalar_t* out, int64_t rb, int64_t re, int64_t C, int64_t n_src,
+                     int64_t nnz) {
   constexpr int64_t T = kTileElems<scalar_t>;
-  const int64_t prefetch_bytes =
-      perm != nullptr ? (BCAST ? 1 : C) * static_cast<int64_t>(sizeof(scalar_t)) : 0;
+  const int64_t prefetch_bytes = perm != nullptr ? (BCAST ? 1 : C) * static_cast<int64_t>(sizeof(scalar_t)) : 0;
   bool ok = true;
   for (int64_t row = rb; row < re; ++row) {
     const int64_t start = rowptr[row], end = rowptr[row + 1];
@@ -221,22 +217,18 @@ bool sgm_rows_narrow(const scalar_t* x, const scalar_t* edge, const index_t* row
 }
 
 template <typename scalar_t, typename index_t, bool BCAST>
-bool sgm_rows(const scalar_t* x, const scalar_t* edge, const index_t* rowptr, const index_t* col,
-              const index_t* perm, scalar_t* out, int64_t rb, int64_t re, int64_t C, int64_t n_src,
-              int64_t nnz) {
+bool sgm_rows(const scalar_t* x, const scalar_t* edge, const index_t* rowptr, const index_t* col, const index_t* perm,
+              scalar_t* out, int64_t rb, int64_t re, int64_t C, int64_t n_src, int64_t nnz) {
   return C <= kTileElems<scalar_t>
              ? sgm_rows_narrow<scalar_t, index_t, BCAST>(x, edge, rowptr, col, perm, out, rb, re, C, n_src, nnz)
              : sgm_rows_wide<scalar_t, index_t, BCAST>(x, edge, rowptr, col, perm, out, rb, re, C, n_src, nnz);
 }
 
-at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge,
-                                  const at::Tensor& rowptr, const at::Tensor& col,
-                                  const std::optional<at::Tensor>& perm,
-                                  const std::optional<at::Tensor>& t_rowptr,
-                                  const std::optional<at::Tensor>& t_col,
+at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge, const at::Tensor& rowptr,
+                                  const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                                  const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                                   const std::optional<at::Tensor>& t_perm) {
-  const SegmentGatherMulArgs m =
-      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   auto out = at::empty({csr.rows, m.C}, x.options());
   std::atomic<bool> ok{true};
@@ -266,9 +258,8 @@ at::Tensor segment_gather_mul_cpu(const at::Tensor& x, const at::Tensor& edge,
 // ---------------------------------------------------------------- gather_mul / gather_dot ----
 
 template <bool DOT, typename scalar_t, typename index_t>
-bool gather_pair_rows(const scalar_t* ap, const scalar_t* bp, const index_t* rp, const index_t* cl,
-                      const index_t* pm, scalar_t* out, int64_t rb, int64_t re, int64_t C,
-                      int64_t n_src, int64_t nnz) {
+bool gather_pair_rows(const scalar_t* ap, const scalar_t* bp, const index_t* rp, const index_t* cl, const index_t* pm,
+                      scalar_t* out, int64_t rb, int64_t re, int64_t C, int64_t n_src, int64_t nnz) {
   using acc_t = at::opmath_type<scalar_t>;
   bool ok = true;
   for (int64_t row = rb; row < re; ++row) {
@@ -298,11 +289,9 @@ bool gather_pair_rows(const scalar_t* ap, const scalar_t* bp, const index_t* rp,
 }
 
 template <bool DOT>
-at::Tensor gather_pair_cpu(const char* op, const at::Tensor& a, const at::Tensor& b,
-                           const at::Tensor& rowptr, const at::Tensor& col,
-                           const std::optional<at::Tensor>& perm,
-                           const std::optional<at::Tensor>& t_rowptr,
-                           const std::optional<at::Tensor>& t_col,
+at::Tensor gather_pair_cpu(const char* op, const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
+                           const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                           const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                            const std::optional<at::Tensor>& t_perm) {
   const PairArgs m = check_gather_pair(op, a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
@@ -332,19 +321,15 @@ at::Tensor gather_pair_cpu(const char* op, const at::Tensor& a, const at::Tensor
   return out;
 }
 
-at::Tensor gather_mul_csr_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
-                              const at::Tensor& col, const std::optional<at::Tensor>& perm,
-                              const std::optional<at::Tensor>& t_rowptr,
-                              const std::optional<at::Tensor>& t_col,
-                              const std::optional<at::Tensor>& t_perm) {
+at::Tensor gather_mul_csr_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr, const at::Tensor& col,
+                              const std::optional<at::Tensor>& perm, const std::optional<at::Tensor>& t_rowptr,
+                              const std::optional<at::Tensor>& t_col, const std::optional<at::Tensor>& t_perm) {
   return gather_pair_cpu<false>("gather_mul_csr", a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
 }
 
-at::Tensor gather_dot_csr_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
-                              const at::Tensor& col, const std::optional<at::Tensor>& perm,
-                              const std::optional<at::Tensor>& t_rowptr,
-                              const std::optional<at::Tensor>& t_col,
-                              const std::optional<at::Tensor>& t_perm) {
+at::Tensor gather_dot_csr_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr, const at::Tensor& col,
+                              const std::optional<at::Tensor>& perm, const std::optional<at::Tensor>& t_rowptr,
+                              const std::optional<at::Tensor>& t_col, const std::optional<at::Tensor>& t_perm) {
   return gather_pair_cpu<true>("gather_dot_csr", a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
 }
 

@@ -50,8 +50,8 @@ __device__ __forceinline__ T warp_max(T v) {
 // so the branches on row.path / row.fast_m are warp-uniform). Mirrors l2_row of
 // cpu/canonical_segment_sum_kernel.cpp.
 template <bool GRAD, typename scalar_t, typename acc_t>
-__device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const scalar_t* gr,
-                                                        int64_t C, acc_t eps, int lane) {
+__device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const scalar_t* gr, int64_t C, acc_t eps,
+                                                       int lane) {
   acc_t m = acc_t(0), p = acc_t(0);
   for (int64_t c = lane; c < C; c += 32) {
     const acc_t hv = static_cast<acc_t>(hr[c]);
@@ -66,16 +66,17 @@ __device__ __forceinline__ CanonRow<acc_t> l2_row_warp(const scalar_t* hr, const
     ss += y * y;
     if constexpr (GRAD) yg += y * static_cast<acc_t>(gr[c]);
   }
-  if constexpr (GRAD) l2_grad_row_finish(row, warp_sum(ss), warp_sum(yg));
-  else l2_row_finish(row, warp_sum(ss));
+  if constexpr (GRAD)
+    l2_grad_row_finish(row, warp_sum(ss), warp_sum(yg));
+  else
+    l2_row_finish(row, warp_sum(ss));
   return row;
 }
 
 template <int64_t MODE, typename scalar_t, typename index_t>
-__global__ void canonical_sum_kernel(const scalar_t* __restrict__ h,
-                                     const index_t* __restrict__ ptr,
-                                     const bool* __restrict__ mask, scalar_t* __restrict__ out,
-                                     int64_t N, int64_t C, at::opmath_type<scalar_t> eps) {
+__global__ void canonical_sum_kernel(const scalar_t* __restrict__ h, const index_t* __restrict__ ptr,
+                                     const bool* __restrict__ mask, scalar_t* __restrict__ out, int64_t N, int64_t C,
+                                     at::opmath_type<scalar_t> eps) {
   using acc_t = at::opmath_type<scalar_t>;
   extern __shared__ unsigned char smem_raw[];
   acc_t* part = reinterpret_cast<acc_t*>(smem_raw);  // [kWarps][kTileC]
@@ -94,8 +95,7 @@ __global__ void canonical_sum_kernel(const scalar_t* __restrict__ h,
       const scalar_t* hr = h + i * C;
       CanonRow<acc_t> row;
       if constexpr (MODE == kCanonL2) row = l2_row_warp<false>(hr, hr, C, eps, lane);
-      for (int64_t c = lane; c < tw; c += 32)
-        mine[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c0 + c]), row);
+      for (int64_t c = lane; c < tw; c += 32) mine[c] += canonical_value<MODE>(static_cast<acc_t>(hr[c0 + c]), row);
     }
   }
   __syncthreads();
@@ -108,12 +108,10 @@ __global__ void canonical_sum_kernel(const scalar_t* __restrict__ h,
 }
 
 template <int64_t MODE, typename scalar_t, typename index_t>
-__global__ void canonical_backward_kernel(const scalar_t* __restrict__ grad,
-                                          const scalar_t* __restrict__ h,
-                                          const index_t* __restrict__ ptr,
-                                          const bool* __restrict__ mask,
-                                          scalar_t* __restrict__ out, int64_t N, int64_t G,
-                                          int64_t C, at::opmath_type<scalar_t> eps) {
+__global__ void canonical_backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ h,
+                                          const index_t* __restrict__ ptr, const bool* __restrict__ mask,
+                                          scalar_t* __restrict__ out, int64_t N, int64_t G, int64_t C,
+                                          at::opmath_type<scalar_t> eps) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int lane = threadIdx.x % 32;
@@ -137,25 +135,28 @@ __global__ void canonical_backward_kernel(const scalar_t* __restrict__ grad,
     CanonRow<acc_t> row;
     if constexpr (MODE == kCanonL2) row = l2_row_warp<true>(hr, gr, C, eps, lane);
     for (int64_t c = lane; c < C; c += 32)
-      o[c] = static_cast<scalar_t>(
-          canonical_grad<MODE>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), row));
+      o[c] = static_cast<scalar_t>(canonical_grad<MODE>(static_cast<acc_t>(hr[c]), static_cast<acc_t>(gr[c]), row));
   }
 }
 
 template <typename F>
 void dispatch_mode(int64_t mode, const F& fn) {
   switch (mode) {
-    case kCanonAbs: fn(std::integral_constant<int64_t, kCanonAbs>{}); break;
-    case kCanonL2: fn(std::integral_constant<int64_t, kCanonL2>{}); break;
-    default: fn(std::integral_constant<int64_t, kCanonIdentity>{}); break;
+    case kCanonAbs:
+      fn(std::integral_constant<int64_t, kCanonAbs>{});
+      break;
+    case kCanonL2:
+      fn(std::integral_constant<int64_t, kCanonL2>{});
+      break;
+    default:
+      fn(std::integral_constant<int64_t, kCanonIdentity>{});
+      break;
   }
 }
 
-at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr,
-                                      const std::optional<at::Tensor>& mask, int64_t mode,
-                                      double eps) {
-  const CanonicalSegmentSumArgs a =
-      check_canonical_segment_sum("canonical_segment_sum", h, ptr, mask, mode, eps);
+at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr, const std::optional<at::Tensor>& mask,
+                                      int64_t mode, double eps) {
+  const CanonicalSegmentSumArgs a = check_canonical_segment_sum("canonical_segment_sum", h, ptr, mask, mode, eps);
   const c10::cuda::CUDAGuard guard(h.device());
   auto out = at::empty({a.G, a.C}, h.options());
   if (a.G == 0 || a.C == 0) return out;
@@ -168,9 +169,9 @@ at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr
       const size_t smem = kWarps * kTileC * sizeof(acc_t);
       const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
       dispatch_mode(mode, [&](auto M) {
-        canonical_sum_kernel<decltype(M)::value, scalar_t, index_t><<<grid, kWarps * 32, smem, stream>>>(
-            a.h.const_data_ptr<scalar_t>(), a.ptr.const_data_ptr<index_t>(), mp,
-            out.data_ptr<scalar_t>(), a.N, a.C, static_cast<acc_t>(eps));
+        canonical_sum_kernel<decltype(M)::value, scalar_t, index_t>
+            <<<grid, kWarps * 32, smem, stream>>>(a.h.const_data_ptr<scalar_t>(), a.ptr.const_data_ptr<index_t>(), mp,
+                                                  out.data_ptr<scalar_t>(), a.N, a.C, static_cast<acc_t>(eps));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
@@ -178,17 +179,14 @@ at::Tensor canonical_segment_sum_cuda(const at::Tensor& h, const at::Tensor& ptr
   return out;
 }
 
-at::Tensor canonical_segment_sum_backward_cuda(const at::Tensor& grad, const at::Tensor& h,
-                                               const at::Tensor& ptr,
-                                               const std::optional<at::Tensor>& mask,
-                                               int64_t mode, double eps) {
+at::Tensor canonical_segment_sum_backward_cuda(const at::Tensor& grad, const at::Tensor& h, const at::Tensor& ptr,
+                                               const std::optional<at::Tensor>& mask, int64_t mode, double eps) {
   constexpr const char* op = "canonical_segment_sum_backward";
   const CanonicalSegmentSumArgs a = check_canonical_segment_sum(op, h, ptr, mask, mode, eps);
-  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op,
-              ": grad must be [G, C] = [", a.G, ", ", a.C, "], got shape ", grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op,
-              ": grad is ", grad.scalar_type(), " on ", grad.device(), ", expected ",
-              h.scalar_type(), " on ", h.device());
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.G && grad.size(1) == a.C, op, ": grad must be [G, C] = [", a.G, ", ",
+              a.C, "], got shape ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == h.scalar_type() && grad.device() == h.device(), op, ": grad is ",
+              grad.scalar_type(), " on ", grad.device(), ", expected ", h.scalar_type(), " on ", h.device());
   const c10::cuda::CUDAGuard guard(h.device());
   const at::Tensor gc = grad.contiguous();
   auto out = at::empty({a.N, a.C}, h.options());
@@ -196,17 +194,17 @@ at::Tensor canonical_segment_sum_backward_cuda(const at::Tensor& grad, const at:
   auto stream = c10::cuda::getCurrentCUDAStream();
   const unsigned int blocks = grid_for(std::max(a.N * 32, a.G + 1));
   AT_DISPATCH_INDEX_TYPES(a.ptr.scalar_type(), "canonical_segment_sum_backward_cuda", [&] {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_backward_cuda", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
-      dispatch_mode(mode, [&](auto M) {
-        canonical_backward_kernel<decltype(M)::value, scalar_t, index_t><<<blocks, kThreads, 0, stream>>>(
-            gc.const_data_ptr<scalar_t>(), a.h.const_data_ptr<scalar_t>(),
-            a.ptr.const_data_ptr<index_t>(), mp, out.data_ptr<scalar_t>(), a.N, a.G, a.C,
-            static_cast<acc_t>(eps));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, h.scalar_type(), "canonical_segment_sum_backward_cuda", [&] {
+          using acc_t = at::opmath_type<scalar_t>;
+          const bool* mp = a.mask.defined() ? a.mask.const_data_ptr<bool>() : nullptr;
+          dispatch_mode(mode, [&](auto M) {
+            canonical_backward_kernel<decltype(M)::value, scalar_t, index_t><<<blocks, kThreads, 0, stream>>>(
+                gc.const_data_ptr<scalar_t>(), a.h.const_data_ptr<scalar_t>(), a.ptr.const_data_ptr<index_t>(), mp,
+                out.data_ptr<scalar_t>(), a.N, a.G, a.C, static_cast<acc_t>(eps));
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          });
+        });
   });
   return out;
 }

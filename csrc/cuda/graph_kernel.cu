@@ -14,35 +14,29 @@ namespace {
 // Both directions loop over the layer's weight elements (coalesced on the weight side) and
 // address the edge tensor through the shared edge_element() map.
 template <typename scalar_t>
-__global__ void weights_to_edges_kernel(const scalar_t* __restrict__ w, scalar_t* __restrict__ edge,
-                                        int64_t B, int64_t R, int64_t E, int64_t edge_offset,
-                                        KernelPlacement p) {
+__global__ void weights_to_edges_kernel(const scalar_t* __restrict__ w, scalar_t* __restrict__ edge, int64_t B,
+                                        int64_t R, int64_t E, int64_t edge_offset, KernelPlacement p) {
   const int64_t kk = p.kh * p.kw;
   const int64_t n = B * R * kk;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t k = i % kk, br = i / kk;
     edge[edge_element(br / R, br % R, k, E, edge_offset, p)] = w[i];
   }
 }
 
 template <typename scalar_t>
-__global__ void edges_to_weights_kernel(const scalar_t* __restrict__ edge, scalar_t* __restrict__ w,
-                                        int64_t B, int64_t R, int64_t E, int64_t edge_offset,
-                                        KernelPlacement p) {
+__global__ void edges_to_weights_kernel(const scalar_t* __restrict__ edge, scalar_t* __restrict__ w, int64_t B,
+                                        int64_t R, int64_t E, int64_t edge_offset, KernelPlacement p) {
   const int64_t kk = p.kh * p.kw;
   const int64_t n = B * R * kk;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t k = i % kk, br = i / kk;
     w[i] = edge[edge_element(br / R, br % R, k, E, edge_offset, p)];
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> weights_to_graph_cuda(at::TensorList weights,
-                                                         at::TensorList biases, int64_t max_kh,
-                                                         int64_t max_kw, bool dense_centre,
-                                                         double input_value) {
+std::tuple<at::Tensor, at::Tensor> weights_to_graph_cuda(at::TensorList weights, at::TensorList biases, int64_t max_kh,
+                                                         int64_t max_kw, bool dense_centre, double input_value) {
   const GraphMeta m = weights_meta(weights, biases, max_kh, max_kw);
   const c10::cuda::CUDAGuard guard(weights[0].device());
   auto [node, edge] = alloc_graph(biases, m, input_value, weights[0].options(), weights[0].size(2));
@@ -65,9 +59,8 @@ std::tuple<at::Tensor, at::Tensor> weights_to_graph_cuda(at::TensorList weights,
 }
 
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> graph_to_weights_cuda(
-    const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout,
-    at::IntArrayRef kernel_h, at::IntArrayRef kernel_w, c10::List<bool> is_conv, int64_t max_kh,
-    int64_t max_kw, bool dense_centre) {
+    const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout, at::IntArrayRef kernel_h,
+    at::IntArrayRef kernel_w, c10::List<bool> is_conv, int64_t max_kh, int64_t max_kw, bool dense_centre) {
   const std::vector<bool> conv(is_conv.begin(), is_conv.end());
   const GraphMeta m = graph_meta(node, edge, layout, kernel_h, kernel_w, conv, max_kh, max_kw);
   const c10::cuda::CUDAGuard guard(node.device());

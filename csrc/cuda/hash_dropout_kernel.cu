@@ -14,8 +14,7 @@ namespace {
 
 template <typename scalar_t>
 __global__ void hash_dropout_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, int64_t n,
-                                    int64_t offset, uint32_t seed, uint32_t thr,
-                                    at::opmath_type<scalar_t> scale) {
+                                    int64_t offset, uint32_t seed, uint32_t thr, at::opmath_type<scalar_t> scale) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -35,8 +34,7 @@ at::Tensor hash_dropout_cuda(const at::Tensor& x_in, double p, int64_t seed, int
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hash_dropout_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     hash_dropout_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, offset, s, thr,
-        static_cast<acc_t>(1.0 / (1.0 - p)));
+        x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, offset, s, thr, static_cast<acc_t>(1.0 / (1.0 - p)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -44,6 +42,8 @@ at::Tensor hash_dropout_cuda(const at::Tensor& x_in, double p, int64_t seed, int
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(scalegmn, CUDA, m) { m.impl("hash_dropout", &hash_dropout_cuda); }
+TORCH_LIBRARY_IMPL(scalegmn, CUDA, m) {
+  m.impl("hash_dropout", &hash_dropout_cuda);
+}
 
 }  // namespace scalegmn

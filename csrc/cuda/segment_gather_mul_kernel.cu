@@ -49,10 +49,8 @@ __device__ __forceinline__ T warp_sum(T v) {
 }
 
 // Checks one CSR row's bounds (device assert) and returns whether it is usable.
-__device__ __forceinline__ bool row_bounds_ok(int64_t row, int64_t rows, int64_t start,
-                                              int64_t end, int64_t nnz) {
-  const bool ok = csr_row_ok(start, end, nnz) && (row != 0 || start == 0) &&
-                  (row != rows - 1 || end == nnz);
+__device__ __forceinline__ bool row_bounds_ok(int64_t row, int64_t rows, int64_t start, int64_t end, int64_t nnz) {
+  const bool ok = csr_row_ok(start, end, nnz) && (row != 0 || start == 0) && (row != rows - 1 || end == nnz);
   CUDA_KERNEL_ASSERT_MSG(ok, "CSR rowptr must be non-decreasing from 0 to E = col.numel()");
   return ok;
 }
@@ -64,13 +62,10 @@ __device__ __forceinline__ bool position_ok(int64_t j, int64_t n_src, int64_t e,
 }
 
 template <typename scalar_t, typename index_t, int V, bool BCAST>
-__global__ void segment_gather_mul_kernel(const scalar_t* __restrict__ x,
-                                          const scalar_t* __restrict__ edge,
-                                          const index_t* __restrict__ rowptr,
-                                          const index_t* __restrict__ col,
-                                          const index_t* __restrict__ perm,
-                                          scalar_t* __restrict__ out, int64_t rows, int64_t C,
-                                          int64_t n_src, int64_t nnz, int lanes) {
+__global__ void segment_gather_mul_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ edge,
+                                          const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
+                                          const index_t* __restrict__ perm, scalar_t* __restrict__ out, int64_t rows,
+                                          int64_t C, int64_t n_src, int64_t nnz, int lanes) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int lane = threadIdx.x % lanes;
@@ -108,10 +103,9 @@ __global__ void segment_gather_mul_kernel(const scalar_t* __restrict__ x,
 
 template <typename scalar_t, typename index_t, int V>
 __global__ void gather_mul_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
-                                  const index_t* __restrict__ rowptr,
-                                  const index_t* __restrict__ col,
-                                  const index_t* __restrict__ perm, scalar_t* __restrict__ out,
-                                  int64_t rows, int64_t C, int64_t n_src, int64_t nnz, int lanes) {
+                                  const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
+                                  const index_t* __restrict__ perm, scalar_t* __restrict__ out, int64_t rows, int64_t C,
+                                  int64_t n_src, int64_t nnz, int lanes) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int lane = threadIdx.x % lanes;
@@ -140,10 +134,9 @@ __global__ void gather_mul_kernel(const scalar_t* __restrict__ a, const scalar_t
 // One warp per row (all 32 lanes stay converged for the shuffle reduction).
 template <typename scalar_t, typename index_t, int V>
 __global__ void gather_dot_kernel(const scalar_t* __restrict__ a, const scalar_t* __restrict__ b,
-                                  const index_t* __restrict__ rowptr,
-                                  const index_t* __restrict__ col,
-                                  const index_t* __restrict__ perm, scalar_t* __restrict__ out,
-                                  int64_t rows, int64_t C, int64_t n_src, int64_t nnz) {
+                                  const index_t* __restrict__ rowptr, const index_t* __restrict__ col,
+                                  const index_t* __restrict__ perm, scalar_t* __restrict__ out, int64_t rows, int64_t C,
+                                  int64_t n_src, int64_t nnz) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t tid = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int lane = threadIdx.x % 32;
@@ -189,16 +182,15 @@ inline int lanes_for(int64_t vectors) {
   return lanes;
 }
 
-inline unsigned int blocks_for(int64_t rows, int lanes) { return grid_for(rows * lanes); }
+inline unsigned int blocks_for(int64_t rows, int lanes) {
+  return grid_for(rows * lanes);
+}
 
-at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
-                                   const at::Tensor& rowptr, const at::Tensor& col,
-                                   const std::optional<at::Tensor>& perm,
-                                   const std::optional<at::Tensor>& t_rowptr,
-                                   const std::optional<at::Tensor>& t_col,
+at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge, const at::Tensor& rowptr,
+                                   const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                                   const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                                    const std::optional<at::Tensor>& t_perm) {
-  const SegmentGatherMulArgs m =
-      check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
+  const SegmentGatherMulArgs m = check_segment_gather_mul(x, edge, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
   const c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty({csr.rows, m.C}, x.options());
@@ -217,19 +209,22 @@ at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
         constexpr int V = decltype(v_tag)::value;
         constexpr bool BCAST = decltype(bcast_tag)::value;
         const int lanes = lanes_for(m.C / V);
-        segment_gather_mul_kernel<scalar_t, index_t, V, BCAST>
-            <<<blocks_for(csr.rows, lanes), kThreads, 0, stream>>>(xp, ep, rp, cl, pm, op, csr.rows,
-                                                                   m.C, csr.cols, csr.nnz, lanes);
+        segment_gather_mul_kernel<scalar_t, index_t, V, BCAST><<<blocks_for(csr.rows, lanes), kThreads, 0, stream>>>(
+            xp, ep, rp, cl, pm, op, csr.rows, m.C, csr.cols, csr.nnz, lanes);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
       using VMax = std::integral_constant<int, kMaxVec<scalar_t>>;
       using V1 = std::integral_constant<int, 1>;
       if (vec) {
-        if (m.bcast) launch(VMax{}, std::true_type{});
-        else launch(VMax{}, std::false_type{});
+        if (m.bcast)
+          launch(VMax{}, std::true_type{});
+        else
+          launch(VMax{}, std::false_type{});
       } else {
-        if (m.bcast) launch(V1{}, std::true_type{});
-        else launch(V1{}, std::false_type{});
+        if (m.bcast)
+          launch(V1{}, std::true_type{});
+        else
+          launch(V1{}, std::false_type{});
       }
     });
   });
@@ -238,11 +233,9 @@ at::Tensor segment_gather_mul_cuda(const at::Tensor& x, const at::Tensor& edge,
 }
 
 template <bool DOT>
-at::Tensor gather_pair_cuda(const char* name, const at::Tensor& a, const at::Tensor& b,
-                            const at::Tensor& rowptr, const at::Tensor& col,
-                            const std::optional<at::Tensor>& perm,
-                            const std::optional<at::Tensor>& t_rowptr,
-                            const std::optional<at::Tensor>& t_col,
+at::Tensor gather_pair_cuda(const char* name, const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
+                            const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                            const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                             const std::optional<at::Tensor>& t_perm) {
   const PairArgs m = check_gather_pair(name, a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
   const CsrArgs& csr = m.csr;
@@ -271,8 +264,10 @@ at::Tensor gather_pair_cuda(const char* name, const at::Tensor& a, const at::Ten
         }
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
-      if (vec) launch(std::integral_constant<int, kMaxVec<scalar_t>>{});
-      else launch(std::integral_constant<int, 1>{});
+      if (vec)
+        launch(std::integral_constant<int, kMaxVec<scalar_t>>{});
+      else
+        launch(std::integral_constant<int, 1>{});
     });
   });
   // in range but repeated edge ids would leave rows of `out` unwritten
@@ -282,16 +277,14 @@ at::Tensor gather_pair_cuda(const char* name, const at::Tensor& a, const at::Ten
 
 at::Tensor gather_mul_csr_cuda(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
                                const at::Tensor& col, const std::optional<at::Tensor>& perm,
-                               const std::optional<at::Tensor>& t_rowptr,
-                               const std::optional<at::Tensor>& t_col,
+                               const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                                const std::optional<at::Tensor>& t_perm) {
   return gather_pair_cuda<false>("gather_mul_csr", a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
 }
 
 at::Tensor gather_dot_csr_cuda(const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
                                const at::Tensor& col, const std::optional<at::Tensor>& perm,
-                               const std::optional<at::Tensor>& t_rowptr,
-                               const std::optional<at::Tensor>& t_col,
+                               const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                                const std::optional<at::Tensor>& t_perm) {
   return gather_pair_cuda<true>("gather_dot_csr", a, b, rowptr, col, perm, t_rowptr, t_col, t_perm);
 }

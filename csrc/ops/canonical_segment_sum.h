@@ -19,10 +19,8 @@ struct CanonicalSegmentSumArgs {
   int64_t N = 0, C = 0, G = 0;
 };
 
-CanonicalSegmentSumArgs check_canonical_segment_sum(const char* op, const at::Tensor& h,
-                                                    const at::Tensor& ptr,
-                                                    const std::optional<at::Tensor>& mask, int64_t mode,
-                                                    double eps);
+CanonicalSegmentSumArgs check_canonical_segment_sum(const char* op, const at::Tensor& h, const at::Tensor& ptr,
+                                                    const std::optional<at::Tensor>& mask, int64_t mode, double eps);
 
 // After a CPU kernel flagged a bad ptr: raises a RuntimeError naming the first bad entry.
 [[noreturn]] void raise_bad_ptr(const char* op, const CanonicalSegmentSumArgs& a);

@@ -11,16 +11,16 @@ void check_edge_update(const at::Tensor& edge, const at::Tensor& dst, const at::
   TORCH_CHECK(at::isFloatingType(edge.scalar_type()), "edge_update: edge must be a floating tensor, got ",
               edge.scalar_type());
   const int64_t B = edge.size(0), O = edge.size(1), I = edge.size(2), de = edge.size(3);
-  TORCH_CHECK(dst.dim() == 3 && dst.size(0) == B && dst.size(1) == O,
-              "edge_update: dst must be [B, out, d] = [", B, ", ", O, ", d], got ", dst.sizes());
+  TORCH_CHECK(dst.dim() == 3 && dst.size(0) == B && dst.size(1) == O, "edge_update: dst must be [B, out, d] = [", B,
+              ", ", O, ", d], got ", dst.sizes());
   const int64_t d = dst.size(2);
   TORCH_CHECK(src.dim() == 3 && src.size(0) == B && src.size(1) == I && src.size(2) == d,
               "edge_update: src must be [B, in, d] = [", B, ", ", I, ", ", d, "], got ", src.sizes());
   TORCH_CHECK(w_2.dim() == 2 && w_2.size(1) == d, "edge_update: w_2 must be [d_out, ", d, "], got ", w_2.sizes());
   const int64_t dout = w_2.size(0);
   TORCH_CHECK(b_2.dim() == 1 && b_2.size(0) == dout, "edge_update: b_2 must be [", dout, "], got ", b_2.sizes());
-  TORCH_CHECK(w_g.dim() == 2 && w_g.size(0) == dout && w_g.size(1) == de,
-              "edge_update: w_g must be [", dout, ", ", de, "], got ", w_g.sizes());
+  TORCH_CHECK(w_g.dim() == 2 && w_g.size(0) == dout && w_g.size(1) == de, "edge_update: w_g must be [", dout, ", ", de,
+              "], got ", w_g.sizes());
   TORCH_CHECK(ln_w.has_value() == ln_b.has_value(), "edge_update: pass both ln_w and ln_b or neither");
   if (ln_w.has_value())
     TORCH_CHECK(ln_w->dim() == 1 && ln_w->size(0) == d && ln_b->dim() == 1 && ln_b->size(0) == d,

@@ -27,19 +27,16 @@ struct GraphMeta {
 GraphMeta weights_meta(at::TensorList weights, at::TensorList biases, int64_t Kh, int64_t Kw);
 
 // Checks node [B, N, 1] / edge [B, E, Kh * Kw] against the layout and per-layer kernel sizes.
-GraphMeta graph_meta(const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout,
-                     at::IntArrayRef kernel_h, at::IntArrayRef kernel_w,
-                     const std::vector<bool>& is_conv, int64_t Kh, int64_t Kw);
+GraphMeta graph_meta(const at::Tensor& node, const at::Tensor& edge, at::IntArrayRef layout, at::IntArrayRef kernel_h,
+                     at::IntArrayRef kernel_w, const std::vector<bool>& is_conv, int64_t Kh, int64_t Kw);
 
 // Allocates node [B, N, 1] (filled: input nodes = input_value, others = biases) and an
 // uninitialised edge tensor [B, E, Kh * Kw].
-std::tuple<at::Tensor, at::Tensor> alloc_graph(at::TensorList biases, const GraphMeta& m,
-                                               double input_value, const at::TensorOptions& opt,
-                                               int64_t n_inputs);
+std::tuple<at::Tensor, at::Tensor> alloc_graph(at::TensorList biases, const GraphMeta& m, double input_value,
+                                               const at::TensorOptions& opt, int64_t n_inputs);
 
 // Allocates uninitialised weights and biases filled from the node features.
-std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> alloc_weights(const at::Tensor& node,
-                                                                           const GraphMeta& m);
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> alloc_weights(const at::Tensor& node, const GraphMeta& m);
 
 inline KernelPlacement placement(const LayerMeta& l, const GraphMeta& m, bool dense_centre) {
   return make_placement(l.kh, l.kw, m.Kh, m.Kw, l.is_conv || dense_centre);

@@ -33,9 +33,9 @@ struct ScaleEqParams {
 // Checks the mode (and that mode kMsgSymmetrize has b1) and bundles the weights.
 ScaleEqParams make_scale_eq_params(const at::Tensor& w_e, const at::Tensor& w_in, const std::optional<at::Tensor>& b1,
                                    const std::optional<at::Tensor>& ln1_w, const std::optional<at::Tensor>& ln1_b,
-                                   const at::Tensor& w_f, const at::Tensor& b_f,
-                                   const std::optional<at::Tensor>& ln2_w, const std::optional<at::Tensor>& ln2_b,
-                                   const at::Tensor& w_2, const at::Tensor& b_2, int64_t mode, double eps);
+                                   const at::Tensor& w_f, const at::Tensor& b_f, const std::optional<at::Tensor>& ln2_w,
+                                   const std::optional<at::Tensor>& ln2_b, const at::Tensor& w_2, const at::Tensor& b_2,
+                                   int64_t mode, double eps);
 
 // Shapes of edge, hv and every weight; one dtype and device for all of them.
 void check_scale_eq_message(const at::Tensor& edge, const at::Tensor& hv, const ScaleEqParams& P);

@@ -36,8 +36,8 @@ struct CsrArgs {
 // and index dtype of the CSR; `op` prefixes the error messages.
 CsrArgs check_csr(const char* op, const at::Tensor& rowptr, const at::Tensor& col,
                   const std::optional<at::Tensor>& perm, const std::optional<at::Tensor>& t_rowptr,
-                  const std::optional<at::Tensor>& t_col, const std::optional<at::Tensor>& t_perm,
-                  int64_t n_cols, const at::Device& device);
+                  const std::optional<at::Tensor>& t_col, const std::optional<at::Tensor>& t_perm, int64_t n_cols,
+                  const at::Device& device);
 
 // Checks a 2-D floating feature tensor `name` ([rows, ?]) of dtype/device like `like`.
 void check_features(const char* op, const char* name, const at::Tensor& t, const at::Tensor& like);
@@ -49,12 +49,11 @@ struct SegmentGatherMulArgs {
   int64_t C = 0;
   bool bcast = false;  // edge is [E, 1] and C != 1: one scalar weight per edge
 };
-SegmentGatherMulArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge,
-                                     const at::Tensor& rowptr, const at::Tensor& col,
-                                     const std::optional<at::Tensor>& perm,
-                                     const std::optional<at::Tensor>& t_rowptr,
-                                     const std::optional<at::Tensor>& t_col,
-                                     const std::optional<at::Tensor>& t_perm);
+SegmentGatherMulArgs check_segment_gather_mul(const at::Tensor& x, const at::Tensor& edge, const at::Tensor& rowptr,
+                                              const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                                              const std::optional<at::Tensor>& t_rowptr,
+                                              const std::optional<at::Tensor>& t_col,
+                                              const std::optional<at::Tensor>& t_perm);
 
 // gather_mul_csr / gather_dot_csr: a [N_dst, C] (by row), b [N_src, C] (by col) + the CSR.
 struct PairArgs {
@@ -62,11 +61,9 @@ struct PairArgs {
   at::Tensor a, b;  // contiguous
   int64_t C = 0;
 };
-PairArgs check_gather_pair(const char* op, const at::Tensor& a, const at::Tensor& b,
-                           const at::Tensor& rowptr, const at::Tensor& col,
-                           const std::optional<at::Tensor>& perm,
-                           const std::optional<at::Tensor>& t_rowptr,
-                           const std::optional<at::Tensor>& t_col,
+PairArgs check_gather_pair(const char* op, const at::Tensor& a, const at::Tensor& b, const at::Tensor& rowptr,
+                           const at::Tensor& col, const std::optional<at::Tensor>& perm,
+                           const std::optional<at::Tensor>& t_rowptr, const std::optional<at::Tensor>& t_col,
                            const std::optional<at::Tensor>& t_perm);
 
 // Raises unless csr.perm (when given, values already in range) is a permutation of [0, E).

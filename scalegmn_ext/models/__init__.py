@@ -1,4 +1,5 @@
 """ScaleGMN models (invariant encoder and equivariant weight-space head)."""
+
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, InvariantNet, ScaleEq
 from .scalegmn import ScaleGMN, ScaleGMNEquivariant

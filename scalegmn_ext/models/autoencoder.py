@@ -19,6 +19,7 @@ Two decoders share the interface ``latent [B, k] -> (weights, biases)`` (per-lay
   ``b_l[o]``). Weight sharing across neurons gives far fewer parameters (no ``4d * P`` layer) and
   the same per-layer cost for any width; the README compares both on reconstruction and barrier.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,9 +52,9 @@ def unflatten_params(arch: Architecture, flat: Tensor) -> tuple[list[Tensor], li
     ws, bs, off = [], [], 0
     for s in arch.layers:
         n = math.prod(s.weight_shape)
-        ws.append(flat[:, off:off + n].reshape(flat.shape[0], *s.weight_shape))
+        ws.append(flat[:, off : off + n].reshape(flat.shape[0], *s.weight_shape))
         off += n
-        bs.append(flat[:, off:off + s.out_features])
+        bs.append(flat[:, off : off + s.out_features])
         off += s.out_features
     return ws, bs
 
@@ -80,8 +81,9 @@ class NeuronDecoder(nn.Module):
     def __init__(self, arch: Architecture, latent_dim: int, hidden: int, embed_dim: int = 32):
         super().__init__()
         self.arch = arch
-        self.embed = nn.ParameterList(nn.Parameter(torch.randn(s.out_features, embed_dim) / math.sqrt(embed_dim))
-                                      for s in arch.layers)
+        self.embed = nn.ParameterList(
+            nn.Parameter(torch.randn(s.out_features, embed_dim) / math.sqrt(embed_dim)) for s in arch.layers
+        )
         self.lat = nn.Linear(latent_dim, hidden)
         self.emb = nn.Linear(embed_dim, hidden, bias=False)
         self.mid = nn.Linear(hidden, hidden)
@@ -113,8 +115,16 @@ class ScaleGMNAutoencoder(nn.Module):
             ``"neuron"``: the first entry times ``d_hid`` is the hypernetwork width.
     """
 
-    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, latent_dim: int | None = None,
-                 decoder: str = "mlp", decoder_hidden: Sequence[int] = (2, 4), impl: str = "fast"):
+    def __init__(
+        self,
+        arch: Architecture,
+        config: ScaleGMNConfig | None = None,
+        *,
+        latent_dim: int | None = None,
+        decoder: str = "mlp",
+        decoder_hidden: Sequence[int] = (2, 4),
+        impl: str = "fast",
+    ):
         super().__init__()
         if not isinstance(arch, Architecture):
             raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")

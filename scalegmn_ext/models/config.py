@@ -1,4 +1,5 @@
 """Typed, validated configuration of the ScaleGMN models."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ Any number of networks, of one or of several compatible architectures, as one gr
 node ids (PyG style): an edge list plus node-role masks. The graph path additionally wants the
 row index sets of :class:`GraphRows`, computed once per batch.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -61,6 +62,14 @@ class GraphRows(NamedTuple):
         def ids(mask: Tensor) -> Tensor:
             return mask.nonzero().squeeze(1)
 
-        return cls(graph.edge_index, ids(into_hidden), ids(~into_hidden), ids(from_hidden), ids(~from_hidden),
-                   ids(hidden), ids(inp), ids(output),
-                   torch.bincount(src, minlength=hidden.shape[0]).unsqueeze(-1))
+        return cls(
+            graph.edge_index,
+            ids(into_hidden),
+            ids(~into_hidden),
+            ids(from_hidden),
+            ids(~from_hidden),
+            ids(hidden),
+            ids(inp),
+            ids(output),
+            torch.bincount(src, minlength=hidden.shape[0]).unsqueeze(-1),
+        )

@@ -6,6 +6,7 @@ All networks of a batch share one architecture, so the node states of graph laye
 ``in`` and the blocks flow unchanged in layout from the embedding to the readout: no index
 arithmetic, no concatenation, no re-slicing.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -64,9 +65,11 @@ class LayerBlocks(NamedTuple):
         """Per-layer views of graph-layout features (node ``[B, N, d]``, edge ``[B, E, d']``): no copy."""
         s = graph_structure(arch)
         no, eo = s.node_offsets, s.edge_offsets
-        nodes = [node[:, no[k]:no[k + 1]] for k in range(len(no) - 1)]
-        edges = [edge[:, eo[l]:eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
-                 for l, spec in enumerate(arch.layers)]
+        nodes = [node[:, no[k] : no[k + 1]] for k in range(len(no) - 1)]
+        edges = [
+            edge[:, eo[l] : eo[l + 1]].unflatten(1, (spec.out_features, spec.in_features))
+            for l, spec in enumerate(arch.layers)
+        ]
         return cls(nodes, edges)
 
 
@@ -85,7 +88,7 @@ def blocks_to_weights(blocks: LayerBlocks, arch: Architecture) -> tuple[list[Ten
         kh, kw = spec.kernel_size
         oh, ow = (Kh - kh) // 2, (Kw - kw) // 2
         grid = materialize(blocks.edge_states[l]).unflatten(-1, (Kh, Kw))
-        w = grid[..., oh:oh + kh, ow:ow + kw]
+        w = grid[..., oh : oh + kh, ow : ow + kw]
         weights.append(w if spec.is_conv else w[..., 0, 0])
         biases.append(blocks.node_states[l + 1][..., 0])
     return weights, biases

@@ -9,6 +9,7 @@ the layer-block and graph paths) and the straightforward one that the public imp
 (``forward_reference``, used by the per-edge reference path of :mod:`.reference`), which is the
 test oracle. They agree to rounding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,7 +44,7 @@ class MLP(nn.Module):
         The first layer of ``MLP([a || b])`` is ``W[:, A] a + W[:, B] b + b1``, so when ``a`` and
         ``b`` are per-node vectors gathered onto edges the two terms are computed once per node
         and only their sum is per edge. ``bias`` adds ``b1`` (to exactly one of the terms)."""
-        w = self.lin1.weight[:, start:start + x.shape[-1]]
+        w = self.lin1.weight[:, start : start + x.shape[-1]]
         return F.linear(x, w, self.lin1.bias if bias else None)
 
 
@@ -61,7 +62,9 @@ class Canonicalizer(nn.Module):
     * ``permutation``: ``c(x) = x`` (no symmetry beyond permutations).
     """
 
-    def __init__(self, symmetry: str, d: int, sign_canon: str = "symmetrize", layer_norm: bool = True, eps: float = 0.0):
+    def __init__(
+        self, symmetry: str, d: int, sign_canon: str = "symmetrize", layer_norm: bool = True, eps: float = 0.0
+    ):
         super().__init__()
         self.symmetry, self.mode, self.eps = symmetry, sign_canon, eps
         self.rho = MLP(d, d, d, layer_norm) if (symmetry == "sign" and sign_canon == "symmetrize") else None
@@ -90,8 +93,17 @@ class Canonicalizer(nn.Module):
 class InvariantNet(nn.Module):
     """``phi([c(x) || extra])``: an invariant vector of an equivariant input (plus invariant extras)."""
 
-    def __init__(self, symmetry: str, d_in: int, d_extra: int, d_hid: int, d_out: int, sign_canon: str, layer_norm: bool,
-                 eps: float = 0.0):
+    def __init__(
+        self,
+        symmetry: str,
+        d_in: int,
+        d_extra: int,
+        d_hid: int,
+        d_out: int,
+        sign_canon: str,
+        layer_norm: bool,
+        eps: float = 0.0,
+    ):
         super().__init__()
         self.canon = Canonicalizer(symmetry, d_in, sign_canon, layer_norm, eps)
         self.phi = MLP(d_in + d_extra, d_hid, d_out, layer_norm)
@@ -126,8 +138,17 @@ class ScaleEq(nn.Module):
     If ``x -> q x`` then ``y -> q y``: ``Gamma`` is linear without bias and ``Inv`` is invariant.
     """
 
-    def __init__(self, symmetry: str, d_in: int, d_out: int, d_hid: int, sign_canon: str, layer_norm: bool,
-                 d_extra: int = 0, eps: float = 0.0):
+    def __init__(
+        self,
+        symmetry: str,
+        d_in: int,
+        d_out: int,
+        d_hid: int,
+        sign_canon: str,
+        layer_norm: bool,
+        d_extra: int = 0,
+        eps: float = 0.0,
+    ):
         super().__init__()
         self.gamma = nn.Linear(d_in, d_out, bias=False)
         self.inv = InvariantNet(symmetry, d_in, d_extra, d_hid, d_out, sign_canon, layer_norm, eps)
@@ -155,12 +176,37 @@ class ScaleEq(nn.Module):
             rho = canon.rho
             ln1_w, ln1_b = _norm_affine(rho)
             w_f, b_f = inv.merged_first_layer()
-            return ScaleEqMessageParams(w_e, torch.cat([self.gamma.weight, rho.lin1.weight], 0), rho.lin1.bias,
-                                        ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias,
-                                        int(MessageMode.SIGN_SYMMETRIZE), canon.eps)
+            return ScaleEqMessageParams(
+                w_e,
+                torch.cat([self.gamma.weight, rho.lin1.weight], 0),
+                rho.lin1.bias,
+                ln1_w,
+                ln1_b,
+                w_f,
+                b_f,
+                ln2_w,
+                ln2_b,
+                phi.lin2.weight,
+                phi.lin2.bias,
+                int(MessageMode.SIGN_SYMMETRIZE),
+                canon.eps,
+            )
         mode = {"sign": MessageMode.SIGN_ABS, "scale": MessageMode.SCALE}.get(canon.symmetry, MessageMode.PLAIN)
-        return ScaleEqMessageParams(w_e, self.gamma.weight, None, None, None, phi.lin1.weight, phi.lin1.bias,
-                                    ln2_w, ln2_b, phi.lin2.weight, phi.lin2.bias, int(mode), canon.eps)
+        return ScaleEqMessageParams(
+            w_e,
+            self.gamma.weight,
+            None,
+            None,
+            None,
+            phi.lin1.weight,
+            phi.lin1.bias,
+            ln2_w,
+            ln2_b,
+            phi.lin2.weight,
+            phi.lin2.bias,
+            int(mode),
+            canon.eps,
+        )
 
 
 def _norm_affine(mlp: MLP) -> tuple[Tensor | None, Tensor | None]:

@@ -9,6 +9,7 @@ Both compute the same function; what they share (the branch choices, the per-nod
 edge MLP's first layer, the edge update's output, the skip) is a method here. The per-edge
 reference path, the test oracle, is :func:`~scalegmn_ext.models.reference.layer_per_edge`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -118,8 +119,9 @@ class MessagePassingLayer(nn.Module):
         return new if self.skip is None else self.skip(old) + new
 
     # ---------------------------------------------------------------- layer-block path ----
-    def forward_blocks(self, blocks: LayerBlocks, drop_p: float = 0.0, seed: int = 0,
-                       outputs_only: bool = False) -> LayerBlocks:
+    def forward_blocks(
+        self, blocks: LayerBlocks, drop_p: float = 0.0, seed: int = 0, outputs_only: bool = False
+    ) -> LayerBlocks:
         """One layer on the per-layer blocks of one architecture.
 
         ``drop_p > 0`` applies hash dropout to every output block (seeds derived from ``seed``;
@@ -145,7 +147,9 @@ class MessagePassingLayer(nn.Module):
         new_edges = self._edge_update_blocks(nodes, edges, drop_p, seed) if self.edge_out is not None else edges
         if drop_p > 0:
             if self.edge_out is None:  # (an edge update applies its dropout itself, fused if it can)
-                new_edges = [hash_dropout(materialize(x), drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_edges)]
+                new_edges = [
+                    hash_dropout(materialize(x), drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_edges)
+                ]
             new_nodes = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_nodes)]
         return LayerBlocks(new_nodes, new_edges)
 
@@ -153,8 +157,9 @@ class MessagePassingLayer(nn.Module):
         """Summed forward messages into one node block from its incoming edge block."""
         e, w_e = edge_operands(edge_block, self.msg_e.weight)
         if into_hidden and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
-            return scale_eq_message(e, sender_proj, self.msg_hidden.message_params(w_e),
-                                    save=self.message_save and torch.is_grad_enabled())
+            return scale_eq_message(
+                e, sender_proj, self.msg_hidden.message_params(w_e), save=self.message_save and torch.is_grad_enabled()
+            )
         x = F.linear(e, w_e) * sender_proj.unsqueeze(1)  # [B, out, in, d]
         return self.message_net(into_hidden)(x).sum(2)
 
@@ -188,12 +193,28 @@ class MessagePassingLayer(nn.Module):
             out = []
             for l in range(L):
                 e, w_g = edge_operands(edges[l], self.edge_gamma.weight)
-                out.append(edge_update(e, receivers[l], senders[l], self.psi.lin2.weight, self.psi.lin2.bias, w_g,
-                                       ln.weight if ln is not None else None, ln.bias if ln is not None else None,
-                                       p=drop_p, seed=_sub_seed(seed, L + 1 + l)))
+                out.append(
+                    edge_update(
+                        e,
+                        receivers[l],
+                        senders[l],
+                        self.psi.lin2.weight,
+                        self.psi.lin2.bias,
+                        w_g,
+                        ln.weight if ln is not None else None,
+                        ln.bias if ln is not None else None,
+                        p=drop_p,
+                        seed=_sub_seed(seed, L + 1 + l),
+                    )
+                )
             return out
-        out = [self.edge_update_output(receivers[l].unsqueeze(2) + senders[l].unsqueeze(1),
-                                       F.linear(*edge_operands(edges[l], self.edge_gamma.weight))) for l in range(L)]
+        out = [
+            self.edge_update_output(
+                receivers[l].unsqueeze(2) + senders[l].unsqueeze(1),
+                F.linear(*edge_operands(edges[l], self.edge_gamma.weight)),
+            )
+            for l in range(L)
+        ]
         return [hash_dropout(x, drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(out)]
 
     # ---------------------------------------------------------------- graph path ----
@@ -204,8 +225,9 @@ class MessagePassingLayer(nn.Module):
         src, dst = rows.edge_index
         d = nodes.shape[-1]
         m_in = self.msg_e(edges) * self.msg_v(nodes)[src]
-        mu = _by_rows(m_in, ((rows.edges_into_hidden, self.message_net(True)),
-                             (rows.edges_into_io, self.message_net(False))), d)
+        mu = _by_rows(
+            m_in, ((rows.edges_into_hidden, self.message_net(True)), (rows.edges_into_io, self.message_net(False))), d
+        )
         parts = [nodes, torch.zeros_like(nodes).index_add_(0, dst, mu)]
         if self.gated:
             gb = self.bw_gated
@@ -222,13 +244,21 @@ class MessagePassingLayer(nn.Module):
             parts.append(mb)
         elif self.bidir:
             b_in = self.backward_input(edges, self.bw_v(nodes)[dst])
-            mu_b = _by_rows(b_in, ((rows.edges_from_hidden, self.backward_net(True)),
-                                   (rows.edges_from_io, self.backward_net(False))), d)
+            mu_b = _by_rows(
+                b_in,
+                ((rows.edges_from_hidden, self.backward_net(True)), (rows.edges_from_io, self.backward_net(False))),
+                d,
+            )
             parts.append(torch.zeros_like(nodes).index_add_(0, src, mu_b))
-        new_nodes = _by_rows(torch.cat(parts, -1), ((rows.hidden_nodes, self.update_net(_HIDDEN)),
-                                                    (rows.input_nodes, self.update_net(_INPUT)),
-                                                    (rows.output_nodes, self.update_net(_OUTPUT))),
-                             self.upd_in.lin2.out_features)
+        new_nodes = _by_rows(
+            torch.cat(parts, -1),
+            (
+                (rows.hidden_nodes, self.update_net(_HIDDEN)),
+                (rows.input_nodes, self.update_net(_INPUT)),
+                (rows.output_nodes, self.update_net(_OUTPUT)),
+            ),
+            self.upd_in.lin2.out_features,
+        )
         new_edges = edges
         if self.edge_out is not None:
             c = nodes.clone()

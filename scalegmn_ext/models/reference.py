@@ -8,6 +8,7 @@ between layers. It shares every parameter with the efficient paths of
 the blocks' ``forward_reference`` forms, so the tests compare two independent computations. It is
 also the benchmark baseline.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ def layer_per_edge(layer: MessagePassingLayer, x: Tensor, e: Tensor, graph: Disj
     if layer.gated:
         send_hidden = graph.hidden[src].unsqueeze(-1)
         gb, ep = layer.bw_gated, layer.bw_e(e)
-        mu_b = torch.where(send_hidden, gb.forward_reference(ep, x[src], x[dst], False),
-                           gb.forward_reference(ep, x[src], x[dst], True))
+        mu_b = torch.where(
+            send_hidden, gb.forward_reference(ep, x[src], x[dst], False), gb.forward_reference(ep, x[src], x[dst], True)
+        )
         parts.append(torch.zeros_like(x).index_add_(0, src, mu_b))
     elif layer.bidir:
         send_hidden = graph.hidden[src].unsqueeze(-1)
@@ -42,13 +44,16 @@ def layer_per_edge(layer: MessagePassingLayer, x: Tensor, e: Tensor, graph: Disj
         parts.append(torch.zeros_like(x).index_add_(0, src, mu_b))
     inp = torch.cat(parts, -1)
     hid, inn = graph.hidden.unsqueeze(-1), graph.input.unsqueeze(-1)
-    new_x = torch.where(hid, layer.upd_hidden.forward_reference(inp),
-                        torch.where(inn, layer.upd_in(inp), layer.upd_out(inp)))
+    new_x = torch.where(
+        hid, layer.upd_hidden.forward_reference(inp), torch.where(inn, layer.upd_in(inp), layer.upd_out(inp))
+    )
     new_e = e
     if layer.edge_out is not None:
+
         def canon(idx):
             h = x[idx]
             return torch.where(graph.hidden[idx].unsqueeze(-1), layer.edge_canon.forward_reference(h), h)
+
         new_e = layer.psi(torch.cat([canon(src), canon(dst)], -1)) * layer.edge_gamma(e)
     if layer.skip is not None:
         new_x = layer.skip(x) + new_x
@@ -71,8 +76,12 @@ def states_per_edge(model, node: Tensor, edge: Tensor, arch: Architecture) -> tu
     h, e = model._embed(node, edge, s=s)
     B = h.shape[0]
     # explicit widths: with B = 0 a -1 could not be inferred
-    x, ef = run_per_edge(model, h.reshape(B * s.num_nodes, h.shape[-1]), e.reshape(B * s.num_edges, e.shape[-1]),
-                         DisjointGraph.of_batch(arch, B, h.device))
+    x, ef = run_per_edge(
+        model,
+        h.reshape(B * s.num_nodes, h.shape[-1]),
+        e.reshape(B * s.num_edges, e.shape[-1]),
+        DisjointGraph.of_batch(arch, B, h.device),
+    )
     return x.reshape(B, s.num_nodes, x.shape[-1]), ef.reshape(B, s.num_edges, ef.shape[-1])
 
 

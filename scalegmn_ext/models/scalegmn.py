@@ -59,6 +59,7 @@ computed max-scaled (:func:`~scalegmn_ext.reference.canonical.scale_normalize`),
 finite input when ``config.eps = 0`` (the default) -- no clamp anywhere in the symmetric paths.
 LayerNorms (eps 1e-5) only ever see invariant inputs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -81,8 +82,9 @@ __all__ = ["ScaleGMN", "ScaleGMNEquivariant"]
 
 
 class _ScaleGMNBase(nn.Module):
-    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast",
-                 equivariant: bool = False):
+    def __init__(
+        self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast", equivariant: bool = False
+    ):
         super().__init__()
         if not isinstance(arch, Architecture):
             raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
@@ -91,8 +93,10 @@ class _ScaleGMNBase(nn.Module):
             raise TypeError(f"config must be a ScaleGMNConfig, got {type(cfg).__name__}")
         sym = cfg.symmetry or arch.symmetry.value
         if sym != "permutation" and sym != arch.symmetry.value:
-            raise ValueError(f"config.symmetry={sym!r} does not match the input architecture's group "
-                             f"{arch.symmetry.value!r} ({arch.activation} activation)")
+            raise ValueError(
+                f"config.symmetry={sym!r} does not match the input architecture's group "
+                f"{arch.symmetry.value!r} ({arch.activation} activation)"
+            )
         self.arch, self.config, self.symmetry = arch, cfg, sym
         self.impl = impl
         self.structure = graph_structure(arch)
@@ -140,13 +144,19 @@ class _ScaleGMNBase(nn.Module):
         elif isinstance(weights, Tensor) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
         else:
-            batched = len(weights) > 0 and isinstance(weights[0], Tensor) and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
+            batched = (
+                len(weights) > 0
+                and isinstance(weights[0], Tensor)
+                and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
+            )
             # from_weights has checked that all weights and biases share one dtype
             g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
             subject, fix = "weights/biases have", f"[w.to({dtype}) for w in weights], or "
         if g.edge.dtype != dtype:
-            raise TypeError(f"{subject} dtype {g.edge.dtype} but this model's parameters are {dtype}; convert one "
-                            f"of them (e.g. {fix}model.to({g.edge.dtype}))")
+            raise TypeError(
+                f"{subject} dtype {g.edge.dtype} but this model's parameters are {dtype}; convert one "
+                f"of them (e.g. {fix}model.to({g.edge.dtype}))"
+            )
         return g.node, g.edge, batched, g.arch
 
     def _mixed(self, weights) -> MixedGraphBatch | None:
@@ -160,8 +170,9 @@ class _ScaleGMNBase(nn.Module):
         return weights
 
     # ---------------------------------------------------------------- embedding ----------------
-    def _embed_nodes(self, node: Tensor, node_type: Tensor | None = None, hidden: Tensor | None = None,
-                     s=None) -> Tensor:
+    def _embed_nodes(
+        self, node: Tensor, node_type: Tensor | None = None, hidden: Tensor | None = None, s=None
+    ) -> Tensor:
         """Node embedding; types/mask default to those of structure ``s`` (broadcast over B)."""
         s = self.structure if s is None else s
         h = self.node_init(node)
@@ -172,8 +183,15 @@ class _ScaleGMNBase(nn.Module):
             h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
         return h
 
-    def _embed(self, node: Tensor, edge: Tensor, node_type: Tensor | None = None, edge_type: Tensor | None = None,
-               hidden: Tensor | None = None, s=None) -> tuple[Tensor, Tensor]:
+    def _embed(
+        self,
+        node: Tensor,
+        edge: Tensor,
+        node_type: Tensor | None = None,
+        edge_type: Tensor | None = None,
+        hidden: Tensor | None = None,
+        s=None,
+    ) -> tuple[Tensor, Tensor]:
         """Node and edge embedding in graph layout (the graph and per-edge reference paths)."""
         s = self.structure if s is None else s
         e = self.edge_init(edge)
@@ -197,7 +215,7 @@ class _ScaleGMNBase(nn.Module):
                 edges.append(FactoredEdges(block, self.edge_pos[t].unsqueeze(1) * self.edge_init.weight))
             else:
                 eo = s.edge_offsets
-                pos = self.edge_pos[s.edge_type[eo[l]:eo[l + 1]].to(edge.device)].unflatten(0, block.shape[1:3])
+                pos = self.edge_pos[s.edge_type[eo[l] : eo[l + 1]].to(edge.device)].unflatten(0, block.shape[1:3])
                 edges.append(self.edge_init(block) * pos)
         return LayerBlocks(raw.node_states, edges)
 
@@ -212,8 +230,9 @@ class _ScaleGMNBase(nn.Module):
             seed = draw_seed() if p > 0 else 0
             only = self._outputs_only and i == last
             if ckpt:
-                blocks = torch.utils.checkpoint.checkpoint(layer.forward_blocks, blocks, p, seed, only,
-                                                           use_reentrant=False)
+                blocks = torch.utils.checkpoint.checkpoint(
+                    layer.forward_blocks, blocks, p, seed, only, use_reentrant=False
+                )
             else:
                 blocks = layer.forward_blocks(blocks, p, seed, only)
         return blocks
@@ -248,8 +267,13 @@ class _ScaleGMNBase(nn.Module):
         for arch, B in mb.groups:
             s = graph_structure(arch)
             n1, e1 = n0 + B * s.num_nodes, e0 + B * s.num_edges
-            yield (arch, mb.node[n0:n1].view(B, s.num_nodes, -1), mb.edge[e0:e1].view(B, s.num_edges, -1),
-                   slice(n0, n1), slice(e0, e1))
+            yield (
+                arch,
+                mb.node[n0:n1].view(B, s.num_nodes, -1),
+                mb.edge[e0:e1].view(B, s.num_edges, -1),
+                slice(n0, n1),
+                slice(e0, e1),
+            )
             n0, e0 = n1, e1
 
 
@@ -324,8 +348,9 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
     are added (an update ``theta' = theta + f(theta)``).
     """
 
-    def __init__(self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast",
-                 residual: bool = False):
+    def __init__(
+        self, arch: Architecture, config: ScaleGMNConfig | None = None, *, impl: str = "fast", residual: bool = False
+    ):
         super().__init__(arch, config, impl=impl, equivariant=True)
         self.residual = residual
         L = arch.num_layers
@@ -351,8 +376,9 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         out = self._run_blocks(self._input_blocks(node, edge, arch))
         return self._scaled(*blocks_to_weights(out, arch), node, edge, arch)
 
-    def _scaled(self, ws: list[Tensor], bs: list[Tensor], node: Tensor, edge: Tensor,
-                arch: Architecture) -> tuple[list[Tensor], list[Tensor]]:
+    def _scaled(
+        self, ws: list[Tensor], bs: list[Tensor], node: Tensor, edge: Tensor, arch: Architecture
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """The per-layer output scales, plus the input weights when ``residual``."""
         ws = [w * self.weight_scale[l] for l, w in enumerate(ws)]
         bs = [b * self.bias_scale[l] for l, b in enumerate(bs)]

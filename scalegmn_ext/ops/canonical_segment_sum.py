@@ -33,6 +33,7 @@ whose ``eps / m`` overflows gets ``grad / eps``. The gradient of a tiny row is g
 pure-PyTorch composite (:func:`scalegmn_ext.reference.canonical_segment_sum.canonical_backward_double`) whose
 segment reduction calls the compiled forward op, so gradients of any order work.
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,8 +47,14 @@ __all__ = ["canonical_segment_sum", "CANONICAL_MODES"]
 #: The op's mode ids (the ``int mode`` argument; csrc/common/canonical.h ``CanonicalMode``).
 MODE_IDENTITY, MODE_ABS, MODE_L2 = 0, 1, 2
 #: Accepted mode names -> op mode ids.
-CANONICAL_MODES = {"identity": MODE_IDENTITY, "sum": MODE_IDENTITY, "abs": MODE_ABS, "sign": MODE_ABS,
-                   "l2": MODE_L2, "scale": MODE_L2}
+CANONICAL_MODES = {
+    "identity": MODE_IDENTITY,
+    "sum": MODE_IDENTITY,
+    "abs": MODE_ABS,
+    "sign": MODE_ABS,
+    "l2": MODE_L2,
+    "scale": MODE_L2,
+}
 _MODE_IDS = (MODE_IDENTITY, MODE_ABS, MODE_L2)
 #: Default ``eps`` of mode ``"l2"`` (see the module doc).
 DEFAULT_EPS = 1e-6
@@ -81,13 +88,20 @@ def _canonical_segment_sum_autograd(ctx, inputs, grad):
 def _canonical_segment_sum_backward_autograd(ctx, inputs, v):
     grad, h, ptr, mask, mode, eps = inputs
     d_grad, d_h = _ref.canonical_backward_double(v, grad, h, ptr, mask, mode, eps, segment_sum=_identity_segment_sum)
-    return (d_grad if ctx.needs_input_grad[0] else None,
-            d_h if ctx.needs_input_grad[1] else None, None, None, None, None)
+    return (
+        d_grad if ctx.needs_input_grad[0] else None,
+        d_h if ctx.needs_input_grad[1] else None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 register_op("canonical_segment_sum", _canonical_segment_sum_fake, _canonical_segment_sum_autograd)
-register_op("canonical_segment_sum_backward", _canonical_segment_sum_backward_fake,
-            _canonical_segment_sum_backward_autograd)
+register_op(
+    "canonical_segment_sum_backward", _canonical_segment_sum_backward_fake, _canonical_segment_sum_backward_autograd
+)
 
 
 def _mode_id(mode) -> int:
@@ -96,12 +110,15 @@ def _mode_id(mode) -> int:
             raise ValueError(f"mode must be one of {sorted(CANONICAL_MODES)} or 0/1/2, got {mode!r}")
         return CANONICAL_MODES[mode]
     if isinstance(mode, bool) or not isinstance(mode, int) or mode not in _MODE_IDS:
-        raise ValueError(f"mode must be 0 (identity), 1 (abs) or 2 (l2) or one of {sorted(CANONICAL_MODES)}, got {mode!r}")
+        raise ValueError(
+            f"mode must be 0 (identity), 1 (abs) or 2 (l2) or one of {sorted(CANONICAL_MODES)}, got {mode!r}"
+        )
     return mode
 
 
-def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int | str = "identity",
-                          eps: float = DEFAULT_EPS) -> Tensor:
+def canonical_segment_sum(
+    h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int | str = "identity", eps: float = DEFAULT_EPS
+) -> Tensor:
     """Sign-/scale-canonical segment sum (graph readout), fused in one pass.
 
     Args:
@@ -141,12 +158,18 @@ def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mo
         if mask.dtype != torch.bool:
             raise TypeError(f"{op}: mask must be bool, got {mask.dtype}")
         if mask.shape != (h.shape[0],):
-            raise ValueError(f"{op}: mask must be [{h.shape[0]}] (one entry per row of h), got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"{op}: mask must be [{h.shape[0]}] (one entry per row of h), got shape {tuple(mask.shape)}"
+            )
         if mask.device != h.device:
             raise ValueError(f"{op}: mask is on {mask.device} but h is on {h.device}")
     m = _mode_id(mode)
     eps = float(eps)
     if not eps >= 0:
         raise ValueError(f"{op}: eps must be >= 0, got {eps}")
-    fn = torch.ops.scalegmn.canonical_segment_sum if use_compiled("canonical_segment_sum", h) else _ref.canonical_segment_sum
+    fn = (
+        torch.ops.scalegmn.canonical_segment_sum
+        if use_compiled("canonical_segment_sum", h)
+        else _ref.canonical_segment_sum
+    )
     return fn(h, ptr, mask, m, eps)

@@ -15,6 +15,7 @@ A :class:`CSR` describes ``E`` directed edges ``src -> dst`` between ``num_src``
 Both directions are built once (an O(E log E) stable sort) and reused for every layer and
 every step; the ops never sort. All index tensors share one dtype (int64 or int32) and device.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,8 +98,16 @@ class CSR:
 
     def transpose(self) -> CSR:
         """The reversed graph (messages flowing ``dst -> src``): swaps the two directions."""
-        return CSR(self.t_rowptr, self.t_col, self.t_perm, self.rowptr, self.col, self.perm,
-                   num_src=self.num_dst, num_dst=self.num_src)
+        return CSR(
+            self.t_rowptr,
+            self.t_col,
+            self.t_perm,
+            self.rowptr,
+            self.col,
+            self.perm,
+            num_src=self.num_dst,
+            num_dst=self.num_src,
+        )
 
     def to(self, device=None, index_dtype: torch.dtype | None = None) -> CSR:
         """A copy on ``device`` and/or with ``index_dtype`` (int64 or int32) index tensors."""
@@ -125,7 +134,9 @@ class CSR:
                 raise ValueError(f"{name} must be non-decreasing")
         for name, idx, n in (("col", self.col, self.num_src), ("t_col", self.t_col, self.num_dst)):
             if E and (idx.min().item() < 0 or idx.max().item() >= n):
-                raise ValueError(f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}")
+                raise ValueError(
+                    f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}"
+                )
         for name, p in (("perm", self.perm), ("t_perm", self.t_perm)):
             if p is not None and not torch.equal(torch.sort(p.long()).values, torch.arange(E, device=p.device)):
                 raise ValueError(f"{name} must be a permutation of [0, {E})")
@@ -139,13 +150,21 @@ class CSR:
         fwd[eid] = torch.stack([self.col.long(), rows], 1)
         bwd[t_eid] = torch.stack([t_rows, self.t_col.long()], 1)
         if not torch.equal(fwd, bwd):
-            raise ValueError("the transposed CSR (t_rowptr, t_col, t_perm) describes other edges than (rowptr, col, perm)")
+            raise ValueError(
+                "the transposed CSR (t_rowptr, t_col, t_perm) describes other edges than (rowptr, col, perm)"
+            )
         return self
 
     # ------------------------------------------------------------------ constructors -----------
     @classmethod
-    def from_edge_index(cls, edge_index: Tensor, num_src: int | None = None, num_dst: int | None = None, *,
-                        index_dtype: torch.dtype = torch.int64) -> CSR:
+    def from_edge_index(
+        cls,
+        edge_index: Tensor,
+        num_src: int | None = None,
+        num_dst: int | None = None,
+        *,
+        index_dtype: torch.dtype = torch.int64,
+    ) -> CSR:
         """Both CSR directions of an edge list ``edge_index [2, E]`` = ``(src, dst)``.
 
         Edge ``e`` (column ``e`` of ``edge_index``) is row ``e`` of the edge features. When the
@@ -171,7 +190,9 @@ class CSR:
             num_dst = int(dst.max().item()) + 1 if E else 0
         for name, idx, n in (("edge_index[0] (src)", src, num_src), ("edge_index[1] (dst)", dst, num_dst)):
             if E and (idx.min().item() < 0 or idx.max().item() >= n):
-                raise ValueError(f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}")
+                raise ValueError(
+                    f"{name} holds indices outside [0, {n}): min {idx.min().item()}, max {idx.max().item()}"
+                )
         if E and (index_dtype == torch.int32) and max(E, num_src, num_dst) > torch.iinfo(torch.int32).max:
             raise ValueError("graph too large for int32 indices; use index_dtype=torch.int64")
         dev = edge_index.device
@@ -197,8 +218,9 @@ class CSR:
         return cls(rowptr, col, perm, t_rowptr, t_col, t_perm, num_src=num_src, num_dst=rowptr.numel() - 1)
 
     @classmethod
-    def for_graph(cls, structure: GraphStructure, batch_size: int = 1, *,
-                  index_dtype: torch.dtype = torch.int64) -> CSR:
+    def for_graph(
+        cls, structure: GraphStructure, batch_size: int = 1, *, index_dtype: torch.dtype = torch.int64
+    ) -> CSR:
         """The CSR of ``batch_size`` disjoint copies of an architecture's graph (node ``b*N + n``,
         edge ``b*E + e``), in the package's layout: edges are receiver-major, so ``perm`` is None
         and the receiver CSR is ``structure.batch(batch_size)``'s; the sender CSR comes from the
@@ -220,5 +242,6 @@ class CSR:
         deg = outdeg1.repeat(batch_size)
         t_rowptr = torch.cat([deg.new_zeros(1), deg.cumsum(0)])
         c = lambda t: t.to(index_dtype)  # noqa: E731
-        return cls(c(rowptr), c(ei[0]), None, c(t_rowptr), c(t_col), c(t_perm),
-                   num_src=batch_size * N, num_dst=batch_size * N)
+        return cls(
+            c(rowptr), c(ei[0]), None, c(t_rowptr), c(t_col), c(t_perm), num_src=batch_size * N, num_dst=batch_size * N
+        )

@@ -9,6 +9,7 @@ where ``dst`` / ``src`` are the per-node halves of the edge MLP's first layer (`
 over the output's flat indices. Tiles of whole networks; only the inputs are saved, the backward
 recomputes each tile and regenerates the dropout mask. Double backward is not supported.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,9 +49,20 @@ def _shape_error(name: str, want: str, t: Tensor) -> ValueError:
     return ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
 
 
-def edge_update(edge: Tensor, dst: Tensor, src: Tensor, w_2: Tensor, b_2: Tensor, w_g: Tensor,
-                ln_w: Tensor | None = None, ln_b: Tensor | None = None, *, p: float = 0.0, seed: int = 0,
-                tile_edges: int = DEFAULT_TILE_EDGES) -> Tensor:
+def edge_update(
+    edge: Tensor,
+    dst: Tensor,
+    src: Tensor,
+    w_2: Tensor,
+    b_2: Tensor,
+    w_g: Tensor,
+    ln_w: Tensor | None = None,
+    ln_b: Tensor | None = None,
+    *,
+    p: float = 0.0,
+    seed: int = 0,
+    tile_edges: int = DEFAULT_TILE_EDGES,
+) -> Tensor:
     """Fused edge update -> ``[B, out, in, d_out]`` (see module doc).
 
     Args:
@@ -79,10 +91,30 @@ def edge_update(edge: Tensor, dst: Tensor, src: Tensor, w_2: Tensor, b_2: Tensor
     if (ln_w is None) != (ln_b is None):
         raise ValueError("pass both ln_w and ln_b or neither")
     check_drop_probability(p)
-    for name, t in (("dst", dst), ("src", src), ("w_2", w_2), ("b_2", b_2), ("w_g", w_g), ("ln_w", ln_w), ("ln_b", ln_b)):
+    for name, t in (
+        ("dst", dst),
+        ("src", src),
+        ("w_2", w_2),
+        ("b_2", b_2),
+        ("w_g", w_g),
+        ("ln_w", ln_w),
+        ("ln_b", ln_b),
+    ):
         if t is not None and (t.dtype != edge.dtype or t.device != edge.device):
-            raise TypeError(f"{name} must have edge's dtype and device ({edge.dtype}, {edge.device}), "
-                            f"got {t.dtype} on {t.device}")
+            raise TypeError(
+                f"{name} must have edge's dtype and device ({edge.dtype}, {edge.device}), got {t.dtype} on {t.device}"
+            )
     fn = torch.ops.scalegmn.edge_update if use_compiled("edge_update", edge) else _ref.edge_update
-    return fn(edge.contiguous(), dst.contiguous(), src.contiguous(), ln_w, ln_b, w_2, b_2, w_g, float(p), int(seed),
-              int(tile_edges))
+    return fn(
+        edge.contiguous(),
+        dst.contiguous(),
+        src.contiguous(),
+        ln_w,
+        ln_b,
+        w_2,
+        b_2,
+        w_g,
+        float(p),
+        int(seed),
+        int(tile_edges),
+    )

@@ -14,6 +14,7 @@ draw dominates (see benchmarks/RESULTS.md). The seed is a Python int: :class:`Ha
 one per call from torch's default generator, so ``torch.manual_seed`` makes runs repeatable
 (under ``torch.compile`` that draw is a graph break, in training mode only).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,10 @@ def _hash_dropout_fake(x, p, seed, offset):
     torch._check(x.is_floating_point(), lambda: f"hash_dropout: x must be a floating tensor, got {x.dtype}")
     torch._check(0.0 <= p < 1.0, lambda: f"hash_dropout: p must be in [0, 1), got {p}")
     torch._check(offset >= 0, lambda: f"hash_dropout: offset must be >= 0, got {offset}")
-    torch._check(offset + x.numel() <= INT64_MAX,
-                 lambda: f"hash_dropout: last flat index offset + x.numel() = {offset} + {x.numel()} overflows int64")
+    torch._check(
+        offset + x.numel() <= INT64_MAX,
+        lambda: f"hash_dropout: last flat index offset + x.numel() = {offset} + {x.numel()} overflows int64",
+    )
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 

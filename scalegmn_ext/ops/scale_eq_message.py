@@ -6,6 +6,7 @@ ScaleEq message ``Gamma x * Inv(x)`` with ``x = (W_e e) * hv`` -- tile by tile, 
 ``[E, d]`` intermediate, and recomputing tiles in backward (optionally only their element-wise
 parts: ``save=True``). Double backward is not supported.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -44,15 +45,17 @@ class ScaleEqMessageParams(NamedTuple):
 _N_TENSORS = 13  # edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2
 
 
-def _scale_eq_message_fake(edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps,
-                           tile_edges, save):
+def _scale_eq_message_fake(
+    edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps, tile_edges, save
+):
     width = hv.shape[2] + w_in.shape[0] + w_f.shape[0] + w_2.shape[0]
     rows = edge.shape[0] * edge.shape[1] * edge.shape[2] if save else 0
     return hv.new_empty(edge.shape[0], edge.shape[1], w_2.shape[0]), hv.new_empty(rows, width)
 
 
-def _scale_eq_message_backward_fake(grad, edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2,
-                                    mode, eps, tile_edges, saved):
+def _scale_eq_message_backward_fake(
+    grad, edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2, mode, eps, tile_edges, saved
+):
     ts = [edge, hv, w_e, w_in, b1, ln1_w, ln1_b, w_f, b_f, ln2_w, ln2_b, w_2, b_2]
     return [t.new_empty(t.shape) if t is not None else hv.new_empty(0) for t in ts]
 
@@ -63,8 +66,9 @@ def _scale_eq_message_autograd(ctx, inputs, grad, _workspace_grad):
     if grad is None:  # gradients are not materialised: out was unused
         return (None,) * len(inputs)
     tensors, (mode, eps, tile_edges, _save) = inputs[:_N_TENSORS], inputs[_N_TENSORS:]
-    grads = torch.ops.scalegmn.scale_eq_message_backward(grad.contiguous(), *tensors, mode, eps, tile_edges,
-                                                         ctx.workspace)
+    grads = torch.ops.scalegmn.scale_eq_message_backward(
+        grad.contiguous(), *tensors, mode, eps, tile_edges, ctx.workspace
+    )
     return (*[None if t is None else g for g, t in zip(grads, tensors)], None, None, None, None)
 
 
@@ -72,8 +76,9 @@ register_op("scale_eq_message", _scale_eq_message_fake, _scale_eq_message_autogr
 register_op("scale_eq_message_backward", _scale_eq_message_backward_fake)
 
 
-def scale_eq_message(edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *,
-                     tile_edges: int = DEFAULT_TILE_EDGES, save: bool = False) -> Tensor:
+def scale_eq_message(
+    edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *, tile_edges: int = DEFAULT_TILE_EDGES, save: bool = False
+) -> Tensor:
     """Fused ``sum_i ScaleEq((W_e e[b, o, i]) * hv[b, i])`` -> ``[B, out, d_out]`` (see module doc).
 
     ``save=True`` keeps the per-edge GEMM outputs (``d + |w_in| + d_h + d_out`` values per edge,
@@ -84,9 +89,12 @@ def scale_eq_message(edge: Tensor, hv: Tensor, params: ScaleEqMessageParams, *,
     if hv.dim() != 3 or hv.shape[0] != edge.shape[0] or hv.shape[1] != edge.shape[2]:
         raise ValueError(f"hv must be [B, in, d] = [{edge.shape[0]}, {edge.shape[2]}, d], got shape {tuple(hv.shape)}")
     if not isinstance(params, ScaleEqMessageParams):
-        raise TypeError(f"params must be a ScaleEqMessageParams (e.g. ScaleEq.message_params(w_e)), "
-                        f"got {type(params).__name__}")
+        raise TypeError(
+            f"params must be a ScaleEqMessageParams (e.g. ScaleEq.message_params(w_e)), got {type(params).__name__}"
+        )
     args = tuple(params)
     if not use_compiled("scale_eq_message", edge):
         return _ref.scale_eq_message(edge, hv, *args)
-    return torch.ops.scalegmn.scale_eq_message(edge.contiguous(), hv.contiguous(), *args, int(tile_edges), bool(save))[0]
+    return torch.ops.scalegmn.scale_eq_message(edge.contiguous(), hv.contiguous(), *args, int(tile_edges), bool(save))[
+        0
+    ]

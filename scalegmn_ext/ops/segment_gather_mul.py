@@ -23,6 +23,7 @@ call leaves it None, the backward rebuilds it with one stable sort of ``col`` pe
 All ops are deterministic on CPU and CUDA (each output element is summed by one thread in CSR
 order; no atomics) and accumulate in float32 for half/bfloat16 inputs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -74,8 +75,7 @@ def _segment_gather_mul_backward(ctx, inputs, grad):
         t_rowptr, t_col, t_perm = _transposed(rowptr, col, perm, t_rowptr, t_col, t_perm, x.shape[0])
         gx = torch.ops.scalegmn.segment_gather_mul(grad, edge, t_rowptr, t_col, t_perm, rowptr, col, perm)
     if ctx.needs_input_grad[1]:
-        op = (torch.ops.scalegmn.gather_mul_csr if edge.shape[1] == x.shape[1]
-              else torch.ops.scalegmn.gather_dot_csr)
+        op = torch.ops.scalegmn.gather_mul_csr if edge.shape[1] == x.shape[1] else torch.ops.scalegmn.gather_dot_csr
         ge = op(grad, x, rowptr, col, perm, t_rowptr, t_col, t_perm)
     return gx, ge, None, None, None, None, None, None
 
@@ -112,8 +112,9 @@ def _check_features(op: str, name: str, t, rows: int, rows_what: str, like: Tens
 
 def _check_csr(op: str, csr, like: Tensor) -> None:
     if not isinstance(csr, CSR):
-        raise TypeError(f"{op}: csr must be a scalegmn_ext.ops.CSR (CSR.from_edge_index / CSR.for_graph), "
-                        f"got {type(csr).__name__}")
+        raise TypeError(
+            f"{op}: csr must be a scalegmn_ext.ops.CSR (CSR.from_edge_index / CSR.for_graph), got {type(csr).__name__}"
+        )
     if csr.device != like.device:
         raise ValueError(f"{op}: csr is on {csr.device} but the features are on {like.device}; use csr.to(device)")
 
@@ -137,7 +138,9 @@ def segment_gather_mul(x: Tensor, edge: Tensor, csr: CSR) -> Tensor:
     _check_features(op, "x", x, csr.num_src, "num_src")
     _check_features(op, "edge", edge, csr.num_edges, "E", like=x)
     if edge.shape[1] not in (x.shape[1], 1):
-        raise ValueError(f"{op}: edge must be [E, C] = [{csr.num_edges}, {x.shape[1]}] or [E, 1], got shape {tuple(edge.shape)}")
+        raise ValueError(
+            f"{op}: edge must be [E, C] = [{csr.num_edges}, {x.shape[1]}] or [E, 1], got shape {tuple(edge.shape)}"
+        )
     fn = torch.ops.scalegmn.segment_gather_mul if use_compiled("segment_gather_mul", x) else _ref.segment_gather_mul
     return fn(x, edge, *csr.args())
 

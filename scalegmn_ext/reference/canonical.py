@@ -22,6 +22,7 @@ discontinuous there; 0 is the convention, never inf/NaN).
 
 ``eps > 0`` is where exactness ends: ``c(a x) - c(x)`` is then of order ``eps / ||x||``.
 """
+
 from __future__ import annotations
 
 import math

@@ -13,13 +13,20 @@ zero-row and eps-dominated-row conventions, and the same fast/slow division path
 and reference agree to rounding for every finite row, subnormal ones included, and neither the
 values nor their autograd produce NaN/inf for zero rows.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["canonical_segment_sum", "canonical_segment_sum_backward", "canonical_backward_double",
-           "row_segments", "canonicalize_rows", "canonical_row_grad"]
+__all__ = [
+    "canonical_segment_sum",
+    "canonical_segment_sum_backward",
+    "canonical_backward_double",
+    "row_segments",
+    "canonicalize_rows",
+    "canonical_row_grad",
+]
 
 IDENTITY, ABS, L2 = 0, 1, 2
 
@@ -117,8 +124,9 @@ def canonicalize_rows(h: Tensor, mode: int, eps: float) -> Tensor:
     return h
 
 
-def canonical_segment_sum(h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int = 0,
-                          eps: float = 0.0) -> Tensor:
+def canonical_segment_sum(
+    h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int = 0, eps: float = 0.0
+) -> Tensor:
     N, C = h.shape
     G = ptr.shape[0] - 1
     seg, valid = _row_mask(ptr, mask, N)
@@ -141,8 +149,9 @@ def canonical_row_grad(h: Tensor, g: Tensor, mode: int, eps: float) -> Tensor:
     return g
 
 
-def canonical_segment_sum_backward(grad: Tensor, h: Tensor, ptr: Tensor, mask: Tensor | None = None,
-                                   mode: int = 0, eps: float = 0.0) -> Tensor:
+def canonical_segment_sum_backward(
+    grad: Tensor, h: Tensor, ptr: Tensor, mask: Tensor | None = None, mode: int = 0, eps: float = 0.0
+) -> Tensor:
     """Gradient w.r.t. ``h`` of ``canonical_segment_sum`` given the upstream ``grad [G, C]``."""
     N, C = h.shape
     if grad.shape[0] == 0:
@@ -152,8 +161,9 @@ def canonical_segment_sum_backward(grad: Tensor, h: Tensor, ptr: Tensor, mask: T
     return torch.where(valid[:, None], canonical_row_grad(h, g_rows, mode, eps), h.new_zeros(()))
 
 
-def canonical_backward_double(v: Tensor, grad: Tensor, h: Tensor, ptr: Tensor, mask: Tensor | None,
-                              mode: int, eps: float, segment_sum=None) -> tuple[Tensor, Tensor]:
+def canonical_backward_double(
+    v: Tensor, grad: Tensor, h: Tensor, ptr: Tensor, mask: Tensor | None, mode: int, eps: float, segment_sum=None
+) -> tuple[Tensor, Tensor]:
     """Vector-Jacobian product of :func:`canonical_segment_sum_backward` (the double backward).
 
     Given the cotangent ``v [N, C]`` of its output, returns ``(d grad [G, C], d h [N, C])``:

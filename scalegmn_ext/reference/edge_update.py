@@ -1,4 +1,5 @@
 """Pure-PyTorch reference of the fused ScaleGMN edge update (``scalegmn::edge_update``)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -9,8 +10,19 @@ from .hash_dropout import hash_dropout
 __all__ = ["edge_update"]
 
 
-def edge_update(edge: Tensor, dst: Tensor, src: Tensor, ln_w, ln_b, w_2: Tensor, b_2: Tensor, w_g: Tensor,
-                p: float = 0.0, seed: int = 0, tile_edges: int = 0) -> Tensor:
+def edge_update(
+    edge: Tensor,
+    dst: Tensor,
+    src: Tensor,
+    ln_w,
+    ln_b,
+    w_2: Tensor,
+    b_2: Tensor,
+    w_g: Tensor,
+    p: float = 0.0,
+    seed: int = 0,
+    tile_edges: int = 0,
+) -> Tensor:
     """``drop((W_2 SiLU(LN(dst[b, o] + src[b, i])) + b_2) * (W_g e[b, o, i]))`` -> ``[B, out, in, d_out]``."""
     a = dst.unsqueeze(2) + src.unsqueeze(1)
     if ln_w is not None:

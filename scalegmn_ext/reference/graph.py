@@ -5,6 +5,7 @@ ordinary tensor ops. ``dense_adjacency_graph`` is the way the public ScaleGMN co
 graph: one network at a time, through a dense ``[N, N, d_e]`` edge matrix that is then gathered
 at the edge list. It is kept as the benchmark baseline (and cross-checks the edge order).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,8 +30,12 @@ def _pad_kernel(w: Tensor, Kh: int, Kw: int, centre: bool) -> Tensor:
 
 
 def weights_to_graph(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], max_kh: int, max_kw: int,
-    dense_centre: bool = True, input_value: float = 1.0,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    max_kh: int,
+    max_kw: int,
+    dense_centre: bool = True,
+    input_value: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     w0 = weights[0]
     B, n0 = w0.shape[0], w0.shape[2]
@@ -46,8 +51,14 @@ def weights_to_graph(
 
 
 def graph_to_weights(
-    node: Tensor, edge: Tensor, layout: Sequence[int], kernel_h: Sequence[int],
-    kernel_w: Sequence[int], is_conv: Sequence[bool], max_kh: int, max_kw: int,
+    node: Tensor,
+    edge: Tensor,
+    layout: Sequence[int],
+    kernel_h: Sequence[int],
+    kernel_w: Sequence[int],
+    is_conv: Sequence[bool],
+    max_kh: int,
+    max_kw: int,
     dense_centre: bool = True,
 ) -> tuple[list[Tensor], list[Tensor]]:
     B = node.shape[0]
@@ -56,18 +67,22 @@ def graph_to_weights(
     for l in range(len(layout) - 1):
         n_in, n_out, kh, kw = layout[l], layout[l + 1], kernel_h[l], kernel_w[l]
         oh, ow = _offsets(kh, kw, max_kh, max_kw, is_conv[l] or dense_centre)
-        block = edge[:, e_off:e_off + n_out * n_in].reshape(B, n_out, n_in, max_kh, max_kw)
-        w = block[..., oh:oh + kh, ow:ow + kw].contiguous()
+        block = edge[:, e_off : e_off + n_out * n_in].reshape(B, n_out, n_in, max_kh, max_kw)
+        w = block[..., oh : oh + kh, ow : ow + kw].contiguous()
         weights.append(w if is_conv[l] else w.reshape(B, n_out, n_in))
-        biases.append(node[:, n_off:n_off + n_out, 0].contiguous())
+        biases.append(node[:, n_off : n_off + n_out, 0].contiguous())
         e_off += n_out * n_in
         n_off += n_out
     return weights, biases
 
 
 def dense_adjacency_graph(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], max_kh: int = 1, max_kw: int = 1,
-    dense_centre: bool = True, input_value: float = 1.0,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    max_kh: int = 1,
+    max_kw: int = 1,
+    dense_centre: bool = True,
+    input_value: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Per-network construction through a dense ``[N, N, K]`` matrix (the public code's method).
 
@@ -95,9 +110,10 @@ def dense_adjacency_graph(
             kh, kw = w5.shape[-2:]
             oh, ow = _offsets(kh, kw, max_kh, max_kw, w.dim() == 5 or dense_centre)
             grid = w5.new_zeros(w5.shape[0], w5.shape[1], max_kh, max_kw)
-            grid[..., oh:oh + kh, ow:ow + kw] = w5
-            dense[starts[l]:starts[l + 1], starts[l + 1]:starts[l + 2]] = grid.reshape(
-                w5.shape[0], w5.shape[1], K).transpose(0, 1)
+            grid[..., oh : oh + kh, ow : ow + kw] = w5
+            dense[starts[l] : starts[l + 1], starts[l + 1] : starts[l + 2]] = grid.reshape(
+                w5.shape[0], w5.shape[1], K
+            ).transpose(0, 1)
             x.append(bias[b])
         nodes.append(torch.cat(x))
         edges.append(dense[src, dst])
@@ -107,8 +123,14 @@ def dense_adjacency_graph(
 
 
 def dense_adjacency_inverse(
-    node: Tensor, edge: Tensor, layout: Sequence[int], kernel_h: Sequence[int],
-    kernel_w: Sequence[int], is_conv: Sequence[bool], max_kh: int, max_kw: int,
+    node: Tensor,
+    edge: Tensor,
+    layout: Sequence[int],
+    kernel_h: Sequence[int],
+    kernel_w: Sequence[int],
+    is_conv: Sequence[bool],
+    max_kh: int,
+    max_kw: int,
     dense_centre: bool = True,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Per-network inverse through a dense ``[N, N, K]`` matrix (the public code's ``graph_to_wb``).
@@ -121,7 +143,9 @@ def dense_adjacency_inverse(
     starts = [sum(layout[:i]) for i in range(L + 2)]
     src, dst = [], []
     for l in range(L):
-        d, s = torch.meshgrid(torch.arange(layout[l + 1]) + starts[l + 1], torch.arange(layout[l]) + starts[l], indexing="ij")
+        d, s = torch.meshgrid(
+            torch.arange(layout[l + 1]) + starts[l + 1], torch.arange(layout[l]) + starts[l], indexing="ij"
+        )
         src.append(s.reshape(-1))
         dst.append(d.reshape(-1))
     src, dst = torch.cat(src), torch.cat(dst)
@@ -131,12 +155,12 @@ def dense_adjacency_inverse(
         dense = edge.new_zeros(N, N, K)
         dense[src, dst] = edge[b]
         for l in range(L):
-            blk = dense[starts[l]:starts[l + 1], starts[l + 1]:starts[l + 2]].transpose(0, 1)
+            blk = dense[starts[l] : starts[l + 1], starts[l + 1] : starts[l + 2]].transpose(0, 1)
             kh, kw = kernel_h[l], kernel_w[l]
             oh, ow = _offsets(kh, kw, max_kh, max_kw, is_conv[l] or dense_centre)
-            w = blk.reshape(layout[l + 1], layout[l], max_kh, max_kw)[..., oh:oh + kh, ow:ow + kw]
+            w = blk.reshape(layout[l + 1], layout[l], max_kh, max_kw)[..., oh : oh + kh, ow : ow + kw]
             per_w[l].append(w if is_conv[l] else w.reshape(layout[l + 1], layout[l]))
-            per_b[l].append(node[b, starts[l + 1]:starts[l + 2], 0])
+            per_b[l].append(node[b, starts[l + 1] : starts[l + 2], 0])
     if node.shape[0] == 0:
         return graph_to_weights(node, edge, layout, kernel_h, kernel_w, is_conv, max_kh, max_kw, dense_centre)
     return [torch.stack(w) for w in per_w], [torch.stack(b) for b in per_b]

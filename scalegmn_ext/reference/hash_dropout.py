@@ -3,6 +3,7 @@
 Mirrors csrc/common/dropout_hash.h with int64 tensor arithmetic (every product stays below 2^63:
 32-bit values times multipliers below 2^31).
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Pure-PyTorch reference of the fused ScaleGMN edge message (``scalegmn::scale_eq_message``)."""
+
 from __future__ import annotations
 
 import enum

@@ -8,13 +8,13 @@ the CSR by receiver (``perm[p]`` = edge id of position ``p``, a permutation of `
 None = identity); the transposed
 CSR ``t_*`` is accepted for signature compatibility and ignored.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["segment_gather_mul", "gather_mul_csr", "gather_dot_csr", "csr_rows", "transpose_csr",
-           "index_add_message"]
+__all__ = ["segment_gather_mul", "gather_mul_csr", "gather_dot_csr", "csr_rows", "transpose_csr", "index_add_message"]
 
 
 def _rows(rowptr: Tensor, E: int) -> Tensor:
@@ -64,8 +64,14 @@ def transpose_csr(rowptr: Tensor, col: Tensor, perm: Tensor | None, num_src: int
 
 
 def segment_gather_mul(
-    x: Tensor, edge: Tensor, rowptr: Tensor, col: Tensor, perm: Tensor | None = None,
-    t_rowptr: Tensor | None = None, t_col: Tensor | None = None, t_perm: Tensor | None = None,
+    x: Tensor,
+    edge: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    perm: Tensor | None = None,
+    t_rowptr: Tensor | None = None,
+    t_col: Tensor | None = None,
+    t_perm: Tensor | None = None,
 ) -> Tensor:
     """``out[i] = sum_{p in [rowptr[i], rowptr[i+1])} x[col[p]] * edge[perm[p]]`` -> ``[N_dst, C]``.
 
@@ -79,8 +85,14 @@ def segment_gather_mul(
 
 
 def gather_mul_csr(
-    a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor, perm: Tensor | None = None,
-    t_rowptr: Tensor | None = None, t_col: Tensor | None = None, t_perm: Tensor | None = None,
+    a: Tensor,
+    b: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    perm: Tensor | None = None,
+    t_rowptr: Tensor | None = None,
+    t_col: Tensor | None = None,
+    t_perm: Tensor | None = None,
 ) -> Tensor:
     """``out[perm[p]] = a[row(p)] * b[col[p]]`` -> ``[E, C]``."""
     E = col.shape[0]
@@ -89,8 +101,14 @@ def gather_mul_csr(
 
 
 def gather_dot_csr(
-    a: Tensor, b: Tensor, rowptr: Tensor, col: Tensor, perm: Tensor | None = None,
-    t_rowptr: Tensor | None = None, t_col: Tensor | None = None, t_perm: Tensor | None = None,
+    a: Tensor,
+    b: Tensor,
+    rowptr: Tensor,
+    col: Tensor,
+    perm: Tensor | None = None,
+    t_rowptr: Tensor | None = None,
+    t_col: Tensor | None = None,
+    t_perm: Tensor | None = None,
 ) -> Tensor:
     """``out[perm[p]] = <a[row(p)], b[col[p]]>`` -> ``[E, 1]``."""
     E = col.shape[0]

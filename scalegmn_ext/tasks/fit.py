@@ -5,6 +5,7 @@ Both optimise the stacked per-layer tensors of B networks with ONE functional fo
 is summed (not averaged) over the batch, so every network gets exactly the gradient it would get
 if trained alone, and Adam's per-element statistics keep the networks independent.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,14 @@ __all__ = ["init_weights", "init_weights_seeded", "fit_inrs", "train_cnns", "eva
 
 
 def init_weights(
-    arch: Architecture, batch_size: int, *, generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32, device="cpu", zero_bias: bool = False, init_scale: float = 1.0,
+    arch: Architecture,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    zero_bias: bool = False,
+    init_scale: float = 1.0,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Random initial weights for B networks.
 
@@ -54,7 +61,12 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def init_weights_seeded(
-    arch: Architecture, seeds, *, dtype: torch.dtype = torch.float32, device="cpu", zero_bias: bool = False,
+    arch: Architecture,
+    seeds,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    zero_bias: bool = False,
     init_scale: float = 1.0,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Like :func:`init_weights`, but network ``i`` is drawn from its own generator seeded with ``seeds[i]``.
@@ -63,12 +75,20 @@ def init_weights_seeded(
     networks share the batch (so a zoo chunk can be regenerated, or one network refitted alone).
     """
     seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, Tensor) else seeds)]
-    per = [init_weights(arch, 1, generator=torch.Generator().manual_seed(s), dtype=dtype, zero_bias=zero_bias,
-                        init_scale=init_scale) for s in seeds]
-    ws = [torch.cat([p[0][l] for p in per]) if per else torch.empty(0, *spec.weight_shape, dtype=dtype)
-          for l, spec in enumerate(arch.layers)]
-    bs = [torch.cat([p[1][l] for p in per]) if per else torch.empty(0, spec.out_features, dtype=dtype)
-          for l, spec in enumerate(arch.layers)]
+    per = [
+        init_weights(
+            arch, 1, generator=torch.Generator().manual_seed(s), dtype=dtype, zero_bias=zero_bias, init_scale=init_scale
+        )
+        for s in seeds
+    ]
+    ws = [
+        torch.cat([p[0][l] for p in per]) if per else torch.empty(0, *spec.weight_shape, dtype=dtype)
+        for l, spec in enumerate(arch.layers)
+    ]
+    bs = [
+        torch.cat([p[1][l] for p in per]) if per else torch.empty(0, spec.out_features, dtype=dtype)
+        for l, spec in enumerate(arch.layers)
+    ]
     return [w.to(device) for w in ws], [b.to(device) for b in bs]
 
 
@@ -81,16 +101,24 @@ def _check_init(arch: Architecture, init, B: int, dtype, device) -> tuple[list[T
     out_w, out_b = [], []
     for l, (w, b, spec) in enumerate(zip(ws, bs, arch.layers)):
         if tuple(w.shape) != (B, *spec.weight_shape) or tuple(b.shape) != (B, spec.out_features):
-            raise ValueError(f"init layer {l}: expected weight {(B, *spec.weight_shape)} and bias {(B, spec.out_features)}, "
-                             f"got {tuple(w.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"init layer {l}: expected weight {(B, *spec.weight_shape)} and bias {(B, spec.out_features)}, "
+                f"got {tuple(w.shape)} and {tuple(b.shape)}"
+            )
         out_w.append(w.detach().to(dtype=dtype, device=device).clone())
         out_b.append(b.detach().to(dtype=dtype, device=device).clone())
     return out_w, out_b
 
 
 def fit_inrs(
-    images: Tensor, arch: Architecture | None = None, *, steps: int = 1000, lr: float = 5e-4,
-    target_psnr: float | None = 40.0, generator: torch.Generator | None = None, zero_bias: bool = False,
+    images: Tensor,
+    arch: Architecture | None = None,
+    *,
+    steps: int = 1000,
+    lr: float = 5e-4,
+    target_psnr: float | None = 40.0,
+    generator: torch.Generator | None = None,
+    zero_bias: bool = False,
     progress: Callable[[int, Tensor], None] | None = None,
     init: tuple[list[Tensor], list[Tensor]] | None = None,
 ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
@@ -123,7 +151,9 @@ def fit_inrs(
         raise ValueError(f"arch must map 2-D coordinates to 1 channel, got layout {arch.layout}")
     B, H, W = images.shape
     if init is None:
-        ws, bs = init_weights(arch, B, generator=generator, dtype=images.dtype, device=images.device, zero_bias=zero_bias)
+        ws, bs = init_weights(
+            arch, B, generator=generator, dtype=images.dtype, device=images.device, zero_bias=zero_bias
+        )
     else:
         ws, bs = _check_init(arch, init, B, images.dtype, images.device)
     if arch.activation == "sine" and all(l.bias for l in arch.layers):
@@ -132,8 +162,21 @@ def fit_inrs(
         ws, bs, trained = _fit_autograd(images, arch, ws, bs, steps, lr, target_psnr, progress)
     with torch.no_grad():
         coords = coordinate_grid(H, W, dtype=images.dtype, device=images.device)
-        final = torch.cat([psnr(forward(arch, [w[s:s + 256] for w in ws], [b[s:s + 256] for b in bs], coords)
-                                .reshape(-1, H, W), images[s:s + 256]) for s in range(0, B, 256)]) if B else images.new_zeros(0)
+        final = (
+            torch.cat(
+                [
+                    psnr(
+                        forward(arch, [w[s : s + 256] for w in ws], [b[s : s + 256] for b in bs], coords).reshape(
+                            -1, H, W
+                        ),
+                        images[s : s + 256],
+                    )
+                    for s in range(0, B, 256)
+                ]
+            )
+            if B
+            else images.new_zeros(0)
+        )
     return ws, bs, final, trained
 
 
@@ -214,7 +257,9 @@ def _fit_sine_mlp(images, arch, ws, bs, steps, lr, target_psnr, progress, betas=
         zs, hs = [], [Xe]
         h = Xe
         for l in range(L - 1):  # hidden layers: z = w0 (W h + b), h = sin(z)
-            z = torch.baddbmm((Bs[l] * w0).unsqueeze(1), h, (Ws[l] * w0).transpose(1, 2), out=buf(f"z{l}", (n, P, Ws[l].shape[1])))
+            z = torch.baddbmm(
+                (Bs[l] * w0).unsqueeze(1), h, (Ws[l] * w0).transpose(1, 2), out=buf(f"z{l}", (n, P, Ws[l].shape[1]))
+            )
             h = torch.sin(z, out=buf(f"h{l}", z.shape))
             zs.append(z)
             hs.append(h)
@@ -263,8 +308,8 @@ def _fit_sine_mlp(images, arch, ws, bs, steps, lr, target_psnr, progress, betas=
                 g = dh.mul_(zs[l - 1].cos_())
         # Adam (torch.optim.Adam's update, per element)
         t = step + 1
-        bc1 = 1.0 - b1 ** t
-        bc2s = math.sqrt(1.0 - b2 ** t)
+        bc1 = 1.0 - b1**t
+        bc2s = math.sqrt(1.0 - b2**t)
         for p, gr, m, v in zip(Ws + Bs, gW + gB, mW + mB, vW + vB):
             m.mul_(b1).add_(gr, alpha=1.0 - b1)
             v.mul_(b2).addcmul_(gr, gr, value=1.0 - b2)
@@ -277,9 +322,18 @@ def _fit_sine_mlp(images, arch, ws, bs, steps, lr, target_psnr, progress, betas=
 
 
 def train_cnns(
-    arch: Architecture, images: Tensor, labels: Tensor, num_networks: int, *, epochs: int = 1,
-    batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 0.0, init_scale: float | Tensor = 1.0,
-    generator: torch.Generator | None = None, progress: Callable[[int, int, float], None] | None = None,
+    arch: Architecture,
+    images: Tensor,
+    labels: Tensor,
+    num_networks: int,
+    *,
+    epochs: int = 1,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 0.0,
+    init_scale: float | Tensor = 1.0,
+    generator: torch.Generator | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Train ``num_networks`` CNNs of one architecture on the same image stream, all at once.
 
@@ -287,7 +341,9 @@ def train_cnns(
     ``images`` is ``[n, C, H, W]``, ``labels`` ``[n]``. Returns the trained weights and biases.
     """
     if images.dim() != 4 or labels.shape != images.shape[:1]:
-        raise ValueError(f"images must be [n, C, H, W] and labels [n], got {tuple(images.shape)}, {tuple(labels.shape)}")
+        raise ValueError(
+            f"images must be [n, C, H, W] and labels [n], got {tuple(images.shape)}, {tuple(labels.shape)}"
+        )
     B = num_networks
     ws, bs = init_weights(arch, B, generator=generator, dtype=images.dtype, device=images.device)
     if isinstance(init_scale, Tensor):
@@ -300,7 +356,7 @@ def train_cnns(
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator)
         for i, start in enumerate(range(0, n, batch_size)):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             logits = forward(arch, ws, bs, images[idx])  # [B, P, classes]
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[idx].repeat(B), reduction="sum")
             opt.zero_grad()
@@ -316,8 +372,6 @@ def evaluate_cnns(arch: Architecture, weights, biases, images: Tensor, labels: T
     correct = 0
     with torch.no_grad():
         for s in range(0, images.shape[0], chunk):
-            logits = forward(arch, weights, biases, images[s:s + chunk])
-            correct = correct + (logits.argmax(-1) == labels[s:s + chunk]).sum(1)
+            logits = forward(arch, weights, biases, images[s : s + chunk])
+            correct = correct + (logits.argmax(-1) == labels[s : s + chunk]).sum(1)
     return correct.float() / max(images.shape[0], 1)
-
-

@@ -10,6 +10,7 @@ ImportError naming that extra when it is missing. Figures are built as
 ``matplotlib.figure.Figure`` objects on an Agg canvas, never through ``pyplot``, so they render
 headless and leave the user's global backend choice untouched.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,11 +20,25 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["figure_factory", "image_pairs_figure", "accuracy_histogram_figure", "save_png", "ACTIVATION_COLORS", "PAIR_FRAME_COLORS"]
+__all__ = [
+    "figure_factory",
+    "image_pairs_figure",
+    "accuracy_histogram_figure",
+    "save_png",
+    "ACTIVATION_COLORS",
+    "PAIR_FRAME_COLORS",
+]
 
 #: Fixed colours for the activations, so the same activation looks the same in every figure.
-ACTIVATION_COLORS = {"relu": "#1f77b4", "tanh": "#ff7f0e", "sine": "#2ca02c", "leaky_relu": "#9467bd",
-                     "sigmoid": "#8c564b", "gelu": "#e377c2", "silu": "#7f7f7f"}
+ACTIVATION_COLORS = {
+    "relu": "#1f77b4",
+    "tanh": "#ff7f0e",
+    "sine": "#2ca02c",
+    "leaky_relu": "#9467bd",
+    "sigmoid": "#8c564b",
+    "gelu": "#e377c2",
+    "silu": "#7f7f7f",
+}
 _OTHER_COLORS = ("#17becf", "#bcbd22", "#d62728")
 #: Frame colours of the source image (blue) and of its reconstruction (red) in :func:`image_pairs_figure`.
 PAIR_FRAME_COLORS = ("#1f77b4", "#d62728")
@@ -36,8 +51,10 @@ def figure_factory():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError("the zoo figures need matplotlib: pip install 'scalegmn_ext[plots]' "
-                          f"(or pip install matplotlib). Import error: {e}") from e
+        raise ImportError(
+            "the zoo figures need matplotlib: pip install 'scalegmn_ext[plots]' "
+            f"(or pip install matplotlib). Import error: {e}"
+        ) from e
 
     def new_figure(**kwargs):
         fig = Figure(**kwargs)
@@ -55,8 +72,13 @@ def _gray_images(name: str, images) -> np.ndarray:
 
 
 def image_pairs_figure(
-    sources, reconstructions, *, captions: Sequence[str] | None = None,
-    reconstruction_captions: Sequence[str] | None = None, title: str = "", pairs_per_row: int = 4,
+    sources,
+    reconstructions,
+    *,
+    captions: Sequence[str] | None = None,
+    reconstruction_captions: Sequence[str] | None = None,
+    title: str = "",
+    pairs_per_row: int = 4,
 ):
     """A grid of ``(source | reconstruction)`` image pairs, each image captioned.
 
@@ -80,8 +102,7 @@ def image_pairs_figure(
     rows = math.ceil(n / cols)
     # about 1.25 in per tile and 0.35 in above it for a two-line 7 pt caption; constrained layout
     # places the captions and the title without overlaps
-    fig = new_figure(figsize=(2 * cols * 1.25, rows * 1.65 + (0.55 if title else 0.1)), dpi=100,
-                     layout="constrained")
+    fig = new_figure(figsize=(2 * cols * 1.25, rows * 1.65 + (0.55 if title else 0.1)), dpi=100, layout="constrained")
     grid = fig.add_gridspec(rows, 2 * cols)
     src_caps = list(captions) if captions is not None else ["source"] * n
     rec_caps = list(reconstruction_captions) if reconstruction_captions is not None else ["reconstruction"] * n
@@ -102,9 +123,14 @@ def image_pairs_figure(
 
 
 def accuracy_histogram_figure(
-    groups: Mapping[str, Sequence[float] | np.ndarray], *, bins: int = 25,
-    value_range: tuple[float, float] = (0.0, 1.0), title: str = "", xlabel: str = "final test accuracy (%)",
-    ylabel: str = "networks (count)", chance: float | None = None,
+    groups: Mapping[str, Sequence[float] | np.ndarray],
+    *,
+    bins: int = 25,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    title: str = "",
+    xlabel: str = "final test accuracy (%)",
+    ylabel: str = "networks (count)",
+    chance: float | None = None,
 ):
     """A stacked histogram of accuracies in [0, 1], one colour per group (e.g. per activation).
 
@@ -128,8 +154,15 @@ def accuracy_histogram_figure(
     fig = new_figure(figsize=(7.0, 4.2), dpi=100)
     ax = fig.add_subplot()
     edges = np.linspace(100.0 * lo, 100.0 * hi, bins + 1)
-    ax.hist([np.clip(v[np.isfinite(v)], edges[0], edges[-1]) for v in data], bins=edges, stacked=True,
-            color=colors, label=labels, edgecolor="white", linewidth=0.5)
+    ax.hist(
+        [np.clip(v[np.isfinite(v)], edges[0], edges[-1]) for v in data],
+        bins=edges,
+        stacked=True,
+        color=colors,
+        label=labels,
+        edgecolor="white",
+        linewidth=0.5,
+    )
     if chance is not None:
         ax.axvline(100.0 * chance, color="black", linestyle="--", linewidth=1.0, label=f"chance ({100 * chance:g} %)")
     ax.set_xlim(edges[0], edges[-1])

@@ -18,6 +18,7 @@ What it does for every task built on it:
 A task supplies ``loss_fn(model, weights, biases) -> [b]`` (one loss per network of the local
 batch); the trainer minimises their mean.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,10 @@ class NetworkSet:
 
     def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor]):
         if len(weights) == 0 or len(weights) != len(biases):
-            raise ValueError(f"weights and biases must be non-empty per-layer lists of equal length, "
-                             f"got {len(weights)} and {len(biases)}")
+            raise ValueError(
+                f"weights and biases must be non-empty per-layer lists of equal length, "
+                f"got {len(weights)} and {len(biases)}"
+            )
         n = weights[0].shape[0]
         if any(t.shape[0] != n for t in (*weights, *biases)):
             raise ValueError("every per-layer tensor must have the same number of networks on axis 0")
@@ -83,8 +86,10 @@ class NetworkSet:
         return self.weights[0].shape[0]
 
     def take(self, idx: Tensor, device=None, dtype=None) -> tuple[list[Tensor], list[Tensor]]:
-        return ([w[idx].to(device=device, dtype=dtype) for w in self.weights],
-                [b[idx].to(device=device, dtype=dtype) for b in self.biases])
+        return (
+            [w[idx].to(device=device, dtype=dtype) for w in self.weights],
+            [b[idx].to(device=device, dtype=dtype) for b in self.biases],
+        )
 
 
 def dist_info() -> tuple[int, int]:
@@ -105,14 +110,26 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 class Trainer:
     """See the module doc. ``out`` is the run folder (checkpoint.pt, history in the checkpoint)."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, list[Tensor], list[Tensor]], Tensor],
-                 train: NetworkSet, val: NetworkSet | None, cfg: TrainConfig, out: str | os.PathLike, *,
-                 device: str | torch.device = "cpu", extra_state: dict | None = None, progress: bool = True,
-                 val_metric: Callable[[nn.Module, NetworkSet], float] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[nn.Module, list[Tensor], list[Tensor]], Tensor],
+        train: NetworkSet,
+        val: NetworkSet | None,
+        cfg: TrainConfig,
+        out: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        extra_state: dict | None = None,
+        progress: bool = True,
+        val_metric: Callable[[nn.Module, NetworkSet], float] | None = None,
+    ):
         self.rank, self.world = dist_info()
         if cfg.batch_size % self.world:
-            raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} must be divisible by the number of "
-                             f"processes ({self.world}) so that every rank gets an equal share")
+            raise ValueError(
+                f"TrainConfig.batch_size={cfg.batch_size} must be divisible by the number of "
+                f"processes ({self.world}) so that every rank gets an equal share"
+            )
         if len(train) < cfg.batch_size:
             raise ValueError(f"the training set has {len(train)} networks, fewer than batch_size={cfg.batch_size}")
         self.device = torch.device(device)
@@ -141,13 +158,20 @@ class Trainer:
         epoch, k = divmod(step, per_epoch)
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=g)
-        return perm[k * G:(k + 1) * G][self.rank::self.world]
+        return perm[k * G : (k + 1) * G][self.rank :: self.world]
 
     # ------------------------------------------------------------------ checkpoints ----
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best_val,
-                "history": self.history, "train_config": dataclasses.asdict(self.cfg), **self.extra_state}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "best_val": self.best_val,
+            "history": self.history,
+            "train_config": dataclasses.asdict(self.cfg),
+            **self.extra_state,
+        }
 
     def save(self) -> None:
         if self.rank == 0:
@@ -175,13 +199,17 @@ class Trainer:
             if self.val_metric is not None:
                 value = float(self.val_metric(self.model, self.val))
             else:
-                idx = torch.arange(len(self.val))[self.rank::self.world]
+                idx = torch.arange(len(self.val))[self.rank :: self.world]
                 total = torch.zeros(2, dtype=torch.float64, device=self.device)
                 for chunk in idx.split(max(1, self.cfg.batch_size)):
                     ws, bs = self.val.take(chunk, self.device, self._dtype())
                     losses = self.loss_fn(self.model, ws, bs)
-                    total += torch.stack([losses.double().sum(), torch.tensor(float(losses.numel()), device=self.device,
-                                                                              dtype=torch.float64)])
+                    total += torch.stack(
+                        [
+                            losses.double().sum(),
+                            torch.tensor(float(losses.numel()), device=self.device, dtype=torch.float64),
+                        ]
+                    )
                 if self.world > 1:
                     dist.all_reduce(total)
                 value = float(total[0] / total[1])
@@ -198,8 +226,9 @@ class Trainer:
         if resume and self.load():
             pass
         elif os.path.exists(self.ckpt_path) and not resume:
-            raise FileExistsError(f"{self.ckpt_path} exists: pass resume=True (--resume) to continue it, "
-                                  f"or choose another output folder")
+            raise FileExistsError(
+                f"{self.ckpt_path} exists: pass resume=True (--resume) to continue it, or choose another output folder"
+            )
         os.makedirs(self.out, exist_ok=True)
         net = self.ddp or self.model
         self.model.train()
@@ -207,8 +236,9 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                       mininterval=0.5, disable=None)
+            bar = tqdm(
+                total=self.cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=0.5, disable=None
+            )
         t0, running = time.time(), None
         end = self.cfg.steps if stop_after is None else min(self.cfg.steps, self.step + int(stop_after))
         try:
@@ -221,7 +251,8 @@ class Trainer:
                     raise TrainingDiverged(
                         f"the training loss became {float(loss)} at step {self.step}; stopped. The last good "
                         f"checkpoint is {self.ckpt_path if os.path.exists(self.ckpt_path) else '(none written yet)'}: "
-                        f"lower lr ({self.cfg.lr}) or raise warmup ({self.cfg.warmup}) and resume")
+                        f"lower lr ({self.cfg.lr}) or raise warmup ({self.cfg.warmup}) and resume"
+                    )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
@@ -239,8 +270,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{running:.4g}", refresh=False)
                 if self.step % self.cfg.val_every == 0 or self.step == self.cfg.steps:
                     v = self.evaluate()
-                    self.history.append({"step": self.step, "train_loss": running, "val": v,
-                                         "seconds": time.time() - t0})
+                    self.history.append(
+                        {"step": self.step, "train_loss": running, "val": v, "seconds": time.time() - t0}
+                    )
                     if v < self.best_val:
                         self.best_val = v
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == end:

@@ -9,9 +9,23 @@
 * :mod:`.nets`, :mod:`.adapters` -- plain ``torch.nn`` networks and conversions to/from
   modules, state dicts, nfn and PyG.
 """
+
 from . import adapters, functional, graph, nets, symmetry  # noqa: E402
 from .architecture import ACTIVATION_SYMMETRY, Architecture, LayerSpec, Symmetry  # first: ops import it
 from .graph import GraphStructure, MixedGraphBatch, WeightGraph, graph_structure  # noqa: E402
 
-__all__ = ["Architecture", "LayerSpec", "Symmetry", "ACTIVATION_SYMMETRY", "GraphStructure", "WeightGraph",
-           "MixedGraphBatch", "graph_structure", "adapters", "functional", "graph", "nets", "symmetry"]
+__all__ = [
+    "Architecture",
+    "LayerSpec",
+    "Symmetry",
+    "ACTIVATION_SYMMETRY",
+    "GraphStructure",
+    "WeightGraph",
+    "MixedGraphBatch",
+    "graph_structure",
+    "adapters",
+    "functional",
+    "graph",
+    "nets",
+    "symmetry",
+]

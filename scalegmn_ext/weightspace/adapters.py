@@ -4,6 +4,7 @@ A batch of B networks of one :class:`~scalegmn_ext.weightspace.architecture.Arch
 ``[B, out, in]`` dense or ``[B, out, in, kh, kw]`` conv, torch layout) and ``biases`` (per layer
 ``[B, out]``). Single networks use the same lists without the batch axis.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,14 +19,25 @@ from .graph import WeightGraph
 from .nets import SIREN, OutputOffset, Sine, SmallCNN, build_module
 
 __all__ = [
-    "arch_from_module", "module_to_weights", "weights_to_module",
-    "state_dict_to_weights", "weights_to_state_dict", "to_nfn", "from_nfn", "to_pyg_batch",
+    "arch_from_module",
+    "module_to_weights",
+    "weights_to_module",
+    "state_dict_to_weights",
+    "weights_to_state_dict",
+    "to_nfn",
+    "from_nfn",
+    "to_pyg_batch",
     "check_layer_shapes",
 ]
 
 _ACT_TYPES: dict[type, str] = {
-    nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", Sine: "sine",
-    nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.SiLU: "silu",
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.Tanh: "tanh",
+    Sine: "sine",
+    nn.Sigmoid: "sigmoid",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
 }
 _SKIP_TYPES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
@@ -35,6 +47,7 @@ _SKIP_TYPES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDrop
 # ----------------------------------------------------------------------------------------------
 def _flat_items(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     """The modules a supported network applies, in forward order, with their qualified names."""
+
     def q(name: str) -> str:
         return f"{prefix}{name}"
 
@@ -70,7 +83,9 @@ def _activation_key(name: str, mod: nn.Module) -> tuple[str, float | None]:
             "negative_slope=0.01 is representable"
         )
     if isinstance(mod, nn.GELU) and mod.approximate != "none":
-        raise ValueError(f"submodule {name!r} is GELU(approximate={mod.approximate!r}); only approximate='none' is representable")
+        raise ValueError(
+            f"submodule {name!r} is GELU(approximate={mod.approximate!r}); only approximate='none' is representable"
+        )
     act = _ACT_TYPES[type(mod)]
     return act, (float(mod.w0) if act == "sine" else None)
 
@@ -79,11 +94,17 @@ def _conv_spec(name: str, m: nn.Conv2d) -> LayerSpec:
     if m.groups != 1:
         raise ValueError(f"submodule {name!r} is a Conv2d with groups={m.groups}; only groups=1 is representable")
     if tuple(m.dilation) != (1, 1):
-        raise ValueError(f"submodule {name!r} is a Conv2d with dilation={tuple(m.dilation)}; only dilation=1 is representable")
+        raise ValueError(
+            f"submodule {name!r} is a Conv2d with dilation={tuple(m.dilation)}; only dilation=1 is representable"
+        )
     if m.padding_mode != "zeros":
-        raise ValueError(f"submodule {name!r} is a Conv2d with padding_mode={m.padding_mode!r}; only 'zeros' is representable")
+        raise ValueError(
+            f"submodule {name!r} is a Conv2d with padding_mode={m.padding_mode!r}; only 'zeros' is representable"
+        )
     if m.stride[0] != m.stride[1]:
-        raise ValueError(f"submodule {name!r} is a Conv2d with stride={tuple(m.stride)}; only equal strides are representable")
+        raise ValueError(
+            f"submodule {name!r} is a Conv2d with stride={tuple(m.stride)}; only equal strides are representable"
+        )
     kh, kw = m.kernel_size
     if isinstance(m.padding, str):
         if m.padding == "valid":
@@ -91,8 +112,10 @@ def _conv_spec(name: str, m: nn.Conv2d) -> LayerSpec:
         elif kh % 2 == 1 and kw % 2 == 1:  # 'same' with stride 1 (torch enforces), odd kernel: symmetric
             pad = ((kh - 1) // 2, (kw - 1) // 2)
         else:
-            raise ValueError(f"submodule {name!r} is a Conv2d with padding='same' and an even kernel {(kh, kw)}; "
-                             "asymmetric padding is not representable")
+            raise ValueError(
+                f"submodule {name!r} is a Conv2d with padding='same' and an even kernel {(kh, kw)}; "
+                "asymmetric padding is not representable"
+            )
     else:
         pad = tuple(m.padding)
     if pad[0] != pad[1]:
@@ -118,22 +141,28 @@ def _parse(module: nn.Module, activation: str | None) -> tuple[Architecture, lis
     offset_at: str | None = None
     for name, m in items:
         if offset_at is not None and not isinstance(m, _SKIP_TYPES):
-            raise ValueError(f"submodule {name!r} ({type(m).__name__}) follows the output offset {offset_at!r}; "
-                             "the offset must be the last module")
+            raise ValueError(
+                f"submodule {name!r} ({type(m).__name__}) follows the output offset {offset_at!r}; "
+                "the offset must be the last module"
+            )
         if isinstance(m, _SKIP_TYPES):
             continue
         if isinstance(m, nn.Conv2d):
             if stage not in ("start", "conv"):
-                raise ValueError(f"submodule {name!r} is a Conv2d after pooling/dense layers; an Architecture is "
-                                 "conv layers, then AdaptiveAvgPool2d(1) + Flatten, then Linear layers")
+                raise ValueError(
+                    f"submodule {name!r} is a Conv2d after pooling/dense layers; an Architecture is "
+                    "conv layers, then AdaptiveAvgPool2d(1) + Flatten, then Linear layers"
+                )
             specs.append(_conv_spec(name, m))
             layers.append((name, m))
             has_act.append(False)
             stage = "conv"
         elif isinstance(m, nn.Linear):
             if stage == "conv":
-                raise ValueError(f"submodule {name!r} is a Linear directly after conv layers; global average "
-                                 "pooling (AdaptiveAvgPool2d(1) + Flatten) must come between them")
+                raise ValueError(
+                    f"submodule {name!r} is a Linear directly after conv layers; global average "
+                    "pooling (AdaptiveAvgPool2d(1) + Flatten) must come between them"
+                )
             if stage == "pooled":
                 raise ValueError(f"submodule {name!r} is a Linear after AdaptiveAvgPool2d without Flatten")
             specs.append(LayerSpec("dense", m.in_features, m.out_features, bias=m.bias is not None))
@@ -146,8 +175,10 @@ def _parse(module: nn.Module, activation: str | None) -> tuple[Architecture, lis
                 where = "before the first layer" if not layers else "after the global average pooling"
                 raise ValueError(f"submodule {name!r} ({type(m).__name__}) is an activation {where}; not representable")
             if has_act[-1]:
-                raise ValueError(f"submodule {name!r} ({type(m).__name__}) is a second activation after layer "
-                                 f"{layers[-1][0]!r}; not representable")
+                raise ValueError(
+                    f"submodule {name!r} ({type(m).__name__}) is a second activation after layer "
+                    f"{layers[-1][0]!r}; not representable"
+                )
             if act_key is not None and key != act_key:
                 raise ValueError(
                     f"submodule {name!r} uses activation {key[0]!r}{'' if key[1] is None else f' (w0={key[1]})'} but "
@@ -160,20 +191,26 @@ def _parse(module: nn.Module, activation: str | None) -> tuple[Architecture, lis
             size = m.output_size
             size = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
             if size != (1, 1):
-                raise ValueError(f"submodule {name!r} is AdaptiveAvgPool2d({m.output_size}); only global pooling "
-                                 "AdaptiveAvgPool2d(1) is representable")
+                raise ValueError(
+                    f"submodule {name!r} is AdaptiveAvgPool2d({m.output_size}); only global pooling "
+                    "AdaptiveAvgPool2d(1) is representable"
+                )
             if stage != "conv":
                 raise ValueError(f"submodule {name!r} (AdaptiveAvgPool2d) must directly follow the conv layers")
             stage = "pooled"
         elif isinstance(m, nn.Flatten):
             if (m.start_dim, m.end_dim) != (1, -1):
-                raise ValueError(f"submodule {name!r} is Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}); "
-                                 "only Flatten(1, -1) is representable")
+                raise ValueError(
+                    f"submodule {name!r} is Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}); "
+                    "only Flatten(1, -1) is representable"
+                )
             if stage == "pooled":
                 stage = "flat"
             elif stage != "start":  # a leading Flatten (MLP on flattened input) is dropped
-                raise ValueError(f"submodule {name!r} (Flatten) is only representable at the start or right after "
-                                 "AdaptiveAvgPool2d(1)")
+                raise ValueError(
+                    f"submodule {name!r} (Flatten) is only representable at the start or right after "
+                    "AdaptiveAvgPool2d(1)"
+                )
         elif isinstance(m, OutputOffset):
             if not layers:
                 raise ValueError(f"submodule {name!r} (OutputOffset) comes before any layer")
@@ -187,8 +224,10 @@ def _parse(module: nn.Module, activation: str | None) -> tuple[Architecture, lis
     if not layers:
         raise ValueError(f"module {type(module).__name__} has no Linear or Conv2d layers")
     if stage in ("conv", "pooled"):
-        raise ValueError(f"the conv layers of module {type(module).__name__} must be followed by AdaptiveAvgPool2d(1) "
-                         "and Flatten (global average pooling)")
+        raise ValueError(
+            f"the conv layers of module {type(module).__name__} must be followed by AdaptiveAvgPool2d(1) "
+            "and Flatten (global average pooling)"
+        )
     # Where the conventions put an activation: after every conv layer, after every dense layer but the last.
     expected = [spec.is_conv or i < len(specs) - 1 for i, spec in enumerate(specs)]
     if act_key is None:
@@ -199,11 +238,15 @@ def _parse(module: nn.Module, activation: str | None) -> tuple[Architecture, lis
             raise ValueError(f"activation={activation!r} was given but the module uses {act_name!r} (at {act_where!r})")
         for (name, m), has, exp in zip(layers, has_act, expected):
             if has and not exp:
-                raise ValueError(f"layer {name!r} is the last layer but is followed by an activation; the output "
-                                 "layer of an Architecture has no activation")
+                raise ValueError(
+                    f"layer {name!r} is the last layer but is followed by an activation; the output "
+                    "layer of an Architecture has no activation"
+                )
             if exp and not has:
-                raise ValueError(f"layer {name!r} ({type(m).__name__}) is not followed by an activation but "
-                                 f"{act_where!r} is; an Architecture applies the activation after every hidden layer")
+                raise ValueError(
+                    f"layer {name!r} ({type(m).__name__}) is not followed by an activation but "
+                    f"{act_where!r} is; an Architecture applies the activation after every hidden layer"
+                )
     arch = Architecture(tuple(specs), act_name, w0=w0, output_offset=offset)
     return arch, layers
 
@@ -257,8 +300,10 @@ def module_to_weights(
         _, ws, bs = _module_params(module_or_modules, detach)
         return ws, bs
     if not isinstance(module_or_modules, (Sequence, nn.ModuleList)) or len(module_or_modules) == 0:
-        raise TypeError("module_or_modules must be an nn.Module or a non-empty list of nn.Modules, "
-                        f"got {type(module_or_modules).__name__}")
+        raise TypeError(
+            "module_or_modules must be an nn.Module or a non-empty list of nn.Modules, "
+            f"got {type(module_or_modules).__name__}"
+        )
     arch0 = None
     all_w: list[list[Tensor]] = []
     all_b: list[list[Tensor]] = []
@@ -269,8 +314,10 @@ def module_to_weights(
         if arch0 is None:
             arch0 = arch
         elif arch != arch0:
-            raise ValueError(f"module_or_modules[{i}] has architecture {arch} but module_or_modules[0] has {arch0}; "
-                             "a batch must share one architecture")
+            raise ValueError(
+                f"module_or_modules[{i}] has architecture {arch} but module_or_modules[0] has {arch0}; "
+                "a batch must share one architecture"
+            )
         all_w.append(ws)
         all_b.append(bs)
     weights = [torch.stack([ws[l] for ws in all_w]) for l in range(arch0.num_layers)]
@@ -302,8 +349,10 @@ def _check_against_arch(
         exp = ((B,) if batched else ()) + spec.weight_shape
         if tuple(w.shape) != exp:
             shape_s = ", ".join(map(str, spec.weight_shape))
-            raise ValueError(f"{where}weights[{l}] must have shape {list(exp)} "
-                             f"({'[B, ' if batched else '['}{shape_s}]) for layer {l} of {arch}, got {tuple(w.shape)}")
+            raise ValueError(
+                f"{where}weights[{l}] must have shape {list(exp)} "
+                f"({'[B, ' if batched else '['}{shape_s}]) for layer {l} of {arch}, got {tuple(w.shape)}"
+            )
         if not w.is_floating_point():
             raise TypeError(f"{where}weights[{l}] must be a floating tensor, got {w.dtype}")
         b = None if biases is None else biases[l]
@@ -314,8 +363,10 @@ def _check_against_arch(
                 raise TypeError(f"{where}biases[{l}] must be a Tensor or None, got {type(b).__name__}")
             bexp = ((B,) if batched else ()) + (spec.out_features,)
             if tuple(b.shape) != bexp:
-                raise ValueError(f"{where}biases[{l}] must have shape {list(bexp)} "
-                                 f"({'[B, out]' if batched else '[out]'}) for layer {l} of {arch}, got {tuple(b.shape)}")
+                raise ValueError(
+                    f"{where}biases[{l}] must have shape {list(bexp)} "
+                    f"({'[B, out]' if batched else '[out]'}) for layer {l} of {arch}, got {tuple(b.shape)}"
+                )
             if not spec.bias and bool((b != 0).any()):
                 raise ValueError(f"{where}biases[{l}] is non-zero but layer {l} of the architecture has bias=False")
         if not batched:
@@ -359,7 +410,9 @@ def weights_to_module(
 
     def make(k: int) -> nn.Module:
         if arch.activation == "sine" and not arch.is_cnn and all(s.bias for s in arch.layers):
-            mod: nn.Module = SIREN(arch.layout, w0=arch.w0, output_offset=arch.output_offset).to(dtype=dtype, device=device)
+            mod: nn.Module = SIREN(arch.layout, w0=arch.w0, output_offset=arch.output_offset).to(
+                dtype=dtype, device=device
+            )
         else:
             mod = build_module(arch, dtype=dtype, device=device)
         _load(mod, _parse(mod, arch.activation)[1], [w[k] for w in ws], [b[k] for b in bs])
@@ -376,7 +429,13 @@ def weights_to_module(
 # state dicts <-> weight lists
 # ----------------------------------------------------------------------------------------------
 def check_layer_shapes(
-    arch: Architecture, layer: int, weight: Tensor, bias: Tensor | None, *, weight_name: str, bias_name: str,
+    arch: Architecture,
+    layer: int,
+    weight: Tensor,
+    bias: Tensor | None,
+    *,
+    weight_name: str,
+    bias_name: str,
 ) -> None:
     """Check one network's (unbatched) weight and bias of layer ``layer`` against ``arch``.
 
@@ -388,7 +447,9 @@ def check_layer_shapes(
     spec = arch.layers[layer]
     for name, t, expected in ((weight_name, weight, spec.weight_shape), (bias_name, bias, (spec.out_features,))):
         if t is not None and tuple(t.shape) != tuple(expected):
-            raise ValueError(f"{name} must have shape {list(expected)} for layer {layer} of {arch}, got {list(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape {list(expected)} for layer {layer} of {arch}, got {list(t.shape)}"
+            )
 
 
 def _natural_key(path: str) -> list:
@@ -405,8 +466,10 @@ def _one_state_dict(sd: Any, arch: Architecture, order: str, strict: bool, where
         path, _, leaf = key.rpartition(".")
         if leaf not in ("weight", "bias"):
             if strict:
-                raise ValueError(f"{where} has key {key!r} that is not a '*.weight' / '*.bias' parameter; "
-                                 "pass strict=False to ignore such keys")
+                raise ValueError(
+                    f"{where} has key {key!r} that is not a '*.weight' / '*.bias' parameter; "
+                    "pass strict=False to ignore such keys"
+                )
             continue
         if not isinstance(t, Tensor):
             raise TypeError(f"{where}[{key!r}] must be a Tensor, got {type(t).__name__}")
@@ -418,11 +481,15 @@ def _one_state_dict(sd: Any, arch: Architecture, order: str, strict: bool, where
         raise ValueError(f"order must be 'insertion' or 'natural', got {order!r}")
     for p in order_paths:
         if "weight" not in paths[p]:
-            raise ValueError(f"{where} has key {paths[p]['bias'][0]!r} without a matching {p + '.weight' if p else 'weight'!r}")
+            raise ValueError(
+                f"{where} has key {paths[p]['bias'][0]!r} without a matching {p + '.weight' if p else 'weight'!r}"
+            )
     if len(order_paths) != arch.num_layers:
         keys = [paths[p]["weight"][0] for p in order_paths]
-        raise ValueError(f"{where} has {len(order_paths)} parametrised layers ({keys}) but the architecture {arch} "
-                         f"has {arch.num_layers}")
+        raise ValueError(
+            f"{where} has {len(order_paths)} parametrised layers ({keys}) but the architecture {arch} "
+            f"has {arch.num_layers}"
+        )
     ws, bs = [], []
     for l, p in enumerate(order_paths):
         wkey, w = paths[p]["weight"]
@@ -457,7 +524,9 @@ def state_dict_to_weights(
     if isinstance(state_dicts, Mapping):
         return _one_state_dict(state_dicts, arch, order, strict, "state_dict")
     if not isinstance(state_dicts, Sequence) or isinstance(state_dicts, (str, bytes)) or len(state_dicts) == 0:
-        raise TypeError(f"state_dicts must be a state dict or a non-empty list of them, got {type(state_dicts).__name__}")
+        raise TypeError(
+            f"state_dicts must be a state dict or a non-empty list of them, got {type(state_dicts).__name__}"
+        )
     per = [_one_state_dict(sd, arch, order, strict, f"state_dicts[{i}]") for i, sd in enumerate(state_dicts)]
     weights = [torch.stack([p[0][l] for p in per]) for l in range(arch.num_layers)]
     biases = [torch.stack([p[1][l] for p in per]) for l in range(arch.num_layers)]
@@ -498,13 +567,21 @@ def weights_to_state_dict(
         try:
             prefixes = [prefix_format.format(i=l, j=pos[l]) for l in range(L)]
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"prefix_format {prefix_format!r} must be a format string using only {{i}} and {{j}}: {e}") from None
+            raise ValueError(
+                f"prefix_format {prefix_format!r} must be a format string using only {{i}} and {{j}}: {e}"
+            ) from None
     elif callable(prefix_format):
         prefixes = [str(prefix_format(l)) for l in range(L)]
-    elif isinstance(prefix_format, Sequence) and len(prefix_format) == L and all(isinstance(p, str) for p in prefix_format):
+    elif (
+        isinstance(prefix_format, Sequence)
+        and len(prefix_format) == L
+        and all(isinstance(p, str) for p in prefix_format)
+    ):
         prefixes = list(prefix_format)
     else:
-        raise TypeError(f"prefix_format must be a format string, a callable or a list of {L} strings, got {prefix_format!r}")
+        raise TypeError(
+            f"prefix_format must be a format string, a callable or a list of {L} strings, got {prefix_format!r}"
+        )
     if len(set(prefixes)) != L:
         raise ValueError(f"prefix_format {prefix_format!r} gives repeated prefixes {prefixes}")
 
@@ -533,7 +610,9 @@ def to_nfn(
     views (no copy). Wrap in ``nfn.common.WeightSpaceFeatures(*result)`` if needed.
     """
     if isinstance(weights, Tensor) or not isinstance(weights, Sequence) or len(weights) == 0:
-        raise TypeError("weights must be a non-empty list of batched per-layer tensors [B, out, in] or [B, out, in, kh, kw]")
+        raise TypeError(
+            "weights must be a non-empty list of batched per-layer tensors [B, out, in] or [B, out, in, kh, kw]"
+        )
     if biases is not None and len(biases) != len(weights):
         raise ValueError(f"biases has {len(biases)} entries but weights has {len(weights)} layers")
     B = None
@@ -542,7 +621,9 @@ def to_nfn(
         if not isinstance(w, Tensor):
             raise TypeError(f"weights[{l}] must be a Tensor, got {type(w).__name__}")
         if w.dim() not in (3, 5):
-            raise ValueError(f"weights[{l}] must be batched [B, out, in] or [B, out, in, kh, kw], got shape {tuple(w.shape)}")
+            raise ValueError(
+                f"weights[{l}] must be batched [B, out, in] or [B, out, in, kh, kw], got shape {tuple(w.shape)}"
+            )
         if B is None:
             B = w.shape[0]
         elif w.shape[0] != B:
@@ -570,7 +651,9 @@ def from_nfn(nfn_tuple: Any) -> tuple[list[Tensor], list[Tensor]]:
     elif isinstance(nfn_tuple, Sequence) and not isinstance(nfn_tuple, Tensor) and len(nfn_tuple) == 2:
         nw, nb = nfn_tuple
     else:
-        raise TypeError(f"nfn_tuple must be a (weights, biases) pair or a WeightSpaceFeatures, got {type(nfn_tuple).__name__}")
+        raise TypeError(
+            f"nfn_tuple must be a (weights, biases) pair or a WeightSpaceFeatures, got {type(nfn_tuple).__name__}"
+        )
     if isinstance(nw, Tensor) or not isinstance(nw, Sequence) or len(nw) == 0:
         raise TypeError("nfn_tuple weights must be a non-empty tuple of per-layer tensors [B, 1, out, in(, kh, kw)]")
     if isinstance(nb, Tensor) or not isinstance(nb, Sequence) or len(nb) != len(nw):
@@ -580,16 +663,24 @@ def from_nfn(nfn_tuple: Any) -> tuple[list[Tensor], list[Tensor]]:
         if not isinstance(w, Tensor) or not isinstance(b, Tensor):
             raise TypeError(f"nfn_tuple weights[{l}] and biases[{l}] must be Tensors")
         if w.dim() not in (4, 6):
-            raise ValueError(f"nfn_tuple weights[{l}] must be [B, 1, out, in] or [B, 1, out, in, kh, kw], got shape {tuple(w.shape)}")
+            raise ValueError(
+                f"nfn_tuple weights[{l}] must be [B, 1, out, in] or [B, 1, out, in, kh, kw], got shape {tuple(w.shape)}"
+            )
         if w.shape[1] != 1:
-            raise ValueError(f"nfn_tuple weights[{l}] has {w.shape[1]} channels (shape {tuple(w.shape)}); only c=1 is supported")
+            raise ValueError(
+                f"nfn_tuple weights[{l}] has {w.shape[1]} channels (shape {tuple(w.shape)}); only c=1 is supported"
+            )
         if b.dim() != 3 or b.shape[1] != 1:
             raise ValueError(f"nfn_tuple biases[{l}] must be [B, 1, out] (c=1), got shape {tuple(b.shape)}")
         if b.shape[0] != w.shape[0] or b.shape[2] != w.shape[2]:
-            raise ValueError(f"nfn_tuple biases[{l}] must have shape {[w.shape[0], 1, w.shape[2]]}, got {tuple(b.shape)}")
+            raise ValueError(
+                f"nfn_tuple biases[{l}] must have shape {[w.shape[0], 1, w.shape[2]]}, got {tuple(b.shape)}"
+            )
         if l > 0 and (w.shape[0] != ws[0].shape[0] or w.shape[3] != ws[-1].shape[1]):
-            raise ValueError(f"nfn_tuple weights[{l}] (shape {tuple(w.shape)}) does not chain with weights[{l - 1}] "
-                             f"(shape {tuple(nw[l - 1].shape)}) / batch size {ws[0].shape[0]}")
+            raise ValueError(
+                f"nfn_tuple weights[{l}] (shape {tuple(w.shape)}) does not chain with weights[{l - 1}] "
+                f"(shape {tuple(nw[l - 1].shape)}) / batch size {ws[0].shape[0]}"
+            )
         ws.append(w.squeeze(1))
         bs.append(b.squeeze(1))
     return ws, bs
@@ -604,13 +695,19 @@ def _import_pyg():
     except ImportError as e:
         raise ImportError(
             "to_pyg_batch needs PyTorch Geometric: pip install torch_geometric "
-            f"(pure Python; install it into the environment that has torch). Import error: {e}") from e
+            f"(pure Python; install it into the environment that has torch). Import error: {e}"
+        ) from e
     return Batch, Data
 
 
 def to_pyg_batch(
-    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None,
-    labels: Tensor | Sequence | None = None, *, input_value: float = 1.0, dense_centre: bool = True,
+    arch: Architecture,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor | None] | None = None,
+    labels: Tensor | Sequence | None = None,
+    *,
+    input_value: float = 1.0,
+    dense_centre: bool = True,
     edge_order: str = "receiver",
 ):
     """B networks -> one ``torch_geometric.data.Batch``, built without a per-graph loop.
@@ -649,12 +746,21 @@ def to_pyg_batch(
     out.mask_hidden = s.hidden_mask.view(N, 1).repeat(B, 1)
     out.mask_first_layer = s.input_mask.view(N, 1).repeat(B, 1)
     keys = ["x", "edge_index", "edge_attr", "node_type", "edge_type", "mask_hidden", "mask_first_layer"]
-    sizes = {"x": N, "edge_index": E, "edge_attr": E, "node_type": N, "edge_type": E,
-             "mask_hidden": N, "mask_first_layer": N}
+    sizes = {
+        "x": N,
+        "edge_index": E,
+        "edge_attr": E,
+        "node_type": N,
+        "edge_type": E,
+        "mask_hidden": N,
+        "mask_first_layer": N,
+    }
     if labels is not None:
         y = labels if isinstance(labels, Tensor) else torch.as_tensor(labels)
         if y.dim() == 0 or y.shape[0] != B:
-            raise ValueError(f"labels must have a leading axis of length {B} (one per network), got shape {tuple(y.shape)}")
+            raise ValueError(
+                f"labels must have a leading axis of length {B} (one per network), got shape {tuple(y.shape)}"
+            )
         out.y = y.to(dev)
         keys.append("y")
         sizes["y"] = 1

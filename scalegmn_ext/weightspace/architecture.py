@@ -12,6 +12,7 @@ Supported shapes (exactly what the graph builder can represent):
   layers (the Small CNN Zoo shape). Every channel becomes one graph node; the pooling step adds
   no parameters and commutes with per-channel permutation, sign flips and positive scaling.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -149,7 +150,9 @@ class Architecture:
         return cls(tuple(LayerSpec("dense", a, b) for a, b in zip(widths[:-1], widths[1:])), activation, **kw)
 
     @classmethod
-    def siren(cls, widths: Sequence[int] = (2, 32, 32, 1), w0: float = 30.0, output_offset: float = 0.5) -> Architecture:
+    def siren(
+        cls, widths: Sequence[int] = (2, 32, 32, 1), w0: float = 30.0, output_offset: float = 0.5
+    ) -> Architecture:
         """The SIREN INR of the published MNIST-INR zoo (2->32->32->1, sin(30 z), output + 0.5)."""
         return cls.mlp(widths, activation="sine", w0=w0, output_offset=output_offset)
 
@@ -225,5 +228,9 @@ class Architecture:
     def __str__(self) -> str:
         parts = []
         for l in self.layers:
-            parts.append(f"conv{l.kernel_size[0]}x{l.kernel_size[1]}/{l.stride}({l.out_features})" if l.is_conv else f"dense({l.out_features})")
+            parts.append(
+                f"conv{l.kernel_size[0]}x{l.kernel_size[1]}/{l.stride}({l.out_features})"
+                if l.is_conv
+                else f"dense({l.out_features})"
+            )
         return f"{self.layout[0]}->" + "->".join(parts) + f" [{self.activation}, {self.symmetry.value}]"

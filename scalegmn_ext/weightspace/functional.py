@@ -21,6 +21,7 @@ Network semantics (shared by :mod:`scalegmn_ext.weightspace.symmetry`):
   activation.
 * The network output gets ``+ arch.output_offset``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from .architecture import ACTIVATION_SYMMETRY, Architecture
 from .validation import check_weights
 
 __all__ = ["activation_fn", "forward", "coordinate_grid", "render_inr"]
+
 
 def activation_fn(name: str, w0: float = 30.0) -> Callable[[Tensor], Tensor]:
     """The elementwise activation ``name`` (one of :data:`~scalegmn_ext.weightspace.architecture.ACTIVATION_SYMMETRY`).
@@ -153,8 +155,11 @@ def forward(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tens
             for l in range(n_conv):
                 spec, w, b = arch.layers[l], ws[l], bs[l]
                 h = F.conv2d(
-                    h, w.reshape(B * spec.out_features, spec.in_features, *spec.kernel_size),
-                    b.reshape(B * spec.out_features), stride=spec.stride, padding=spec.padding,
+                    h,
+                    w.reshape(B * spec.out_features, spec.in_features, *spec.kernel_size),
+                    b.reshape(B * spec.out_features),
+                    stride=spec.stride,
+                    padding=spec.padding,
                     groups=groups0 if l == 0 else B,
                 )
                 if l < L - 1:
@@ -169,8 +174,9 @@ def forward(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tens
 # ----------------------------------------------------------------------------------------------
 # INR rendering
 # ----------------------------------------------------------------------------------------------
-def coordinate_grid(height: int, width: int, *, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str | None = None) -> Tensor:
+def coordinate_grid(
+    height: int, width: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> Tensor:
     """Pixel-centre coordinates in ``[-1, 1]^2``, ``[height * width, 2]``, row-major.
 
     Row ``r * width + c`` holds ``(y_r, x_c) = (linspace(-1, 1, height)[r], linspace(-1, 1, width)[c])``:
@@ -188,8 +194,9 @@ def coordinate_grid(height: int, width: int, *, dtype: torch.dtype = torch.float
     return torch.stack([gy, gx], dim=-1).reshape(height * width, 2)
 
 
-def render_inr(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None,
-               height: int, width: int) -> Tensor:
+def render_inr(
+    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None, height: int, width: int
+) -> Tensor:
     """Render B 2-D INRs (MLPs with 2 inputs) on :func:`coordinate_grid` ``(height, width)``.
 
     Returns ``[B, height, width]`` for one output channel, ``[B, height, width, C]`` for

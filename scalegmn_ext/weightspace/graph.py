@@ -23,6 +23,7 @@ the pair of its end-node types, numbered densely: first-layer edges get one type
 neuron, hidden-to-hidden edges one per layer, last-layer edges one per output neuron.
 :func:`layer_type_ids` is the one place these rules are computed (as Python constants).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -156,9 +157,7 @@ def layer_type_ids(arch: Architecture) -> LayerTypeIds:
     n_in, n_out = layout[0], layout[-1]
     num_node_types = n_in + (L - 1) + n_out
     node = tuple(
-        tuple(range(n_in)) if k == 0
-        else tuple(n_in + L - 1 + j for j in range(n_out)) if k == L
-        else (n_in + k - 1,)
+        tuple(range(n_in)) if k == 0 else tuple(n_in + L - 1 + j for j in range(n_out)) if k == L else (n_in + k - 1,)
         for k in range(L + 1)
     )
     pairs = [[[s * num_node_types + r for s in node[l]] for r in node[l + 1]] for l in range(L)]
@@ -183,19 +182,28 @@ def graph_structure(arch: Architecture) -> GraphStructure:
         src.append(starts[l] + torch.arange(i).repeat(o))
     edge_index = torch.stack([torch.cat(src), torch.cat(dst)])
     indeg = torch.zeros(arch.num_nodes, dtype=torch.long)
-    indeg[starts[1]:] = torch.tensor([s.in_features for s in arch.layers]).repeat_interleave(
-        torch.tensor(layout[1:]))
+    indeg[starts[1] :] = torch.tensor([s.in_features for s in arch.layers]).repeat_interleave(torch.tensor(layout[1:]))
     rowptr = torch.cat([torch.zeros(1, dtype=torch.long), indeg.cumsum(0)])
     edge_layer = node_layer[edge_index[1]]
     types = layer_type_ids(arch)
     node_type = torch.cat([torch.tensor(t, dtype=torch.long).expand(n) for t, n in zip(types.node, layout)])
     # receiver-major edges: the [receiver type][sender type] table broadcast to [out, in]
-    edge_type = torch.cat([torch.tensor(t, dtype=torch.long).expand(s.out_features, s.in_features).reshape(-1)
-                           for t, s in zip(types.edge, arch.layers)])
+    edge_type = torch.cat(
+        [
+            torch.tensor(t, dtype=torch.long).expand(s.out_features, s.in_features).reshape(-1)
+            for t, s in zip(types.edge, arch.layers)
+        ]
+    )
     return GraphStructure(
-        arch=arch, edge_index=edge_index, rowptr=rowptr, node_layer=node_layer,
-        edge_layer=edge_layer, node_type=node_type, edge_type=edge_type,
-        num_node_types=types.num_node_types, num_edge_types=types.num_edge_types,
+        arch=arch,
+        edge_index=edge_index,
+        rowptr=rowptr,
+        node_layer=node_layer,
+        edge_layer=edge_layer,
+        node_type=node_type,
+        edge_type=edge_type,
+        num_node_types=types.num_node_types,
+        num_edge_types=types.num_edge_types,
     )
 
 
@@ -210,11 +218,15 @@ class WeightGraph:
 
     @classmethod
     def from_weights(
-        cls, arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None = None,
-        *, input_value: float = 1.0, dense_centre: bool = True,
+        cls,
+        arch: Architecture,
+        weights: Sequence[Tensor],
+        biases: Sequence[Tensor | None] | None = None,
+        *,
+        input_value: float = 1.0,
+        dense_centre: bool = True,
     ) -> WeightGraph:
-        node, edge = _ops.weights_to_graph(
-            weights, biases, arch, dense_centre=dense_centre, input_value=input_value)
+        node, edge = _ops.weights_to_graph(weights, biases, arch, dense_centre=dense_centre, input_value=input_value)
         if node.dim() == 2:
             node, edge = node.unsqueeze(0), edge.unsqueeze(0)
         return cls(node, edge, graph_structure(arch), dense_centre)
@@ -239,8 +251,11 @@ class WeightGraph:
         return {
             "x": self.node.reshape(-1, self.node.shape[-1]),
             "edge_attr": self.edge.reshape(-1, self.edge.shape[-1]),
-            "edge_index": ei, "rowptr": rowptr, "batch": batch,
-            "node_type": s.node_type.repeat(B), "edge_type": s.edge_type.repeat(B),
+            "edge_index": ei,
+            "rowptr": rowptr,
+            "batch": batch,
+            "node_type": s.node_type.repeat(B),
+            "edge_type": s.edge_type.repeat(B),
         }
 
 
@@ -291,8 +306,18 @@ class MixedGraphBatch:
             sizes += [s.num_nodes] * B
         ptr = torch.zeros(len(sizes) + 1, dtype=torch.long, device=dev)
         ptr[1:] = torch.tensor(sizes, dtype=torch.long, device=dev).cumsum(0)
-        return cls(torch.cat(nodes), torch.cat(edges), torch.cat(eis, 1), torch.cat(nts), torch.cat(ets),
-                   torch.cat(hid), torch.cat(inp), torch.cat(out), ptr, [(g.arch, g.batch_size) for g in graphs])
+        return cls(
+            torch.cat(nodes),
+            torch.cat(edges),
+            torch.cat(eis, 1),
+            torch.cat(nts),
+            torch.cat(ets),
+            torch.cat(hid),
+            torch.cat(inp),
+            torch.cat(out),
+            ptr,
+            [(g.arch, g.batch_size) for g in graphs],
+        )
 
     @property
     def num_graphs(self) -> int:

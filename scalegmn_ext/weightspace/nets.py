@@ -11,6 +11,7 @@ layer but the last; CNNs apply it after every conv layer, then global average po
 dense layers with the activation between them (none after the last); the output gets
 ``+ arch.output_offset``.
 """
+
 from __future__ import annotations
 
 import math
@@ -175,8 +176,18 @@ def build_module(
     pooled = False
     for i, spec in enumerate(arch.layers):
         if spec.is_conv:
-            mods.append(nn.Conv2d(spec.in_features, spec.out_features, spec.kernel_size, stride=spec.stride,
-                                  padding=spec.padding, bias=spec.bias, dtype=dtype, device=device))
+            mods.append(
+                nn.Conv2d(
+                    spec.in_features,
+                    spec.out_features,
+                    spec.kernel_size,
+                    stride=spec.stride,
+                    padding=spec.padding,
+                    bias=spec.bias,
+                    dtype=dtype,
+                    device=device,
+                )
+            )
             mods.append(make_activation(arch.activation, arch.w0))
         else:
             if arch.is_cnn and not pooled:

@@ -21,6 +21,7 @@ leaky ReLU, identity); sigmoid/GELU/SiLU nets admit permutations only.
 
 Composition: ``apply(compose(g1, g2), W) == apply(g1, apply(g2, W))`` (g2 acts first).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +35,17 @@ from .architecture import ACTIVATION_SYMMETRY, Architecture, Symmetry
 from .validation import check_weights
 
 __all__ = [
-    "GroupElement", "random_group_element", "identity_element", "apply_group_element", "transform",
-    "invert", "compose", "permute_node_features", "permute_edge_features",
-    "node_scale_factors", "edge_scale_factors",
+    "GroupElement",
+    "random_group_element",
+    "identity_element",
+    "apply_group_element",
+    "transform",
+    "invert",
+    "compose",
+    "permute_node_features",
+    "permute_edge_features",
+    "node_scale_factors",
+    "edge_scale_factors",
 ]
 
 
@@ -87,8 +96,10 @@ class GroupElement:
         for a in args:
             if isinstance(a, (torch.device, str)):
                 dev = a
-        return GroupElement(tuple(p.to(device=dev) if dev is not None else p for p in self.perm),
-                            tuple(s.to(*args, **kwargs) for s in self.scale))
+        return GroupElement(
+            tuple(p.to(device=dev) if dev is not None else p for p in self.perm),
+            tuple(s.to(*args, **kwargs) for s in self.scale),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,9 +122,7 @@ def _resolve_symmetry(arch: Architecture, symmetry) -> Symmetry:
     try:
         sym = Symmetry(symmetry)
     except ValueError:
-        raise ValueError(
-            f"symmetry must be one of {[s.value for s in Symmetry]} or None, got {symmetry!r}"
-        ) from None
+        raise ValueError(f"symmetry must be one of {[s.value for s in Symmetry]} or None, got {symmetry!r}") from None
     allowed = ACTIVATION_SYMMETRY[arch.activation]
     if sym != Symmetry.PERMUTATION and sym != allowed:
         raise ValueError(
@@ -123,8 +132,9 @@ def _resolve_symmetry(arch: Architecture, symmetry) -> Symmetry:
     return sym
 
 
-def identity_element(arch: Architecture, batch_size: int, *, dtype: torch.dtype = torch.float32,
-                     device: torch.device | str | None = None) -> GroupElement:
+def identity_element(
+    arch: Architecture, batch_size: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> GroupElement:
     """The identity element for B networks of ``arch``."""
     _check_arch(arch)
     B = _check_batch_size(batch_size)
@@ -197,7 +207,9 @@ def _check_element(arch: Architecture, g, B: int, device: torch.device, check_pe
         raise TypeError(f"g must be a GroupElement, got {type(g).__name__}")
     hidden = arch.layout[1:-1]
     if len(g.perm) != len(hidden):
-        raise ValueError(f"g must have {len(hidden)} hidden layers (widths {list(hidden)}) for {arch}, got {len(g.perm)}")
+        raise ValueError(
+            f"g must have {len(hidden)} hidden layers (widths {list(hidden)}) for {arch}, got {len(g.perm)}"
+        )
     for k, (n, p, s) in enumerate(zip(hidden, g.perm, g.scale)):
         if tuple(p.shape) != (B, n):
             raise ValueError(f"g.perm[{k}] must be [B, n] = [{B}, {n}] for {arch}, got shape {tuple(p.shape)}")
@@ -219,7 +231,10 @@ def _batch_index(B: int, device) -> Tensor:
 # action on weights
 # ----------------------------------------------------------------------------------------------
 def apply_group_element(
-    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None, g: GroupElement,
+    arch: Architecture,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor | None] | None,
+    g: GroupElement,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Apply ``g`` to B networks: returns new ``(weights, biases)`` (see the module docstring).
 
@@ -253,16 +268,22 @@ def apply_group_element(
 
 
 def transform(
-    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None, *,
-    generator: torch.Generator | None = None, symmetry: Symmetry | str | None = None, **kwargs,
+    arch: Architecture,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor | None] | None,
+    *,
+    generator: torch.Generator | None = None,
+    symmetry: Symmetry | str | None = None,
+    **kwargs,
 ) -> tuple[list[Tensor], list[Tensor], GroupElement]:
     """Draw a random element (:func:`random_group_element`, extra kwargs forwarded) and apply it.
 
     Returns ``(weights, biases, g)``; the element matches the weights' batch size, dtype and device.
     """
     ws, _, batched = check_weights(weights, biases, arch, arch_required=True)
-    g = random_group_element(arch, ws[0].shape[0], symmetry=symmetry, generator=generator,
-                             dtype=ws[0].dtype, device=ws[0].device, **kwargs)
+    g = random_group_element(
+        arch, ws[0].shape[0], symmetry=symmetry, generator=generator, dtype=ws[0].dtype, device=ws[0].device, **kwargs
+    )
     new_w, new_b = apply_group_element(arch, weights, biases, g)
     return new_w, new_b, g
 

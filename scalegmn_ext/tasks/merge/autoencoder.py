@@ -13,6 +13,7 @@ functional forward (no Python loop over networks):
 :func:`canonicalize` encodes and decodes networks in batches; :func:`reconstruction_quality`
 scores the result (PSNR for INRs, accuracy kept for CNNs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,15 @@ from ...weightspace.architecture import Architecture
 from ...weightspace.functional import forward, render_inr
 from ..zoo.format import arch_from_dict, arch_to_dict
 
-__all__ = ["INRRenderLoss", "DistillationLoss", "canonicalize", "reconstruction_quality", "psnr",
-           "autoencoder_state", "load_autoencoder"]
+__all__ = [
+    "INRRenderLoss",
+    "DistillationLoss",
+    "canonicalize",
+    "reconstruction_quality",
+    "psnr",
+    "autoencoder_state",
+    "load_autoencoder",
+]
 
 CHECKPOINT_KIND = "scalegmn_ext.autoencoder"
 
@@ -36,8 +44,14 @@ CHECKPOINT_KIND = "scalegmn_ext.autoencoder"
 def autoencoder_state(model: nn.Module) -> dict:
     """What a checkpoint needs to rebuild ``model`` (pass as the Trainer's ``extra_state``)."""
     ae = _unwrap(model)
-    return {"kind": CHECKPOINT_KIND, "arch": arch_to_dict(ae.arch), "encoder_config": dataclasses.asdict(ae.config),
-            "latent_dim": ae.latent_dim, "decoder": ae.decoder_kind, "decoder_hidden": list(ae.decoder_hidden)}
+    return {
+        "kind": CHECKPOINT_KIND,
+        "arch": arch_to_dict(ae.arch),
+        "encoder_config": dataclasses.asdict(ae.config),
+        "latent_dim": ae.latent_dim,
+        "decoder": ae.decoder_kind,
+        "decoder_hidden": list(ae.decoder_hidden),
+    }
 
 
 def load_autoencoder(path: str, arch: Architecture | None = None, *, map_location="cpu"):
@@ -48,14 +62,19 @@ def load_autoencoder(path: str, arch: Architecture | None = None, *, map_locatio
 
     ck = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ck, dict) or ck.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"{path} is not a scalegmn_ext autoencoder checkpoint (kind={ck.get('kind') if isinstance(ck, dict) else None!r})")
+        raise ValueError(
+            f"{path} is not a scalegmn_ext autoencoder checkpoint (kind={ck.get('kind') if isinstance(ck, dict) else None!r})"
+        )
     trained_for = arch_from_dict(ck["arch"], where=f"{path}: arch")
     if arch is not None and arch != trained_for:
-        raise ValueError(f"{path} holds an autoencoder for {trained_for}, not for {arch}: decode networks of the "
-                         f"architecture it was trained on, or train one for {arch}")
+        raise ValueError(
+            f"{path} holds an autoencoder for {trained_for}, not for {arch}: decode networks of the "
+            f"architecture it was trained on, or train one for {arch}"
+        )
     cfg = ScaleGMNConfig(**ck["encoder_config"])
-    model = ScaleGMNAutoencoder(trained_for, cfg, latent_dim=ck["latent_dim"], decoder=ck["decoder"],
-                                decoder_hidden=ck["decoder_hidden"])
+    model = ScaleGMNAutoencoder(
+        trained_for, cfg, latent_dim=ck["latent_dim"], decoder=ck["decoder"], decoder_hidden=ck["decoder_hidden"]
+    )
     model.load_state_dict(ck["model"])
     return model.eval()
 
@@ -86,8 +105,9 @@ class DistillationLoss:
     ``images`` ``[N, C, H, W]`` are the pool; each call draws ``n_images`` of them with a generator
     seeded by ``(seed, call number)``, so the draw is identical on every DDP rank and on resume."""
 
-    def __init__(self, arch: Architecture, images: Tensor, *, temperature: float = 0.6, n_images: int = 256,
-                 seed: int = 0):
+    def __init__(
+        self, arch: Architecture, images: Tensor, *, temperature: float = 0.6, n_images: int = 256, seed: int = 0
+    ):
         if not arch.is_cnn and arch.layout[0] != images[0].numel():
             raise ValueError(f"images of shape {tuple(images.shape[1:])} do not fit {arch}")
         if not temperature > 0:
@@ -112,8 +132,9 @@ class DistillationLoss:
         return kl.mean(1) * self.T**2
 
 
-def canonicalize(model: nn.Module, weights: Sequence[Tensor], biases: Sequence[Tensor], *,
-                 batch_size: int = 256) -> tuple[list[Tensor], list[Tensor]]:
+def canonicalize(
+    model: nn.Module, weights: Sequence[Tensor], biases: Sequence[Tensor], *, batch_size: int = 256
+) -> tuple[list[Tensor], list[Tensor]]:
     """Encode + decode networks in batches (no gradients): the canonical representatives."""
     ae = _unwrap(model)
     was = ae.training
@@ -122,7 +143,7 @@ def canonicalize(model: nn.Module, weights: Sequence[Tensor], biases: Sequence[T
     with torch.no_grad():
         n = weights[0].shape[0]
         for s in range(0, n, batch_size):
-            dw, db = ae([w[s:s + batch_size] for w in weights], [b[s:s + batch_size] for b in biases])
+            dw, db = ae([w[s : s + batch_size] for w in weights], [b[s : s + batch_size] for b in biases])
             outs_w.append(dw)
             outs_b.append(db)
     ae.train(was)
@@ -138,16 +159,25 @@ def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> Tensor:
     return 10 * torch.log10(peak**2 / mse)
 
 
-def reconstruction_quality(arch: Architecture, original: tuple, decoded: tuple, *, images: Tensor | None = None,
-                           labels: Tensor | None = None, size: int = 28) -> dict:
+def reconstruction_quality(
+    arch: Architecture,
+    original: tuple,
+    decoded: tuple,
+    *,
+    images: Tensor | None = None,
+    labels: Tensor | None = None,
+    size: int = 28,
+) -> dict:
     """INRs: mean PSNR of the decoded rendering against the original's. Classifiers (with
     ``images``/``labels``): accuracy of the originals and of the decoded networks."""
     if images is None:
         ro = render_inr(arch, *original, size, size)
         rd = render_inr(arch, *decoded, size, size)
         p = psnr(rd.clamp(0, 1), ro.clamp(0, 1))
-        return {"psnr_mean": float(p[torch.isfinite(p)].mean()) if bool(torch.isfinite(p).any()) else math.inf,
-                "psnr_min": float(p.min())}
+        return {
+            "psnr_mean": float(p[torch.isfinite(p)].mean()) if bool(torch.isfinite(p).any()) else math.inf,
+            "psnr_min": float(p.min()),
+        }
     x = images if arch.is_cnn else images.flatten(1)
     x = x.to(original[0][0].dtype)
     acc = [float((forward(arch, *net, x).argmax(-1) == labels).double().mean()) for net in (original, decoded)]

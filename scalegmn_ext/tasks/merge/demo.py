@@ -15,6 +15,7 @@ The run fails (exit 1) only when an exact property fails -- canonical networks o
 be identical (float32, <= 1e-5 relative, eps = 0), and the invariant methods' barrier at eps = 0
 must vanish -- never because of a training outcome, which is reported as measured.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,9 +67,24 @@ class MergeDemoSizes:
 
 
 DEFAULT = MergeDemoSizes()
-TINY = MergeDemoSizes(n_inr=24, inr_test=4, inr_steps=20, members=2, eps=(0.0, 0.01), n_cnn=12, cnn_test=6,
-                      cnn_epochs=1, cnn_train_images=256, pairs=3, d_hid=8, layers=2, ae_steps=6, ae_batch=8,
-                      cnn_ae_steps=4, kd_images=16)
+TINY = MergeDemoSizes(
+    n_inr=24,
+    inr_test=4,
+    inr_steps=20,
+    members=2,
+    eps=(0.0, 0.01),
+    n_cnn=12,
+    cnn_test=6,
+    cnn_epochs=1,
+    cnn_train_images=256,
+    pairs=3,
+    d_hid=8,
+    layers=2,
+    ae_steps=6,
+    ae_batch=8,
+    cnn_ae_steps=4,
+    kd_images=16,
+)
 
 
 def _images_for_cnns(n_train: int, seed: int):
@@ -93,26 +109,47 @@ def _images_for_cnns(n_train: int, seed: int):
 
 def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, symmetry=None):
     torch.manual_seed(sizes.d_hid * 7 + steps)
-    c = ScaleGMNConfig(d_hid=sizes.d_hid, num_layers=sizes.layers, dropout=0.0, symmetry=symmetry,
-                       input_value=0.0 if arch.is_cnn else 1.0)
+    c = ScaleGMNConfig(
+        d_hid=sizes.d_hid,
+        num_layers=sizes.layers,
+        dropout=0.0,
+        symmetry=symmetry,
+        input_value=0.0 if arch.is_cnn else 1.0,
+    )
     model = ScaleGMNAutoencoder(arch, c, decoder=sizes.decoder)
     n_val = max(1, len(data) // 8)
     train = NetworkSet([w[n_val:] for w in data.weights], [b[n_val:] for b in data.biases])
     val = NetworkSet([w[:n_val] for w in data.weights], [b[:n_val] for b in data.biases])
-    tc = TrainConfig(steps=steps, batch_size=min(sizes.ae_batch, len(train)), lr=cfg.get("lr", 1e-3),
-                     warmup=max(1, steps // 10), val_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5),
-                     seed=cfg["seed"])
-    tr = Trainer(model, loss, train, val, tc, os.path.join(out, name), progress=progress,
-                 extra_state=autoencoder_state(model))
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=min(sizes.ae_batch, len(train)),
+        lr=cfg.get("lr", 1e-3),
+        warmup=max(1, steps // 10),
+        val_every=max(1, steps // 5),
+        checkpoint_every=max(1, steps // 5),
+        seed=cfg["seed"],
+    )
+    tr = Trainer(
+        model, loss, train, val, tc, os.path.join(out, name), progress=progress, extra_state=autoencoder_state(model)
+    )
     t0 = time.time()
     hist = tr.fit(resume=True)
-    log(f"    {name}: val loss {hist[0]['val']:.4g} -> {hist[-1]['val']:.4g} in {steps} steps "
-        f"({time.time() - t0:.0f} s this run; {sum(p.numel() for p in model.parameters()):,} parameters)")
+    log(
+        f"    {name}: val loss {hist[0]['val']:.4g} -> {hist[-1]['val']:.4g} in {steps} steps "
+        f"({time.time() - t0:.0f} s this run; {sum(p.numel() for p in model.parameters()):,} parameters)"
+    )
     return model.eval(), hist
 
 
-def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDemoSizes = DEFAULT,
-                   log: Callable[[str], None] = print, progress: bool = True, plots: bool = True) -> dict:
+def run_merge_demo(
+    out: str = "merge_demo_out",
+    *,
+    seed: int = 0,
+    sizes: MergeDemoSizes = DEFAULT,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict:
     """Runs the demo (see the module doc) and returns the summary it writes to ``out/summary.json``."""
     os.makedirs(out, exist_ok=True)
     run_file = os.path.join(out, "run.json")
@@ -144,11 +181,19 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     cnn_arch = Architecture.small_cnn_zoo("tanh")
     xtr, ytr, xte, yte, source = _images_for_cnns(sizes.cnn_train_images, seed)
     t0 = time.time()
-    cw, cb = fit.train_cnns(cnn_arch, xtr, ytr, sizes.n_cnn, epochs=sizes.cnn_epochs,
-                            generator=torch.Generator().manual_seed(seed * 1000 + 2))
+    cw, cb = fit.train_cnns(
+        cnn_arch,
+        xtr,
+        ytr,
+        sizes.n_cnn,
+        epochs=sizes.cnn_epochs,
+        generator=torch.Generator().manual_seed(seed * 1000 + 2),
+    )
     acc = fit.evaluate_cnns(cnn_arch, cw, cb, xte, yte)
-    log(f"    CNNs on {source}: test accuracy {float(acc.mean()):.3f} (min {float(acc.min()):.3f}, "
-        f"max {float(acc.max()):.3f}) in {time.time() - t0:.0f} s")
+    log(
+        f"    CNNs on {source}: test accuracy {float(acc.mean()):.3f} (min {float(acc.min()):.3f}, "
+        f"max {float(acc.max()):.3f}) in {time.time() - t0:.0f} s"
+    )
     summary["cnn_source"] = source
     n_ctr = sizes.n_cnn - sizes.cnn_test
     cnn_train = NetworkSet([w[:n_ctr] for w in cw], [b[:n_ctr] for b in cb])
@@ -157,8 +202,19 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     log(f"[2/5] Autoencoders (ScaleGMN d={sizes.d_hid}, {sizes.layers} layers, {sizes.decoder} decoder)")
     inr_loss = INRRenderLoss(inr_arch)
     ae, hist = _train_ae(inr_arch, cfg, sizes, inr_loss, inr_train, out, "ae_inr", sizes.ae_steps, log, progress)
-    ae_perm, _ = _train_ae(inr_arch, cfg, sizes, inr_loss, inr_train, out, "ae_inr_permutation_only", sizes.ae_steps,
-                           log, progress, symmetry="permutation")
+    ae_perm, _ = _train_ae(
+        inr_arch,
+        cfg,
+        sizes,
+        inr_loss,
+        inr_train,
+        out,
+        "ae_inr_permutation_only",
+        sizes.ae_steps,
+        log,
+        progress,
+        symmetry="permutation",
+    )
     kd = DistillationLoss(cnn_arch, xtr, n_images=sizes.kd_images, seed=seed)
     cae, chist = _train_ae(cnn_arch, cfg, sizes, kd, cnn_train, out, "ae_cnn", sizes.cnn_ae_steps, log, progress)
     dec = canonicalize(ae, *inr_test)
@@ -170,9 +226,13 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     gg = random_group_element(inr_arch, inr_test[0][0].shape[0], generator=torch.Generator().manual_seed(seed + 5))
     member = apply_group_element(inr_arch, *inr_test, gg)
     d2 = canonicalize(ae, *member)
-    rel = max(float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(dec[0] + dec[1], d2[0] + d2[1]))
+    rel = max(
+        float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(dec[0] + dec[1], d2[0] + d2[1])
+    )
     ok = rel <= 1e-5
-    log(f"    canonical networks of orbit members identical: max rel diff {rel:.1e} (float32) {'OK' if ok else 'FAILED'}")
+    log(
+        f"    canonical networks of orbit members identical: max rel diff {rel:.1e} (float32) {'OK' if ok else 'FAILED'}"
+    )
     summary["orbit_canonical_max_rel_diff"] = rel
     if not ok:
         failed.append(f"orbit members' canonical networks differ by {rel:.1e} > 1e-5")
@@ -180,17 +240,22 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     # ---------------------------------------------------------------- 3. experiment 1 ----
     log(f"[3/5] INR orbits: {sizes.inr_test} test INRs x {sizes.members} members x P/D/PD x eps {list(sizes.eps)}")
     t0 = time.time()
-    e1 = inr_orbit_experiment(inr_arch, ae, tuple(x for x in inr_test), test_images, members=sizes.members,
-                              eps=sizes.eps, seed=seed)
-    log(f"    done in {time.time() - t0:.0f} s; barrier (max over alpha of the rise above the line), mean +- std, "
-        f"and the mean loss at the two ends:")
+    e1 = inr_orbit_experiment(
+        inr_arch, ae, tuple(x for x in inr_test), test_images, members=sizes.members, eps=sizes.eps, seed=seed
+    )
+    log(
+        f"    done in {time.time() - t0:.0f} s; barrier (max over alpha of the rise above the line), mean +- std, "
+        f"and the mean loss at the two ends:"
+    )
     table1 = ["| transform | eps | " + " | ".join(next(iter(next(iter(e1["results"].values())).values()))) + " |"]
     table1.append("|---|---|" + "---|" * len(next(iter(next(iter(e1["results"].values())).values()))))
     exp1 = {}
     for t, by_eps in e1["results"].items():
         for e, by_m in by_eps.items():
-            cells = [f"{v['barrier_mean']:.4f} +- {v['barrier_std']:.4f} (ends {v['end_loss_mean']:.3f})"
-                     for v in by_m.values()]
+            cells = [
+                f"{v['barrier_mean']:.4f} +- {v['barrier_std']:.4f} (ends {v['end_loss_mean']:.3f})"
+                for v in by_m.values()
+            ]
             table1.append(f"| {t} | {e} | " + " | ".join(cells) + " |")
             exp1[f"{t}/{e}"] = {m: {k: v for k, v in s.items() if k != "curves"} for m, s in by_m.items()}
             if e == 0.0:
@@ -205,7 +270,9 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     log("[4/5] Orbit collapse (PD orbits of the test INRs in latent space)")
     c_inv = orbit_collapse(ae.encode, inr_arch, inr_test, members=8, transform="PD", seed=seed)
     c_perm = orbit_collapse(ae_perm.encode, inr_arch, inr_test, members=8, transform="PD", seed=seed)
-    log(f"    within/between-orbit distance: ScaleGMN {c_inv['ratio']:.2e}, permutation-only encoder {c_perm['ratio']:.2e}")
+    log(
+        f"    within/between-orbit distance: ScaleGMN {c_inv['ratio']:.2e}, permutation-only encoder {c_perm['ratio']:.2e}"
+    )
     summary["orbit_collapse"] = {"scalegmn_ratio": c_inv["ratio"], "permutation_only_ratio": c_perm["ratio"]}
 
     # ---------------------------------------------------------------- 5. experiment 3 ----
@@ -219,36 +286,63 @@ def run_merge_demo(out: str = "merge_demo_out", *, seed: int = 0, sizes: MergeDe
     t0 = time.time()
     e3 = cnn_pair_experiment(cnn_arch, cae, a, b, xte, yte, seed=seed)
     cq = reconstruction_quality(cnn_arch, a, canonicalize(cae, *a), images=xte, labels=yte)
-    log(f"    done in {time.time() - t0:.0f} s; endpoints {e3['original_accuracy']:.3f} accuracy, ensemble "
-        f"{e3['ensemble_accuracy']:.3f}; reconstruction keeps {cq['accuracy_decoded']:.3f} of {cq['accuracy_original']:.3f}")
-    table3 = ["| method | CE barrier | error barrier | accuracy at alpha=1/2 | accuracy at the ends |", "|---|---|---|---|---|"]
+    log(
+        f"    done in {time.time() - t0:.0f} s; endpoints {e3['original_accuracy']:.3f} accuracy, ensemble "
+        f"{e3['ensemble_accuracy']:.3f}; reconstruction keeps {cq['accuracy_decoded']:.3f} of {cq['accuracy_original']:.3f}"
+    )
+    table3 = [
+        "| method | CE barrier | error barrier | accuracy at alpha=1/2 | accuracy at the ends |",
+        "|---|---|---|---|---|",
+    ]
     exp3 = {}
     for m, v in e3["results"].items():
-        table3.append(f"| {m} | {v['ce_barrier_mean']:.3f} +- {v['ce_barrier_std']:.3f} | "
-                      f"{v['error_barrier_mean']:.3f} +- {v['error_barrier_std']:.3f} | {v['merged_accuracy']:.3f} | "
-                      f"{v['ends_accuracy']:.3f} |")
+        table3.append(
+            f"| {m} | {v['ce_barrier_mean']:.3f} +- {v['ce_barrier_std']:.3f} | "
+            f"{v['error_barrier_mean']:.3f} +- {v['error_barrier_std']:.3f} | {v['merged_accuracy']:.3f} | "
+            f"{v['ends_accuracy']:.3f} |"
+        )
         exp3[m] = {k: v[k] for k in v if k not in ("accuracy", "cross_entropy")}
     for line in table3:
         log("    " + line)
-    summary["cnn_pair_experiment"] = {"methods": exp3, "original_accuracy": e3["original_accuracy"],
-                                      "ensemble_accuracy": e3["ensemble_accuracy"], "reconstruction": cq,
-                                      "train_history": chist}
+    summary["cnn_pair_experiment"] = {
+        "methods": exp3,
+        "original_accuracy": e3["original_accuracy"],
+        "ensemble_accuracy": e3["ensemble_accuracy"],
+        "reconstruction": cq,
+        "train_history": chist,
+    }
 
     # ---------------------------------------------------------------- outputs ----
     if plots:
         summary["figures"] = _figures(out, e1, c_inv, c_perm, e3, inr_arch, ae, inr_test, test_images, log)
-    md = ["# merge-demo results", "", f"seed {seed}; sizes {run['sizes']}", "",
-          "## INR orbits: loss barrier (rendered-image MSE to the source digit), mean +- std over pairs", "",
-          *table1, "", "## Orbit collapse", "",
-          f"within-orbit / between-orbit latent distance: ScaleGMN {c_inv['ratio']:.2e}, permutation-only "
-          f"{c_perm['ratio']:.2e}", "", f"## CNN pairs ({source})", "", *table3, "",
-          f"ensemble of the endpoints: {e3['ensemble_accuracy']:.3f} accuracy"]
+    md = [
+        "# merge-demo results",
+        "",
+        f"seed {seed}; sizes {run['sizes']}",
+        "",
+        "## INR orbits: loss barrier (rendered-image MSE to the source digit), mean +- std over pairs",
+        "",
+        *table1,
+        "",
+        "## Orbit collapse",
+        "",
+        f"within-orbit / between-orbit latent distance: ScaleGMN {c_inv['ratio']:.2e}, permutation-only "
+        f"{c_perm['ratio']:.2e}",
+        "",
+        f"## CNN pairs ({source})",
+        "",
+        *table3,
+        "",
+        f"ensemble of the endpoints: {e3['ensemble_accuracy']:.3f} accuracy",
+    ]
     atomic_write_text(os.path.join(out, "results.md"), "\n".join(md) + "\n")
     summary["failed_checks"] = failed
     summary["seconds"] = time.time() - t_start
     atomic_write_json(os.path.join(out, "summary.json"), summary)
-    log(f"done in {summary['seconds']:.0f} s; results in {out}/results.md, summary.json"
-        + (f", {len(summary['figures'])} figures" if summary["figures"] else ""))
+    log(
+        f"done in {summary['seconds']:.0f} s; results in {out}/results.md, summary.json"
+        + (f", {len(summary['figures'])} figures" if summary["figures"] else "")
+    )
     if failed:
         raise MergeDemoCheckError("; ".join(failed))
     return summary
@@ -267,20 +361,35 @@ def _figures(out, e1, c_inv, c_perm, e3, arch, ae, inr_test, test_images, log) -
     noisy = eps[1] if len(eps) > 1 else eps[0]
     for t, by_eps in e1["results"].items():
         curves = {m: v["curves"] for m, v in by_eps[noisy].items()}
-        fig = path_curves_figure(al, curves, ylabel="MSE of the rendered INR to its source digit",
-                                 title=f"INR orbit interpolation, {t} transforms, eps = {noisy}")
+        fig = path_curves_figure(
+            al,
+            curves,
+            ylabel="MSE of the rendered INR to its source digit",
+            title=f"INR orbit interpolation, {t} transforms, eps = {noisy}",
+        )
         paths.append(save_png(fig, os.path.join(out, f"inr_paths_{t}.png")))
     stats = {}
     for m in next(iter(e1["results"]["PD"].values())):
-        stats[m] = ([e1["results"]["PD"][e][m]["barrier_mean"] for e in eps],
-                    [e1["results"]["PD"][e][m]["barrier_std"] for e in eps])
-    paths.append(save_png(barrier_vs_noise_figure(eps, stats, ylabel="loss barrier (MSE)",
-                                                  title="Barrier vs noise, PD orbits of test INRs"),
-                          os.path.join(out, "barrier_vs_noise.png")))
+        stats[m] = (
+            [e1["results"]["PD"][e][m]["barrier_mean"] for e in eps],
+            [e1["results"]["PD"][e][m]["barrier_std"] for e in eps],
+        )
+    paths.append(
+        save_png(
+            barrier_vs_noise_figure(
+                eps, stats, ylabel="loss barrier (MSE)", title="Barrier vs noise, PD orbits of test INRs"
+            ),
+            os.path.join(out, "barrier_vs_noise.png"),
+        )
+    )
     # one pair's renderings along the path
     show = [0.0, 0.25, 0.5, 0.75, 1.0]
-    member = apply_group_element(arch, [w[:1] for w in inr_test[0]], [b[:1] for b in inr_test[1]],
-                                 random_group_element(arch, 1, generator=torch.Generator().manual_seed(11)))
+    member = apply_group_element(
+        arch,
+        [w[:1] for w in inr_test[0]],
+        [b[:1] for b in inr_test[1]],
+        random_group_element(arch, 1, generator=torch.Generator().manual_seed(11)),
+    )
     from .experiments import _path
 
     renders = {}
@@ -289,19 +398,50 @@ def _figures(out, e1, c_inv, c_perm, e3, arch, ae, inr_test, test_images, log) -
         ws, bs = _path(arch, ae, a1, member, m, torch.tensor(show, dtype=torch.float64), 0)
         with torch.no_grad():
             renders[m] = render_inr(arch, ws, bs, 28, 28)
-    paths.append(save_png(inr_path_figure(show, renders, title="One test INR (alpha=0) and a PD orbit member "
-                                                               "(alpha=1): renderings along each path"),
-                          os.path.join(out, "inr_renderings.png")))
-    paths.append(save_png(latent_map_figure({"ScaleGMN autoencoder (sign-invariant)": (c_inv["tsne"], c_inv["labels"], c_inv["ratio"]),
-                                             "permutation-only encoder": (c_perm["tsne"], c_perm["labels"], c_perm["ratio"])},
-                                            title="t-SNE of latents: 8 PD orbit members of each test INR (one colour per INR)"),
-                          os.path.join(out, "latent_map.png")))
+    paths.append(
+        save_png(
+            inr_path_figure(
+                show,
+                renders,
+                title="One test INR (alpha=0) and a PD orbit member (alpha=1): renderings along each path",
+            ),
+            os.path.join(out, "inr_renderings.png"),
+        )
+    )
+    paths.append(
+        save_png(
+            latent_map_figure(
+                {
+                    "ScaleGMN autoencoder (sign-invariant)": (c_inv["tsne"], c_inv["labels"], c_inv["ratio"]),
+                    "permutation-only encoder": (c_perm["tsne"], c_perm["labels"], c_perm["ratio"]),
+                },
+                title="t-SNE of latents: 8 PD orbit members of each test INR (one colour per INR)",
+            ),
+            os.path.join(out, "latent_map.png"),
+        )
+    )
     r = e3["results"]
-    paths.append(save_png(path_curves_figure(e3["alphas"], {m: v["accuracy"] for m, v in r.items()},
-                                             ylabel="test accuracy", title="CNN pairs: accuracy along the path"),
-                          os.path.join(out, "cnn_accuracy_paths.png")))
-    paths.append(save_png(path_curves_figure(e3["alphas"], {m: v["cross_entropy"] for m, v in r.items()},
-                                             ylabel="test cross-entropy", title="CNN pairs: loss along the path"),
-                          os.path.join(out, "cnn_loss_paths.png")))
+    paths.append(
+        save_png(
+            path_curves_figure(
+                e3["alphas"],
+                {m: v["accuracy"] for m, v in r.items()},
+                ylabel="test accuracy",
+                title="CNN pairs: accuracy along the path",
+            ),
+            os.path.join(out, "cnn_accuracy_paths.png"),
+        )
+    )
+    paths.append(
+        save_png(
+            path_curves_figure(
+                e3["alphas"],
+                {m: v["cross_entropy"] for m, v in r.items()},
+                ylabel="test cross-entropy",
+                title="CNN pairs: loss along the path",
+            ),
+            os.path.join(out, "cnn_loss_paths.png"),
+        )
+    )
     log(f"    figures: {', '.join(os.path.basename(p) for p in paths)}")
     return paths

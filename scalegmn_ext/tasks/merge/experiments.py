@@ -16,6 +16,7 @@ ends, interpolate the decoded networks; the ends are reconstructions), ``latent`
 latents, decode every point), ``rebasin`` (Git Re-Basin weight matching, permutations only) and
 ``rebasin_sign`` / ``rebasin_scale`` (matching extended to the activation's group).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,14 @@ from .autoencoder import canonicalize
 from .interpolation import barrier_from_curve, default_alphas, interpolate
 from .matching import weight_matching
 
-__all__ = ["TRANSFORMS", "methods_for", "inr_orbit_experiment", "orbit_collapse", "cnn_pair_experiment",
-           "summarize_barriers"]
+__all__ = [
+    "TRANSFORMS",
+    "methods_for",
+    "inr_orbit_experiment",
+    "orbit_collapse",
+    "cnn_pair_experiment",
+    "summarize_barriers",
+]
 
 #: orbit types: (permute hidden neurons, apply the activation's sign/scale group)
 TRANSFORMS = {"P": (True, False), "D": (False, True), "PD": (True, True)}
@@ -53,7 +60,9 @@ def _take(net, i):
 
 def _stack(nets):
     L = len(nets[0][0])
-    return [torch.stack([n[0][l] for n in nets]) for l in range(L)], [torch.stack([n[1][l] for n in nets]) for l in range(L)]
+    return [torch.stack([n[0][l] for n in nets]) for l in range(L)], [
+        torch.stack([n[1][l] for n in nets]) for l in range(L)
+    ]
 
 
 def _align(arch, a, b, method: str, seed: int):
@@ -63,8 +72,9 @@ def _align(arch, a, b, method: str, seed: int):
     for i in range(a[0][0].shape[0]):
         ai, bi = _take(a, i), _take(b, i)
         r = weight_matching(arch, ai, bi, method=kind, seed=seed + i)
-        ws, bs = apply_group_element(arch, [w[None] for w in bi[0]], [v[None] for v in bi[1]],
-                                     r.g.to(dtype=bi[0][0].dtype))
+        ws, bs = apply_group_element(
+            arch, [w[None] for w in bi[0]], [v[None] for v in bi[1]], r.g.to(dtype=bi[0][0].dtype)
+        )
         out.append(([w[0] for w in ws], [v[0] for v in bs]))
     return _stack(out)
 
@@ -80,8 +90,11 @@ def _path(arch, model, a, b, method: str, alphas: Tensor, seed: int):
         with torch.no_grad():
             za, zb = ae.encode(*a), ae.encode(*b)
             s = alphas.to(za.dtype).view(1, -1, 1)
-            z = torch.lerp(za.unsqueeze(1).expand(-1, s.shape[1], -1), zb.unsqueeze(1).expand(-1, s.shape[1], -1),
-                           s.expand(za.shape[0], -1, za.shape[1]))
+            z = torch.lerp(
+                za.unsqueeze(1).expand(-1, s.shape[1], -1),
+                zb.unsqueeze(1).expand(-1, s.shape[1], -1),
+                s.expand(za.shape[0], -1, za.shape[1]),
+            )
             return ae.decode(z.flatten(0, 1))
     if method.startswith("rebasin"):
         return interpolate(arch, a, _align(arch, a, b, method, seed), alphas)
@@ -93,15 +106,31 @@ def summarize_barriers(curves: Tensor, alphas: Tensor) -> dict:
     the mean loss at the two ends (a barrier of 0 between two bad networks is no merge)."""
     r = barrier_from_curve(alphas, curves)
     b, m = r.barrier.double(), r.mean_barrier.double()
-    sd = (lambda t: float(t.std()) if t.numel() > 1 else 0.0)
+    sd = lambda t: float(t.std()) if t.numel() > 1 else 0.0
     ends = curves.double()[:, [int((alphas == 0).nonzero()[0]), int((alphas == 1).nonzero()[0])]]
-    return {"barrier_mean": float(b.mean()), "barrier_std": sd(b), "mean_barrier_mean": float(m.mean()),
-            "mean_barrier_std": sd(m), "end_loss_mean": float(ends.mean()), "pairs": int(b.numel())}
+    return {
+        "barrier_mean": float(b.mean()),
+        "barrier_std": sd(b),
+        "mean_barrier_mean": float(m.mean()),
+        "mean_barrier_std": sd(m),
+        "end_loss_mean": float(ends.mean()),
+        "pairs": int(b.numel()),
+    }
 
 
-def inr_orbit_experiment(arch: Architecture, model, inrs, images: Tensor, *, transforms: Sequence[str] = ("P", "D", "PD"),
-                         members: int = 4, eps: Sequence[float] = (0.005,), n_alphas: int = 41,
-                         methods: Sequence[str] | None = None, seed: int = 0) -> dict:
+def inr_orbit_experiment(
+    arch: Architecture,
+    model,
+    inrs,
+    images: Tensor,
+    *,
+    transforms: Sequence[str] = ("P", "D", "PD"),
+    members: int = 4,
+    eps: Sequence[float] = (0.005,),
+    n_alphas: int = 41,
+    methods: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict:
     """Experiment 1 (see the module doc).
 
     ``inrs``: ``(weights, biases)`` of the test INRs ``[N, ...]``; ``images`` ``[N, H, W]`` their
@@ -127,8 +156,10 @@ def inr_orbit_experiment(arch: Architecture, model, inrs, images: Tensor, *, tra
         out[t] = {}
         for e in eps:
             ng = torch.Generator().manual_seed(seed * 104729 + int(round(e * 1e6)))
-            b = ([w + e * torch.randn(w.shape, generator=ng, dtype=w.dtype) for w in member[0]],
-                 [v + e * torch.randn(v.shape, generator=ng, dtype=v.dtype) for v in member[1]])
+            b = (
+                [w + e * torch.randn(w.shape, generator=ng, dtype=w.dtype) for w in member[0]],
+                [v + e * torch.randn(v.shape, generator=ng, dtype=v.dtype) for v in member[1]],
+            )
             out[t][e] = {}
             for m in methods:
                 ws, bs = _path(arch, model, a, b, m, alphas, seed)
@@ -139,8 +170,9 @@ def inr_orbit_experiment(arch: Architecture, model, inrs, images: Tensor, *, tra
     return {"alphas": alphas, "results": out}
 
 
-def orbit_collapse(encoder, arch: Architecture, inrs, *, members: int = 16, transform: str = "PD", seed: int = 0,
-                   tsne: bool = True) -> dict:
+def orbit_collapse(
+    encoder, arch: Architecture, inrs, *, members: int = 16, transform: str = "PD", seed: int = 0, tsne: bool = True
+) -> dict:
     """Experiment 2: embed ``members`` orbit members of each network with ``encoder`` (a callable
     ``(weights, biases) -> [B, k]``). Returns the within/between distance ratio and (optionally)
     2-D t-SNE coordinates with orbit labels."""
@@ -148,8 +180,14 @@ def orbit_collapse(encoder, arch: Architecture, inrs, *, members: int = 16, tran
     N = inrs[0][0].shape[0]
     idx = torch.arange(N).repeat_interleave(members)
     a = ([w[idx] for w in inrs[0]], [b[idx] for b in inrs[1]])
-    g = random_group_element(arch, idx.numel(), symmetry=arch.symmetry.value if group else "permutation",
-                             permute=permute, generator=torch.Generator().manual_seed(seed), dtype=a[0][0].dtype)
+    g = random_group_element(
+        arch,
+        idx.numel(),
+        symmetry=arch.symmetry.value if group else "permutation",
+        permute=permute,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=a[0][0].dtype,
+    )
     with torch.no_grad():
         z = encoder(*apply_group_element(arch, *a, g)).double()
     d = torch.cdist(z, z)
@@ -157,8 +195,7 @@ def orbit_collapse(encoder, arch: Architecture, inrs, *, members: int = 16, tran
     off = ~torch.eye(idx.numel(), dtype=torch.bool)
     within = float(d[same & off].mean()) if members > 1 else 0.0
     between = float(d[~same].mean()) if N > 1 else math.nan
-    res = {"within": within, "between": between, "ratio": within / between if between > 0 else math.nan,
-           "labels": idx}
+    res = {"within": within, "between": between, "ratio": within / between if between > 0 else math.nan, "labels": idx}
     if tsne:
         from sklearn.manifold import TSNE
 
@@ -172,16 +209,30 @@ def _class_metrics(arch, ws, bs, x, y, chunk: int = 64):
     accs, ces, probs = [], [], []
     with torch.no_grad():
         for s in range(0, ws[0].shape[0], chunk):
-            logits = forward(arch, [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs], x)
+            logits = forward(arch, [w[s : s + chunk] for w in ws], [b[s : s + chunk] for b in bs], x)
             accs.append((logits.argmax(-1) == y).double().mean(-1))
-            ces.append(F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="none")
-                       .view(logits.shape[0], -1).double().mean(-1))
+            ces.append(
+                F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="none")
+                .view(logits.shape[0], -1)
+                .double()
+                .mean(-1)
+            )
             probs.append(logits.softmax(-1))
     return torch.cat(accs), torch.cat(ces), torch.cat(probs)
 
 
-def cnn_pair_experiment(arch: Architecture, model, a, b, images: Tensor, labels: Tensor, *, n_alphas: int = 21,
-                        methods: Sequence[str] | None = None, seed: int = 0) -> dict:
+def cnn_pair_experiment(
+    arch: Architecture,
+    model,
+    a,
+    b,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    n_alphas: int = 21,
+    methods: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict:
     """Experiment 3 (see the module doc): ``a``/``b`` are ``[P, ...]`` batches of paired CNNs."""
     methods = list(methods or methods_for(arch, with_latent=False))
     alphas = default_alphas(n_alphas)
@@ -199,8 +250,17 @@ def cnn_pair_experiment(arch: Architecture, model, a, b, images: Tensor, labels:
         acc, ce, _ = _class_metrics(arch, ws, bs, x, labels)
         acc, ce = acc.view(P, A), ce.view(P, A)
         err = 1 - acc
-        res[m] = {"accuracy": acc, "cross_entropy": ce, **{f"ce_{k}": v for k, v in summarize_barriers(ce, alphas).items()},
-                  **{f"error_{k}": v for k, v in summarize_barriers(err, alphas).items()},
-                  "merged_accuracy": float(acc[:, half].mean()), "ends_accuracy": float(acc[:, [0, -1]].mean())}
-    return {"alphas": alphas, "results": res, "original_accuracy": float(torch.cat([acc_a, acc_b]).mean()),
-            "ensemble_accuracy": float(ens.mean())}
+        res[m] = {
+            "accuracy": acc,
+            "cross_entropy": ce,
+            **{f"ce_{k}": v for k, v in summarize_barriers(ce, alphas).items()},
+            **{f"error_{k}": v for k, v in summarize_barriers(err, alphas).items()},
+            "merged_accuracy": float(acc[:, half].mean()),
+            "ends_accuracy": float(acc[:, [0, -1]].mean()),
+        }
+    return {
+        "alphas": alphas,
+        "results": res,
+        "original_accuracy": float(torch.cat([acc_a, acc_b]).mean()),
+        "ensemble_accuracy": float(ens.mean()),
+    }

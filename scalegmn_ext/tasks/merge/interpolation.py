@@ -14,6 +14,7 @@ Barriers of a loss curve ``L(alpha)`` (Entezari et al. 2022 define the first; th
 A network interpolated with itself has both barriers exactly 0. Use an odd number of evenly
 spaced alphas so that ``alpha = 1/2`` is sampled (:func:`default_alphas`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,10 @@ def interpolate(arch: Architecture, a, b, alphas) -> tuple[list[Tensor], list[Te
     wa, ba, batched_a = check_weights(*a, arch, arch_required=True)
     wb, bb, batched_b = check_weights(*b, arch, arch_required=True)
     if batched_a != batched_b or wa[0].shape[0] != wb[0].shape[0]:
-        raise ValueError(f"a and b must both be single networks or batches of equal size, got "
-                         f"{wa[0].shape[0] if batched_a else 'one network'} and {wb[0].shape[0] if batched_b else 'one network'}")
+        raise ValueError(
+            f"a and b must both be single networks or batches of equal size, got "
+            f"{wa[0].shape[0] if batched_a else 'one network'} and {wb[0].shape[0] if batched_b else 'one network'}"
+        )
     if wa[0].dtype != wb[0].dtype or wa[0].device != wb[0].device:
         raise TypeError(f"a is {wa[0].dtype} on {wa[0].device} but b is {wb[0].dtype} on {wb[0].device}")
     al = al.to(dtype=wa[0].dtype, device=wa[0].device)
@@ -98,19 +101,27 @@ def barrier_from_curve(alphas, losses: Tensor) -> BarrierResult:
     span = a_s[-1] - a_s[0]
     mean = torch.trapezoid(r_s, a_s, dim=-1) / span
     best = rise.max(dim=-1)
-    return BarrierResult(alphas=al, losses=losses, barrier=best.values, mean_barrier=mean,
-                         argmax_alpha=al[best.indices])
+    return BarrierResult(
+        alphas=al, losses=losses, barrier=best.values, mean_barrier=mean, argmax_alpha=al[best.indices]
+    )
 
 
-def loss_barrier(arch: Architecture, a, b, eval_fn: Callable[[list[Tensor], list[Tensor]], Tensor],
-                 alphas: Sequence[float] | Tensor | None = None) -> BarrierResult:
+def loss_barrier(
+    arch: Architecture,
+    a,
+    b,
+    eval_fn: Callable[[list[Tensor], list[Tensor]], Tensor],
+    alphas: Sequence[float] | Tensor | None = None,
+) -> BarrierResult:
     """Interpolate ``a`` -> ``b`` at ``alphas`` (default :func:`default_alphas`) and evaluate every
     point in ONE call ``eval_fn(weights, biases) -> losses [n]`` on the stacked batch."""
     al = default_alphas() if alphas is None else _alphas(alphas)
     ws, bs = interpolate(arch, a, b, al)
     losses = eval_fn(ws, bs)
     if not isinstance(losses, Tensor) or losses.shape != (ws[0].shape[0],):
-        raise ValueError(f"eval_fn must return a tensor of {ws[0].shape[0]} losses (one per network), got "
-                         f"{getattr(losses, 'shape', type(losses).__name__)}")
+        raise ValueError(
+            f"eval_fn must return a tensor of {ws[0].shape[0]} losses (one per network), got "
+            f"{getattr(losses, 'shape', type(losses).__name__)}"
+        )
     A = al.numel()
     return barrier_from_curve(al, losses.detach().reshape(-1, A).squeeze(0))

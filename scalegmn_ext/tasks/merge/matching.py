@@ -36,6 +36,7 @@ The result is always a :class:`~scalegmn_ext.weightspace.symmetry.GroupElement` 
 in the package's convention (new unit ``o`` of ``g(b)`` is old unit ``pi[o]`` of ``b`` scaled by
 ``q[o]``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,11 +80,15 @@ def _single(arch: Architecture, net, name: str) -> tuple[list[Tensor], list[Tens
 
 
 def _as_element(perms: Sequence[np.ndarray], signs: Sequence[np.ndarray]) -> GroupElement:
-    return GroupElement(tuple(torch.as_tensor(p, dtype=torch.long).unsqueeze(0) for p in perms),
-                        tuple(torch.as_tensor(s, dtype=torch.float64).unsqueeze(0) for s in signs))
+    return GroupElement(
+        tuple(torch.as_tensor(p, dtype=torch.long).unsqueeze(0) for p in perms),
+        tuple(torch.as_tensor(s, dtype=torch.float64).unsqueeze(0) for s in signs),
+    )
 
 
-def _apply(arch: Architecture, ws: list[Tensor], bs: list[Tensor], g: GroupElement) -> tuple[list[Tensor], list[Tensor]]:
+def _apply(
+    arch: Architecture, ws: list[Tensor], bs: list[Tensor], g: GroupElement
+) -> tuple[list[Tensor], list[Tensor]]:
     """``g`` (B = 1) applied to one unbatched network."""
     w2, b2 = apply_group_element(arch, [w[None] for w in ws], [b[None] for b in bs], g)
     return [w[0] for w in w2], [b[0] for b in b2]
@@ -158,7 +163,13 @@ def scale_normalizer(arch: Architecture, net) -> GroupElement:
 
 
 def weight_matching(
-    arch: Architecture, a, b, *, method: str | None = None, restarts: int | None = None, max_sweeps: int = 100,
+    arch: Architecture,
+    a,
+    b,
+    *,
+    method: str | None = None,
+    restarts: int | None = None,
+    max_sweeps: int = 100,
     seed: int = 0,
 ) -> MatchResult:
     """Align network ``b`` to network ``a`` (see the module doc); ``apply_group_element(arch, b, r.g)``.
@@ -180,8 +191,10 @@ def weight_matching(
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     need = METHODS[method]
     if need != Symmetry.PERMUTATION and need != arch.symmetry:
-        raise ValueError(f"method={method!r} needs an activation with {need.value!r} symmetry; "
-                         f"{arch.activation!r} admits {arch.symmetry.value!r}")
+        raise ValueError(
+            f"method={method!r} needs an activation with {need.value!r} symmetry; "
+            f"{arch.activation!r} admits {arch.symmetry.value!r}"
+        )
     if restarts is None:
         restarts = 5 if method == "sign" else 1
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:

@@ -7,6 +7,7 @@
 * :func:`latent_map_figure` -- 2-D t-SNE of orbit members' latents, one colour per orbit, one
   panel per encoder.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -13,17 +13,27 @@ The figures the commands write (INR preview, CNN accuracy histogram) are drawn b
 
 Command line: ``scalegmn-ext zoo inr|cnn --n N --out DIR``.
 """
+
 from .format import FORMAT_VERSION, Zoo, ZooWriter, arch_from_dict, arch_to_dict
 
-__all__ = ["Zoo", "ZooWriter", "arch_to_dict", "arch_from_dict", "FORMAT_VERSION",
-           "generate_inr_zoo", "generate_cnn_zoo"]
+__all__ = [
+    "Zoo",
+    "ZooWriter",
+    "arch_to_dict",
+    "arch_from_dict",
+    "FORMAT_VERSION",
+    "generate_inr_zoo",
+    "generate_cnn_zoo",
+]
 
 
 def __getattr__(name):  # lazy: importing the reader does not import the generators
     if name == "generate_inr_zoo":
         from .inr import generate_inr_zoo
+
         return generate_inr_zoo
     if name == "generate_cnn_zoo":
         from .cnn import generate_cnn_zoo
+
         return generate_cnn_zoo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ and data order from its own generator seeded with ``s * 2**32 + i``; dropout mas
 one generator per (chunk, activation, group). A chunk's result is thus fixed by the settings, so a
 resumed run equals an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,16 @@ from .generation import (
     summary_stats,
 )
 
-__all__ = ["generate_cnn_zoo", "DEFAULT_RANGES", "CNN_COLUMNS", "cnn_eval_data", "evaluate",
-           "cnn_summary_table", "cnn_accuracy_histogram", "default_checkpoints"]
+__all__ = [
+    "generate_cnn_zoo",
+    "DEFAULT_RANGES",
+    "CNN_COLUMNS",
+    "cnn_eval_data",
+    "evaluate",
+    "cnn_summary_table",
+    "cnn_accuracy_histogram",
+    "default_checkpoints",
+]
 
 #: name -> (low, high, "log" | "lin"): the published Small CNN Zoo ranges.
 DEFAULT_RANGES: dict[str, tuple[float, float, str]] = {
@@ -69,11 +78,26 @@ DEFAULT_RANGES: dict[str, tuple[float, float, str]] = {
 }
 
 CNN_COLUMNS = [
-    ("index", "int"), ("network", "int"), ("checkpoint", "int"), ("epoch", "int"), ("step", "int"),
-    ("is_final", "bool"), ("activation", "str"), ("seed", "int"), ("lr", "float"), ("weight_decay", "float"),
-    ("dropout", "float"), ("init_std", "float"), ("train_frac", "float"), ("train_size", "int"),
-    ("batch_size", "int"), ("train_acc", "float"), ("train_loss", "float"), ("test_acc", "float"),
-    ("test_loss", "float"), ("chunk", "int"),
+    ("index", "int"),
+    ("network", "int"),
+    ("checkpoint", "int"),
+    ("epoch", "int"),
+    ("step", "int"),
+    ("is_final", "bool"),
+    ("activation", "str"),
+    ("seed", "int"),
+    ("lr", "float"),
+    ("weight_decay", "float"),
+    ("dropout", "float"),
+    ("init_std", "float"),
+    ("train_frac", "float"),
+    ("train_size", "int"),
+    ("batch_size", "int"),
+    ("train_acc", "float"),
+    ("train_loss", "float"),
+    ("test_acc", "float"),
+    ("test_loss", "float"),
+    ("chunk", "int"),
 ]
 
 ProgressFn = Callable[[float, int, str], None]
@@ -111,8 +135,15 @@ def _source_data(source: str, seed: int, train_size: int, test_size: int, root: 
         tags = ("mnist5k", "mnist5k")
     else:
         raise ValueError(f"source must be 'fashion' or 'mnist', got {source!r}")
-    return (tr_x[pool_idx].unsqueeze(1), tr_y[pool_idx], te_x[test_idx].unsqueeze(1), te_y[test_idx],
-            pool_idx, test_idx, tags)
+    return (
+        tr_x[pool_idx].unsqueeze(1),
+        tr_y[pool_idx],
+        te_x[test_idx].unsqueeze(1),
+        te_y[test_idx],
+        pool_idx,
+        test_idx,
+        tags,
+    )
 
 
 def cnn_eval_data(zoo: Zoo, root: str | None = None) -> tuple[Tensor, Tensor]:
@@ -156,13 +187,20 @@ def _check_ranges(ranges: dict | None) -> dict[str, tuple[float, float, str]]:
 
 
 def _network_setup(i: int, seed: int, activations: Sequence[str], ranges: dict, n_pool: int, batch_size: int):
-    g = torch.Generator().manual_seed(seed * 2 ** 32 + i)
+    g = torch.Generator().manual_seed(seed * 2**32 + i)
     act = activations[int(torch.randint(len(activations), (), generator=g))]
     hp = {k: _sample(g, *ranges[k]) for k in ("lr", "weight_decay", "dropout", "init_std", "train_frac")}
     n_i = min(n_pool, max(batch_size, int(round(hp["train_frac"] * n_pool))))
     subset = torch.randperm(n_pool, generator=g)[:n_i]
-    return {"network": i, "seed": seed * 2 ** 32 + i, "activation": act, **hp, "train_size": n_i,
-            "subset": subset, "gen": g}
+    return {
+        "network": i,
+        "seed": seed * 2**32 + i,
+        "activation": act,
+        **hp,
+        "train_size": n_i,
+        "subset": subset,
+        "gen": g,
+    }
 
 
 def _derived_seed(*parts) -> int:
@@ -204,8 +242,14 @@ def _forward_train(arch: Architecture, ws, bs, x: Tensor, keep: Tensor | None, g
     h = x.transpose(0, 1).reshape(P, n * x.shape[2], *x.shape[3:])
     for l in range(n_conv):
         spec = arch.layers[l]
-        h = F.conv2d(h, ws[l].reshape(n * spec.out_features, spec.in_features, *spec.kernel_size),
-                     bs[l].reshape(-1), stride=spec.stride, padding=spec.padding, groups=n)
+        h = F.conv2d(
+            h,
+            ws[l].reshape(n * spec.out_features, spec.in_features, *spec.kernel_size),
+            bs[l].reshape(-1),
+            stride=spec.stride,
+            padding=spec.padding,
+            groups=n,
+        )
         if l < L - 1:
             h = drop(act(h), spec.out_features, 1)
     h = h.mean(dim=(2, 3)).reshape(P, n, arch.layout[n_conv]).transpose(0, 1)
@@ -231,7 +275,7 @@ class _Stream:
                 self.buf = self.subset[torch.randperm(len(self.subset), generator=self.g)]
                 self.pos = 0
             m = min(k, len(self.buf) - self.pos)
-            out.append(self.buf[self.pos:self.pos + m])
+            out.append(self.buf[self.pos : self.pos + m])
             self.pos += m
             k -= m
         return torch.cat(out) if len(out) > 1 else out[0]
@@ -256,7 +300,11 @@ def _train_group(arch, nets, pool_x, pool_y, epochs, ckpts, batch_size, device, 
         for p_, i in zip(pos, ids):
             e = ck_at[i].get(step)
             if e is not None:
-                snaps[(nets[i]["network"], e)] = (step, [w[p_].detach().cpu().clone() for w in Ws], [b[p_].detach().cpu().clone() for b in Bs])
+                snaps[(nets[i]["network"], e)] = (
+                    step,
+                    [w[p_].detach().cpu().clone() for w in Ws],
+                    [b[p_].detach().cpu().clone() for b in Bs],
+                )
 
     active = list(range(n))
     snapshot(list(range(n)), active, 0)
@@ -273,11 +321,15 @@ def _train_group(arch, nets, pool_x, pool_y, epochs, ckpts, batch_size, device, 
         params = [w.requires_grad_() for w in Ws] + [b.requires_grad_() for b in Bs]
         use_drop = bool((keep < 1).any())
         logits = _forward_train(arch, Ws, Bs, x, keep if use_drop else None, drop_gen)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view(len(active), P).mean(1)
+        loss = (
+            F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+            .view(len(active), P)
+            .mean(1)
+        )
         grads = torch.autograd.grad(loss.sum(), params)
         step += 1
         t = step
-        bc1, bc2s = 1 - b1 ** t, math.sqrt(1 - b2 ** t)
+        bc1, bc2s = 1 - b1**t, math.sqrt(1 - b2**t)
         with torch.no_grad():
             L = len(Ws)
             for j, (p, g_) in enumerate(zip(params, grads)):
@@ -303,8 +355,18 @@ def _train_group(arch, nets, pool_x, pool_y, epochs, ckpts, batch_size, device, 
 
 
 @torch.no_grad()
-def evaluate(arch: Architecture, ws, bs, x: Tensor, y: Tensor, *, index: Tensor | None = None,
-             valid: Tensor | None = None, chunk_nets: int = 32, budget: int = 8192) -> tuple[Tensor, Tensor]:
+def evaluate(
+    arch: Architecture,
+    ws,
+    bs,
+    x: Tensor,
+    y: Tensor,
+    *,
+    index: Tensor | None = None,
+    valid: Tensor | None = None,
+    chunk_nets: int = 32,
+    budget: int = 8192,
+) -> tuple[Tensor, Tensor]:
     """Accuracy and mean cross-entropy of B CNNs with :func:`functional.forward`: ``([B], [B])`` float64.
 
     ``x [m, C, H, W]``, ``y [m]`` are shared by all networks; or, with ``index [B, m]``, network
@@ -331,8 +393,11 @@ def evaluate(arch: Architecture, ws, bs, x: Tensor, y: Tensor, *, index: Tensor 
             logits = forward(arch, w, b, xi.to(w[0]))
             yi = yi.to(logits.device)
             ok = (logits.argmax(-1) == yi).double().cpu()
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), yi.reshape(-1),
-                                 reduction="none").view(e - s, -1).cpu()
+            ce = (
+                F.cross_entropy(logits.reshape(-1, logits.shape[-1]).double(), yi.reshape(-1), reduction="none")
+                .view(e - s, -1)
+                .cpu()
+            )
             vm = valid[s:e, a:c].double() if valid is not None else torch.ones_like(ok)
             correct += (ok * vm).sum(1)
             lsum += (ce * vm).sum(1)
@@ -348,13 +413,27 @@ def evaluate(arch: Architecture, ws, bs, x: Tensor, y: Tensor, *, index: Tensor 
 # generator
 # ----------------------------------------------------------------------------------------------
 def generate_cnn_zoo(
-    out: str | os.PathLike, n: int = 64, *, source: str = "fashion", seed: int = 0, epochs: int = 5,
-    checkpoints: Sequence[int] | None = None, train_size: int = 10000, test_size: int = 2000,
-    eval_train_size: int = 1000, batch_size: int = 32, activations: Sequence[str] = ("relu", "tanh"),
-    ranges: dict | None = None, chunk: int = 64, group_size: int = 32, workers: int | None = None,
+    out: str | os.PathLike,
+    n: int = 64,
+    *,
+    source: str = "fashion",
+    seed: int = 0,
+    epochs: int = 5,
+    checkpoints: Sequence[int] | None = None,
+    train_size: int = 10000,
+    test_size: int = 2000,
+    eval_train_size: int = 1000,
+    batch_size: int = 32,
+    activations: Sequence[str] = ("relu", "tanh"),
+    ranges: dict | None = None,
+    chunk: int = 64,
+    group_size: int = 32,
+    workers: int | None = None,
     device: str | torch.device = "cpu",
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1), data_root: str | None = None,
-    progress: ProgressFn | None = None, on_chunk: Callable[[int, int], None] | None = None,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    data_root: str | None = None,
+    progress: ProgressFn | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Zoo:
     """Train ``n`` Small-CNN-Zoo networks with varied hyper-parameters; store every checkpoint.
@@ -381,15 +460,27 @@ def generate_cnn_zoo(
             :func:`~scalegmn_ext.tasks.zoo.inr.generate_inr_zoo` (progress counts networks).
     """
     workers = default_workers(device) if workers is None else workers
-    for name, v in (("n", n), ("epochs", epochs), ("train_size", train_size), ("test_size", test_size),
-                    ("eval_train_size", eval_train_size), ("batch_size", batch_size), ("chunk", chunk),
-                    ("group_size", group_size), ("workers", workers)):
+    for name, v in (
+        ("n", n),
+        ("epochs", epochs),
+        ("train_size", train_size),
+        ("test_size", test_size),
+        ("eval_train_size", eval_train_size),
+        ("batch_size", batch_size),
+        ("chunk", chunk),
+        ("group_size", group_size),
+        ("workers", workers),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
+    if not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ValueError(f"seed must be an int in [0, 2**31), got {seed!r}")
     activations = list(activations)
-    if not activations or any(a not in ("relu", "tanh") for a in activations) or len(set(activations)) != len(activations):
+    if (
+        not activations
+        or any(a not in ("relu", "tanh") for a in activations)
+        or len(set(activations)) != len(activations)
+    ):
         raise ValueError(f"activations must be a non-empty subset of ['relu', 'tanh'], got {activations}")
     ckpts = sorted(set(int(e) for e in (checkpoints if checkpoints is not None else default_checkpoints(epochs))))
     if not ckpts or ckpts[0] < 0 or ckpts[-1] > epochs:
@@ -401,26 +492,52 @@ def generate_cnn_zoo(
     log = log or (lambda s: None)
     device = torch.device(device)
     base_arch = Architecture.small_cnn_zoo(activations[0])
-    pool_x, pool_y, test_x, test_y, pool_idx, test_idx, tags = _source_data(source, seed, train_size, test_size, data_root)
+    pool_x, pool_y, test_x, test_y, pool_idx, test_idx, tags = _source_data(
+        source, seed, train_size, test_size, data_root
+    )
     if pool_x.shape[0] < train_size or test_x.shape[0] < test_size:
-        raise ValueError(f"source {source!r} has only {pool_x.shape[0]} training / {test_x.shape[0]} test images "
-                         f"(asked for train_size={train_size}, test_size={test_size})")
+        raise ValueError(
+            f"source {source!r} has only {pool_x.shape[0]} training / {test_x.shape[0]} test images "
+            f"(asked for train_size={train_size}, test_size={test_size})"
+        )
     n_pool = pool_x.shape[0]
     num_chunks = math.ceil(n / chunk)
-    config = {"n": n, "source": source, "seed": seed, "epochs": epochs, "checkpoints": ckpts,
-              "train_size": train_size, "test_size": test_size, "eval_train_size": eval_train_size,
-              "batch_size": batch_size, "activations": activations,
-              "ranges": {k: list(v) for k, v in rng.items()}, "chunk": chunk,
-              "group_size": group_size}
-    extra = {"data": {"train_source": tags[0], "test_source": tags[1], "pool_indices": pool_idx.tolist(),
-                      "test_indices": test_idx.tolist(), "input": "grayscale in [0, 1], [1, 28, 28]"},
-             "training": {"optimizer": "Adam(0.9, 0.999, eps=1e-8), per-network lr", "loss": "cross-entropy",
-                          "weight_decay": "L2 on kernels: grad += wd * w", "dropout": "after every hidden activation",
-                          "init": "kernels ~ N(0, init_std^2) truncated at 2 std, biases 0",
-                          "epoch": "one pass over the network's own training subset"},
-             "package_version": _pkg_version}
-    writer = ZooWriter(out, kind="cnn", arch=base_arch, config=config, columns=CNN_COLUMNS,
-                       num_chunks=num_chunks, extra=extra)
+    config = {
+        "n": n,
+        "source": source,
+        "seed": seed,
+        "epochs": epochs,
+        "checkpoints": ckpts,
+        "train_size": train_size,
+        "test_size": test_size,
+        "eval_train_size": eval_train_size,
+        "batch_size": batch_size,
+        "activations": activations,
+        "ranges": {k: list(v) for k, v in rng.items()},
+        "chunk": chunk,
+        "group_size": group_size,
+    }
+    extra = {
+        "data": {
+            "train_source": tags[0],
+            "test_source": tags[1],
+            "pool_indices": pool_idx.tolist(),
+            "test_indices": test_idx.tolist(),
+            "input": "grayscale in [0, 1], [1, 28, 28]",
+        },
+        "training": {
+            "optimizer": "Adam(0.9, 0.999, eps=1e-8), per-network lr",
+            "loss": "cross-entropy",
+            "weight_decay": "L2 on kernels: grad += wd * w",
+            "dropout": "after every hidden activation",
+            "init": "kernels ~ N(0, init_std^2) truncated at 2 std, biases 0",
+            "epoch": "one pass over the network's own training subset",
+        },
+        "package_version": _pkg_version,
+    }
+    writer = ZooWriter(
+        out, kind="cnn", arch=base_arch, config=config, columns=CNN_COLUMNS, num_chunks=num_chunks, extra=extra
+    )
     try:
         if writer.already_complete:
             log(f"{out}: zoo already complete ({n} networks); nothing to do")
@@ -430,7 +547,9 @@ def generate_cnn_zoo(
         todo = [k for k in range(num_chunks) if not writer.chunk_done(k)]
         done = float(sum(min(n, (k + 1) * chunk) - k * chunk for k in range(num_chunks) if k not in todo))
         if done:
-            log(f"{out}: resuming, {num_chunks - len(todo)} of {num_chunks} chunks ({int(done)} networks) already on disk")
+            log(
+                f"{out}: resuming, {num_chunks - len(todo)} of {num_chunks} chunks ({int(done)} networks) already on disk"
+            )
         if progress is not None:
             progress(done, n, "")
         for k in todo:
@@ -443,7 +562,7 @@ def generate_cnn_zoo(
             units = []
             for act in activations:
                 grp = [h for h in nets if h["activation"] == act]
-                units += [(act, u // group_size, grp[u:u + group_size]) for u in range(0, len(grp), group_size)]
+                units += [(act, u // group_size, grp[u : u + group_size]) for u in range(0, len(grp), group_size)]
             unit_done = [0.0] * len(units)
             lock = threading.Lock()
             stop = threading.Event()
@@ -476,12 +595,16 @@ def generate_cnn_zoo(
                 valid = torch.zeros(len(keys), m, dtype=torch.bool)
                 for r, (i, _) in enumerate(keys):
                     sub = by_net[i]["subset"][:m]
-                    tr_idx[r, :len(sub)] = sub
-                    valid[r, :len(sub)] = True
+                    tr_idx[r, : len(sub)] = sub
+                    valid[r, : len(sub)] = True
                 tr_acc, tr_loss = evaluate(arch, ws, bs, pool_x, pool_y, index=tr_idx, valid=valid)
-                return {key: (([w[r] for w in ws], [b[r] for b in bs]),
-                              (snaps[key][0], float(tr_acc[r]), float(tr_loss[r]), float(te_acc[r]), float(te_loss[r])))
-                        for r, key in enumerate(keys)}
+                return {
+                    key: (
+                        ([w[r] for w in ws], [b[r] for b in bs]),
+                        (snaps[key][0], float(tr_acc[r]), float(tr_loss[r]), float(te_acc[r]), float(te_loss[r])),
+                    )
+                    for r, key in enumerate(keys)
+                }
 
             with single_threaded_ops(workers > 1 and device.type == "cpu"):
                 for res in parallel_map(run_unit, range(len(units)), workers, stop):
@@ -493,12 +616,30 @@ def generate_cnn_zoo(
                 for c, e in enumerate(ckpts):
                     key = (h["network"], e)
                     step, tra, trl, tea, tel = metrics[key]
-                    rows.append({"index": 0, "network": h["network"], "checkpoint": c, "epoch": e, "step": step,
-                                 "is_final": e == ckpts[-1], "activation": h["activation"], "seed": h["seed"],
-                                 "lr": h["lr"], "weight_decay": h["weight_decay"], "dropout": h["dropout"],
-                                 "init_std": h["init_std"], "train_frac": h["train_frac"], "train_size": h["train_size"],
-                                 "batch_size": batch_size, "train_acc": tra, "train_loss": trl, "test_acc": tea,
-                                 "test_loss": tel, "chunk": k})
+                    rows.append(
+                        {
+                            "index": 0,
+                            "network": h["network"],
+                            "checkpoint": c,
+                            "epoch": e,
+                            "step": step,
+                            "is_final": e == ckpts[-1],
+                            "activation": h["activation"],
+                            "seed": h["seed"],
+                            "lr": h["lr"],
+                            "weight_decay": h["weight_decay"],
+                            "dropout": h["dropout"],
+                            "init_std": h["init_std"],
+                            "train_frac": h["train_frac"],
+                            "train_size": h["train_size"],
+                            "batch_size": batch_size,
+                            "train_acc": tra,
+                            "train_loss": trl,
+                            "test_acc": tea,
+                            "test_loss": tel,
+                            "chunk": k,
+                        }
+                    )
                     ws_rows.append(weights[key][0])
                     bs_rows.append(weights[key][1])
             for r_i, r in enumerate(rows):
@@ -508,8 +649,10 @@ def generate_cnn_zoo(
             writer.write_chunk(k, ws, bs, rows)
             done += hi - lo
             fin = [r["test_acc"] for r in rows if r["is_final"]]
-            log(f"chunk {k + 1}/{num_chunks}: {hi - lo} networks x {len(ckpts)} checkpoints, final test acc "
-                f"mean {np.mean(fin):.3f} (min {min(fin):.3f}, max {max(fin):.3f}), {time.perf_counter() - t0:.1f} s")
+            log(
+                f"chunk {k + 1}/{num_chunks}: {hi - lo} networks x {len(ckpts)} checkpoints, final test acc "
+                f"mean {np.mean(fin):.3f} (min {min(fin):.3f}, max {max(fin):.3f}), {time.perf_counter() - t0:.1f} s"
+            )
             if on_chunk is not None:
                 on_chunk(k, num_chunks)
         return writer.finalize(split_seed=seed, split_fractions=fractions, group_column="network", summary=_summary)
@@ -519,13 +662,18 @@ def generate_cnn_zoo(
 
 def _summary(records: list[dict]) -> dict:
     fin = [r for r in records if r["is_final"]]
-    out = {"networks": len(fin), "rows": len(records),
-           "final_test_acc": summary_stats(np.array([r["test_acc"] for r in fin])),
-           "final_train_acc": summary_stats(np.array([r["train_acc"] for r in fin]))}
+    out = {
+        "networks": len(fin),
+        "rows": len(records),
+        "final_test_acc": summary_stats(np.array([r["test_acc"] for r in fin])),
+        "final_train_acc": summary_stats(np.array([r["train_acc"] for r in fin])),
+    }
     for act in sorted({r["activation"] for r in fin}):
         out[f"final_test_acc_{act}"] = summary_stats(np.array([r["test_acc"] for r in fin if r["activation"] == act]))
-    out["mean_test_acc_by_epoch"] = {int(e): float(np.mean([r["test_acc"] for r in records if r["epoch"] == e]))
-                                     for e in sorted({r["epoch"] for r in records})}
+    out["mean_test_acc_by_epoch"] = {
+        int(e): float(np.mean([r["test_acc"] for r in records if r["epoch"] == e]))
+        for e in sorted({r["epoch"] for r in records})
+    }
     return out
 
 
@@ -535,17 +683,23 @@ def cnn_summary_table(zoo: Zoo) -> str:
     acc = fin.column("test_acc")
     acts = fin.column("activation")
     split = fin.column("split")
-    lines = [f"CNN zoo {zoo.path}: {len(fin)} networks x {len(zoo) // max(len(fin), 1)} checkpoints = {len(zoo)} rows "
-             f"({zoo.info['data']['train_source']} -> {zoo.info['data']['test_source']})",
-             f"  splits (networks)  train {int((split == 'train').sum())} / val {int((split == 'val').sum())} / "
-             f"test {int((split == 'test').sum())}",
-             "  final test acc     {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s}".format(
-                 "n", "mean", "min", "p10", "median", "p90", "max")]
+    lines = [
+        f"CNN zoo {zoo.path}: {len(fin)} networks x {len(zoo) // max(len(fin), 1)} checkpoints = {len(zoo)} rows "
+        f"({zoo.info['data']['train_source']} -> {zoo.info['data']['test_source']})",
+        f"  splits (networks)  train {int((split == 'train').sum())} / val {int((split == 'val').sum())} / "
+        f"test {int((split == 'test').sum())}",
+        "  final test acc     {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s} {:>6s}".format(
+            "n", "mean", "min", "p10", "median", "p90", "max"
+        ),
+    ]
     for name, sel in [("all", np.ones(len(acc), bool))] + [(a, acts == a) for a in sorted(set(acts))]:
         s = summary_stats(acc[sel])
         if s["count"]:
-            lines.append("    {:<16s} {:>6d} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f}".format(
-                name, s["count"], s["mean"], s["min"], s["p10"], s["median"], s["p90"], s["max"]))
+            lines.append(
+                "    {:<16s} {:>6d} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f} {:6.3f}".format(
+                    name, s["count"], s["mean"], s["min"], s["p10"], s["median"], s["p90"], s["max"]
+                )
+            )
     ep = zoo.column("epoch")
     ta = zoo.column("test_acc")
     lines.append("  mean test acc by epoch  " + "  ".join(f"{int(e)}: {ta[ep == e].mean():.3f}" for e in np.unique(ep)))
@@ -565,9 +719,13 @@ def cnn_accuracy_histogram(zoo: Zoo):
     data = zoo.info.get("data", {})
     epochs = zoo.info.get("config", {}).get("epochs")
     return accuracy_histogram_figure(
-        groups, bins=25, value_range=(0.0, 1.0), chance=0.1,  # both sources have ten classes
+        groups,
+        bins=25,
+        value_range=(0.0, 1.0),
+        chance=0.1,  # both sources have ten classes
         xlabel=f"test accuracy after the last epoch (%, on {zoo.info.get('config', {}).get('test_size', '?')} "
-               f"{data.get('test_source', 'test')} images)",
+        f"{data.get('test_source', 'test')} images)",
         title=f"CNN zoo {os.path.basename(os.path.normpath(zoo.path))}: final test accuracy of {len(fin)} "
-              f"Small-CNN-Zoo networks\n(each trained {epochs} epoch{'s' if epochs != 1 else ''} on its own subset of "
-              f"{data.get('train_source', '?')}, with its own hyper-parameters)")
+        f"Small-CNN-Zoo networks\n(each trained {epochs} epoch{'s' if epochs != 1 else ''} on its own subset of "
+        f"{data.get('train_source', '?')}, with its own hyper-parameters)",
+    )

@@ -27,6 +27,7 @@ Reading (:class:`Zoo`) validates everything it touches and raises ``ValueError``
 file and the problem (bad JSON, unknown format version, incomplete zoo, CSV header/row count,
 truncated or mismatched shard); it never returns a partial zoo.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,16 @@ from ..._io import atomic_write_bytes, atomic_write_text
 from ...weightspace.architecture import Architecture, LayerSpec, Symmetry
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "Zoo", "ZooWriter", "arch_to_dict", "arch_from_dict",
-    "atomic_write_bytes", "atomic_write_text", "assign_splits", "require_safetensors",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Zoo",
+    "ZooWriter",
+    "arch_to_dict",
+    "arch_from_dict",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "assign_splits",
+    "require_safetensors",
 ]
 
 FORMAT_NAME = "scalegmn_ext.tasks.zoo"
@@ -70,8 +79,7 @@ def require_safetensors():
         from safetensors.torch import save as st_save
     except ImportError as exc:  # pragma: no cover - exercised by monkeypatching in the tests
         raise ImportError(
-            "scalegmn_ext zoos store weights in safetensors files; install the package with "
-            "`pip install safetensors`"
+            "scalegmn_ext zoos store weights in safetensors files; install the package with `pip install safetensors`"
         ) from exc
     return safe_open, st_save
 
@@ -103,8 +111,15 @@ def arch_to_dict(arch: Architecture) -> dict:
         raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
     return {
         "layers": [
-            {"kind": l.kind, "in_features": l.in_features, "out_features": l.out_features,
-             "kernel_size": list(l.kernel_size), "stride": l.stride, "padding": l.padding, "bias": l.bias}
+            {
+                "kind": l.kind,
+                "in_features": l.in_features,
+                "out_features": l.out_features,
+                "kernel_size": list(l.kernel_size),
+                "stride": l.stride,
+                "padding": l.padding,
+                "bias": l.bias,
+            }
             for l in arch.layers
         ],
         "activation": arch.activation,
@@ -133,8 +148,7 @@ def arch_from_dict(d: Any, where: str = "arch") -> Architecture:
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"{w}.{k} must be an int, got {v!r}")
         ks = ld.get("kernel_size", [1, 1])
-        if (not isinstance(ks, list) or len(ks) != 2
-                or any(isinstance(k, bool) or not isinstance(k, int) for k in ks)):
+        if not isinstance(ks, list) or len(ks) != 2 or any(isinstance(k, bool) or not isinstance(k, int) for k in ks):
             raise ValueError(f"{w}.kernel_size must be a list of two ints, got {ks!r}")
         bias = ld.get("bias", True)
         if not isinstance(bias, bool):
@@ -150,8 +164,12 @@ def arch_from_dict(d: Any, where: str = "arch") -> Architecture:
                 raise ValueError(f"{where}.{k} must be a finite number, got {d[k]!r}")
             kw[k] = float(d[k])
     try:
-        return Architecture(tuple(layers), d.get("activation", "relu"),
-                            symmetry=Symmetry(d["symmetry"]) if d.get("symmetry") is not None else None, **kw)
+        return Architecture(
+            tuple(layers),
+            d.get("activation", "relu"),
+            symmetry=Symmetry(d["symmetry"]) if d.get("symmetry") is not None else None,
+            **kw,
+        )
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -199,8 +217,7 @@ def _check_columns(columns: Any, where: str) -> list[tuple[str, str]]:
         raise ValueError(f"{where}: 'columns' must be a non-empty list of [name, type] pairs")
     out = []
     for c in columns:
-        if (not isinstance(c, (list, tuple)) or len(c) != 2 or not isinstance(c[0], str)
-                or c[1] not in COLUMN_TYPES):
+        if not isinstance(c, (list, tuple)) or len(c) != 2 or not isinstance(c[0], str) or c[1] not in COLUMN_TYPES:
             raise ValueError(f"{where}: bad column {c!r}; expected [name, one of {COLUMN_TYPES}]")
         out.append((c[0], c[1]))
     names = [c for c, _ in out]
@@ -218,7 +235,11 @@ def assign_splits(num_groups: int, seed: int, fractions: dict[str, float]) -> li
     A seeded random permutation; the first ``round(f_test * n)`` items of it go to test, the next
     ``round(f_val * n)`` to val, the rest to train. Deterministic given (n, seed, fractions).
     """
-    if set(fractions) != set(SPLITS) or any(f < 0 for f in fractions.values()) or abs(sum(fractions.values()) - 1) > 1e-6:
+    if (
+        set(fractions) != set(SPLITS)
+        or any(f < 0 for f in fractions.values())
+        or abs(sum(fractions.values()) - 1) > 1e-6
+    ):
         raise ValueError(f"split fractions must give {SPLITS} as non-negative numbers summing to 1, got {fractions}")
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(num_groups, generator=g).tolist()
@@ -245,16 +266,18 @@ def _expected_tensors(arch: Architecture, rows: int) -> dict[str, tuple[int, ...
     return exp
 
 
-def _read_shard_header(path: str, arch: Architecture, columns, expect_rows: int | None = None,
-                       expect_bytes: int | None = None) -> tuple[int, list[dict]]:
+def _read_shard_header(
+    path: str, arch: Architecture, columns, expect_rows: int | None = None, expect_bytes: int | None = None
+) -> tuple[int, list[dict]]:
     """Validate a shard's header (tensor names, shapes, dtype) and return (rows, row records)."""
     safe_open, _ = require_safetensors()
     if not os.path.isfile(path):
         raise ValueError(f"{path}: shard file is missing")
     size = os.path.getsize(path)
     if expect_bytes is not None and size != expect_bytes:
-        raise ValueError(f"{path}: file has {size} bytes but the zoo index records {expect_bytes} "
-                         "(truncated or replaced shard)")
+        raise ValueError(
+            f"{path}: file has {size} bytes but the zoo index records {expect_bytes} (truncated or replaced shard)"
+        )
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
@@ -276,7 +299,9 @@ def _read_shard_header(path: str, arch: Architecture, columns, expect_rows: int 
     for k, shp in exp.items():
         got, dt = shapes[k]
         if got != shp:
-            raise ValueError(f"{path}: tensor {k!r} has shape {list(got)}, expected {list(shp)} ({rows} rows of {arch})")
+            raise ValueError(
+                f"{path}: tensor {k!r} has shape {list(got)}, expected {list(shp)} ({rows} rows of {arch})"
+            )
         if dt not in ("F32", "F64", "F16", "BF16"):
             raise ValueError(f"{path}: tensor {k!r} has dtype {dt}, expected a float type")
     names = {c for c, _ in columns}
@@ -296,15 +321,18 @@ def _short_repr(v: Any, limit: int = 120) -> str:
     if v is _MISSING:
         return "(absent)"
     r = repr(v)
-    return r if len(r) <= limit else r[:limit - 3] + "..."
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def _differences(old: Any, new: Any, where: str) -> list[str]:
     """``["config.epochs: stored 5, new 3", ...]``: every differing leaf key of two JSON values,
     with both values, so that a refused rerun says exactly which setting to change back."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new), key=str)
-                for d in _differences(old.get(k, _MISSING), new.get(k, _MISSING), f"{where}.{k}")]
+        return [
+            d
+            for k in sorted(set(old) | set(new), key=str)
+            for d in _differences(old.get(k, _MISSING), new.get(k, _MISSING), f"{where}.{k}")
+        ]
     if old == new:
         return []
     return [f"{where}: stored {_short_repr(old)}, new {_short_repr(new)}"]
@@ -328,8 +356,17 @@ class ZooWriter:
     Use :meth:`chunk_done` / :meth:`write_chunk` per chunk, then :meth:`finalize`.
     """
 
-    def __init__(self, path: str | os.PathLike, *, kind: str, arch: Architecture, config: dict,
-                 columns: Sequence[tuple[str, str]], num_chunks: int, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        kind: str,
+        arch: Architecture,
+        config: dict,
+        columns: Sequence[tuple[str, str]],
+        num_chunks: int,
+        extra: dict | None = None,
+    ) -> None:
         require_safetensors()
         self.path = os.fspath(path)
         self.kind = str(kind)
@@ -344,8 +381,10 @@ class ZooWriter:
         if os.path.isdir(self.path) and not os.path.isfile(self.meta_path):
             other = sorted(set(os.listdir(self.path)) - {SHARD_DIR, LOCK_FILE})
             if other:
-                raise ValueError(f"{self.path}: exists, holds no {META_FILE} and is not empty ({other[:5]}); "
-                                 "refusing to write a zoo into it - choose a new or empty directory")
+                raise ValueError(
+                    f"{self.path}: exists, holds no {META_FILE} and is not empty ({other[:5]}); "
+                    "refusing to write a zoo into it - choose a new or empty directory"
+                )
         os.makedirs(os.path.join(self.path, SHARD_DIR), exist_ok=True)
         self._lock_fd = _lock_dir(self.path)
         try:
@@ -356,13 +395,19 @@ class ZooWriter:
             if os.path.isfile(self.meta_path):
                 old = _load_json(self.meta_path)
                 if old.get("format") != FORMAT_NAME:
-                    raise ValueError(f"{self.meta_path}: exists but is not a {FORMAT_NAME} file; choose another directory")
-                diff = [d for k in ("kind", "arch", "config", "columns", "num_chunks")
-                        for d in _differences(old.get(k, _MISSING), header[k], k)]
+                    raise ValueError(
+                        f"{self.meta_path}: exists but is not a {FORMAT_NAME} file; choose another directory"
+                    )
+                diff = [
+                    d
+                    for k in ("kind", "arch", "config", "columns", "num_chunks")
+                    for d in _differences(old.get(k, _MISSING), header[k], k)
+                ]
                 if diff:
                     raise ValueError(
                         f"{self.path} already holds a zoo made with different settings ({'; '.join(diff)}); "
-                        "rerun with the same settings to resume, or choose another output directory")
+                        "rerun with the same settings to resume, or choose another output directory"
+                    )
                 self.already_complete = bool(old.get("complete"))
                 if self.already_complete:
                     try:  # a complete zoo that still validates is left untouched
@@ -395,9 +440,15 @@ class ZooWriter:
 
     def _header(self, complete: bool) -> dict:
         return {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": self.kind, "complete": complete,
-            "arch": arch_to_dict(self.arch), "config": self.config,
-            "columns": [list(c) for c in self.columns], "num_chunks": self.num_chunks, **self.extra,
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "complete": complete,
+            "arch": arch_to_dict(self.arch),
+            "config": self.config,
+            "columns": [list(c) for c in self.columns],
+            "num_chunks": self.num_chunks,
+            **self.extra,
         }
 
     def shard_path(self, k: int) -> str:
@@ -437,8 +488,14 @@ class ZooWriter:
         data = st_save(tensors, metadata={"rows_json": json.dumps(recs), "chunk": str(k)})
         atomic_write_bytes(self.shard_path(k), data)
 
-    def finalize(self, *, split_seed: int, split_fractions: dict[str, float], group_column: str | None = None,
-                 summary: Callable[[list[dict]], dict] | None = None) -> Zoo:
+    def finalize(
+        self,
+        *,
+        split_seed: int,
+        split_fractions: dict[str, float],
+        group_column: str | None = None,
+        summary: Callable[[list[dict]], dict] | None = None,
+    ) -> Zoo:
         """Merge the shards' records into ``networks.csv``, assign splits, mark the zoo complete.
 
         ``group_column``: rows sharing this column's value (e.g. the CNN ``network`` id, whose
@@ -465,12 +522,19 @@ class ZooWriter:
         columns = self.columns + [("split", "str")]
         atomic_write_text(os.path.join(self.path, CSV_FILE), _rows_to_csv(records, columns))
         header = self._header(complete=True)
-        header.update({
-            "num_rows": len(records), "shards": shards,
-            "split": {"seed": int(split_seed), "fractions": split_fractions, "group_column": group_column,
-                      "counts": {s: sum(r["split"] == s for r in records) for s in SPLITS}},
-            "csv": CSV_FILE,
-        })
+        header.update(
+            {
+                "num_rows": len(records),
+                "shards": shards,
+                "split": {
+                    "seed": int(split_seed),
+                    "fractions": split_fractions,
+                    "group_column": group_column,
+                    "counts": {s: sum(r["split"] == s for r in records) for s in SPLITS},
+                },
+                "csv": CSV_FILE,
+            }
+        )
         if summary is not None:
             header["summary"] = json.loads(json.dumps(summary(records)))
         atomic_write_text(self.meta_path, json.dumps(header, indent=1))
@@ -494,8 +558,10 @@ def _lock_dir(path: str):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise ValueError(f"{path}: another process is generating this zoo right now (locked {LOCK_FILE}); "
-                         "wait for it to finish or use another output directory") from None
+        raise ValueError(
+            f"{path}: another process is generating this zoo right now (locked {LOCK_FILE}); "
+            "wait for it to finish or use another output directory"
+        ) from None
     return fd
 
 
@@ -563,13 +629,22 @@ class Zoo:
             raise ValueError(f"{meta_path}: 'format' is {info.get('format')!r}, expected {FORMAT_NAME!r}")
         ver = info.get("format_version")
         if not isinstance(ver, int) or ver < 1 or ver > FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: format_version {ver!r} is not supported by this scalegmn_ext "
-                             f"(supports 1..{FORMAT_VERSION}); upgrade the package")
+            raise ValueError(
+                f"{meta_path}: format_version {ver!r} is not supported by this scalegmn_ext "
+                f"(supports 1..{FORMAT_VERSION}); upgrade the package"
+            )
         if not info.get("complete"):
-            n_done = len([k for k in range(int(info.get("num_chunks", 0)))
-                          if os.path.isfile(os.path.join(self.path, _shard_name(k)))])
-            raise ValueError(f"{self.path}: the zoo is incomplete ({n_done} of {info.get('num_chunks')} chunks written); "
-                             "generation was interrupted - rerun the same generator command to resume")
+            n_done = len(
+                [
+                    k
+                    for k in range(int(info.get("num_chunks", 0)))
+                    if os.path.isfile(os.path.join(self.path, _shard_name(k)))
+                ]
+            )
+            raise ValueError(
+                f"{self.path}: the zoo is incomplete ({n_done} of {info.get('num_chunks')} chunks written); "
+                "generation was interrupted - rerun the same generator command to resume"
+            )
         for key in ("arch", "columns", "num_rows", "shards", "kind"):
             if key not in info:
                 raise ValueError(f"{meta_path}: missing key {key!r}")
@@ -617,12 +692,15 @@ class Zoo:
             raise ValueError(f"{path}: unreadable CSV ({exc})") from None
         names = [c for c, _ in self._columns]
         if not rows or rows[0] != names:
-            raise ValueError(f"{path}: header {rows[0] if rows else '(empty file)'} does not match the columns "
-                             f"recorded in {META_FILE}: {names}")
+            raise ValueError(
+                f"{path}: header {rows[0] if rows else '(empty file)'} does not match the columns "
+                f"recorded in {META_FILE}: {names}"
+            )
         body = rows[1:]
         if len(body) != self._n:
-            raise ValueError(f"{path}: has {len(body)} data rows but the zoo has {self._n} networks "
-                             "(truncated or edited file)")
+            raise ValueError(
+                f"{path}: has {len(body)} data rows but the zoo has {self._n} networks (truncated or edited file)"
+            )
         table = {c: [] for c in names}
         for i, r in enumerate(body):
             if len(r) != len(names):
@@ -666,8 +744,10 @@ class Zoo:
         """The architecture of every network in this view (error if the view mixes activations)."""
         acts = self.activations
         if len(acts) > 1:
-            raise ValueError(f"{self.path}: this zoo mixes activations {acts}; use zoo.where(activation=...) "
-                             "for a single-architecture view, or zoo.arch_of(i) / zoo.archs")
+            raise ValueError(
+                f"{self.path}: this zoo mixes activations {acts}; use zoo.where(activation=...) "
+                "for a single-architecture view, or zoo.arch_of(i) / zoo.archs"
+            )
         return self._arch_for(acts[0]) if acts else self._base_arch
 
     def arch_of(self, i: int) -> Architecture:
@@ -751,8 +831,10 @@ class Zoo:
                 raise IndexError(f"boolean mask must have shape ({n},), got {idx.shape}")
             return np.nonzero(idx)[0], False
         if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-            raise TypeError("indices must be an int, a slice, a bool mask, a 1-D integer sequence or a view of this "
-                            f"zoo (zoo.where(...)), got {type(indices).__name__} ({idx.dtype} {idx.shape})")
+            raise TypeError(
+                "indices must be an int, a slice, a bool mask, a 1-D integer sequence or a view of this "
+                f"zoo (zoo.where(...)), got {type(indices).__name__} ({idx.dtype} {idx.shape})"
+            )
         if idx.size and (idx.min() < -n or idx.max() >= n):
             raise IndexError(f"indices out of range for a zoo of {n} networks")
         return idx.astype(np.int64) % max(n, 1), False
@@ -760,17 +842,22 @@ class Zoo:
     def _view_indices(self, view: Zoo) -> np.ndarray:
         """Indices into this view of the rows of ``view`` (e.g. ``zoo.where(...)``), in its order."""
         if os.path.realpath(view.path) != os.path.realpath(self.path):
-            raise ValueError(f"indices is a view of the zoo {view.path}, not of {self.path}; pass a view of this "
-                             "zoo (zoo.where(...)), or load from the view itself: view.load()")
+            raise ValueError(
+                f"indices is a view of the zoo {view.path}, not of {self.path}; pass a view of this "
+                "zoo (zoo.where(...)), or load from the view itself: view.load()"
+            )
         pos = {int(r): i for i, r in enumerate(self._rows)}
         missing = [int(r) for r in view._rows if int(r) not in pos]
         if missing:
-            raise ValueError(f"indices is a zoo view with {len(missing)} rows (e.g. row {missing[0]}) that are not "
-                             f"in this view of {len(self)} rows; load from the view itself: view.load()")
+            raise ValueError(
+                f"indices is a zoo view with {len(missing)} rows (e.g. row {missing[0]}) that are not "
+                f"in this view of {len(self)} rows; load from the view itself: view.load()"
+            )
         return np.array([pos[int(r)] for r in view._rows], dtype=np.int64)
 
-    def load(self, indices=slice(None), *, dtype: torch.dtype | None = None, device=None
-             ) -> tuple[list[Tensor], list[Tensor]]:
+    def load(
+        self, indices=slice(None), *, dtype: torch.dtype | None = None, device=None
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """Weights and biases of the given rows, stacked per layer (``[k, ...]``; unbatched for an int).
 
         ``indices``: an int, a slice, a bool mask, a 1-D integer sequence/tensor, or a view of this

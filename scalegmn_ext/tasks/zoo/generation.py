@@ -1,5 +1,6 @@
 """What the zoo generators (:mod:`.inr`, :mod:`.cnn`) share: worker threads that each train
 their own batch of networks, the check of the stored split's fractions, and summary statistics."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,14 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["Cancelled", "parallel_map", "default_workers", "single_threaded_ops", "check_split_fractions",
-           "summary_stats"]
+__all__ = [
+    "Cancelled",
+    "parallel_map",
+    "default_workers",
+    "single_threaded_ops",
+    "check_split_fractions",
+    "summary_stats",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,8 +43,9 @@ class Cancelled(Exception):
     """Raised inside a worker when another worker failed or the run was interrupted."""
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                 stop: threading.Event | None = None) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, stop: threading.Event | None = None
+) -> list[R]:
     """``[fn(i) for i in items]`` on ``workers`` threads (in order; serial for one worker).
 
     Coarse-grained parallelism (each thread runs whole small-network batches with single-threaded
@@ -69,8 +77,10 @@ def default_workers(device) -> int:
 def check_split_fractions(split_fractions: Sequence[float]) -> dict[str, float]:
     """``{"train": f, "val": f, "test": f}`` from three non-negative fractions summing to 1."""
     if len(split_fractions) != 3 or any(f < 0 for f in split_fractions) or abs(sum(split_fractions) - 1) > 1e-6:
-        raise ValueError(f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, "
-                         f"got {tuple(split_fractions)}")
+        raise ValueError(
+            f"split_fractions must be three non-negative numbers (train, val, test) summing to 1, "
+            f"got {tuple(split_fractions)}"
+        )
     return dict(zip(("train", "val", "test"), map(float, split_fractions)))
 
 
@@ -79,5 +89,13 @@ def summary_stats(v: np.ndarray) -> dict:
     if v.size == 0:
         return {"count": 0}
     q = np.percentile(v, [10, 50, 90])
-    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "p10": float(q[0]), "median": float(q[1]), "p90": float(q[2]), "max": float(v.max())}
+    return {
+        "count": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "p10": float(q[0]),
+        "median": float(q[1]),
+        "p90": float(q[2]),
+        "max": float(v.max()),
+    }

@@ -11,6 +11,7 @@ INR ``i`` of a zoo with seed ``s`` fits image ``perm[i % n_images]`` (``perm`` a
 the source seeded with ``s``) from an initialisation drawn with its own seed ``s * 2**32 + i``,
 so every chunk is reproducible on its own and a resumed run equals an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,14 @@ from .generation import (
 __all__ = ["generate_inr_zoo", "load_source_images", "inr_preview_figure", "inr_summary_table", "INR_COLUMNS"]
 
 INR_COLUMNS = [
-    ("index", "int"), ("label", "int"), ("image_index", "int"), ("image_source", "str"),
-    ("psnr", "float"), ("steps", "int"), ("seed", "int"), ("chunk", "int"),
+    ("index", "int"),
+    ("label", "int"),
+    ("image_index", "int"),
+    ("image_source", "str"),
+    ("psnr", "float"),
+    ("steps", "int"),
+    ("seed", "int"),
+    ("chunk", "int"),
 ]
 
 ProgressFn = Callable[[float, int, str], None]
@@ -64,12 +71,28 @@ def load_source_images(source: str, image_split: str = "train", root: str | None
 
 
 def generate_inr_zoo(
-    out: str | os.PathLike, n: int = 2000, *, source: str = "mnist", image_split: str = "train", seed: int = 0,
-    steps: int = 200, lr: float = 5e-4, target_psnr: float | None = 40.0, zero_bias: bool = True,
-    output_offset: float = 0.5, w0: float = 30.0, widths: Sequence[int] = (2, 32, 32, 1), chunk: int = 512,
-    fit_batch: int = 64, workers: int | None = None, device: str | torch.device = "cpu", split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    data_root: str | None = None, progress: ProgressFn | None = None,
-    on_chunk: Callable[[int, int], None] | None = None, log: Callable[[str], None] | None = None,
+    out: str | os.PathLike,
+    n: int = 2000,
+    *,
+    source: str = "mnist",
+    image_split: str = "train",
+    seed: int = 0,
+    steps: int = 200,
+    lr: float = 5e-4,
+    target_psnr: float | None = 40.0,
+    zero_bias: bool = True,
+    output_offset: float = 0.5,
+    w0: float = 30.0,
+    widths: Sequence[int] = (2, 32, 32, 1),
+    chunk: int = 512,
+    fit_batch: int = 64,
+    workers: int | None = None,
+    device: str | torch.device = "cpu",
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    data_root: str | None = None,
+    progress: ProgressFn | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Zoo:
     """Fit ``n`` SIRENs to real images and store them as a zoo in ``out`` (resumable).
 
@@ -90,7 +113,7 @@ def generate_inr_zoo(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
+    if not isinstance(seed, int) or not 0 <= seed < 2**31:
         raise ValueError(f"seed must be an int in [0, 2**31), got {seed!r}")
     workers = default_workers(device) if workers is None else workers
     for name, v in (("steps", steps), ("chunk", chunk), ("fit_batch", fit_batch), ("workers", workers)):
@@ -106,12 +129,29 @@ def generate_inr_zoo(
     n_src = images.shape[0]
     perm = torch.randperm(n_src, generator=torch.Generator().manual_seed(seed))
     num_chunks = math.ceil(n / chunk)
-    config = {"n": n, "source": source, "image_split": image_split if source == "fashion" else None, "seed": seed,
-              "steps": steps, "lr": lr, "target_psnr": target_psnr, "zero_bias": bool(zero_bias), "chunk": chunk}
-    extra = {"data": {"image_source": tag, "num_source_images": int(n_src), "image_shape": list(images.shape[1:]),
-                      "coordinates": "coordinate_grid(H, W): (row, col) in [-1, 1]^2, row-major"},
-             "package_version": _pkg_version}
-    writer = ZooWriter(out, kind="inr", arch=arch, config=config, columns=INR_COLUMNS, num_chunks=num_chunks, extra=extra)
+    config = {
+        "n": n,
+        "source": source,
+        "image_split": image_split if source == "fashion" else None,
+        "seed": seed,
+        "steps": steps,
+        "lr": lr,
+        "target_psnr": target_psnr,
+        "zero_bias": bool(zero_bias),
+        "chunk": chunk,
+    }
+    extra = {
+        "data": {
+            "image_source": tag,
+            "num_source_images": int(n_src),
+            "image_shape": list(images.shape[1:]),
+            "coordinates": "coordinate_grid(H, W): (row, col) in [-1, 1]^2, row-major",
+        },
+        "package_version": _pkg_version,
+    }
+    writer = ZooWriter(
+        out, kind="inr", arch=arch, config=config, columns=INR_COLUMNS, num_chunks=num_chunks, extra=extra
+    )
     try:
         if writer.already_complete:
             log(f"{out}: zoo already complete ({n} INRs); nothing to do")
@@ -127,7 +167,9 @@ def generate_inr_zoo(
             else:
                 todo.append(k)
         if done_before:
-            log(f"{out}: resuming, {num_chunks - len(todo)} of {num_chunks} chunks ({done_before} INRs) already on disk")
+            log(
+                f"{out}: resuming, {num_chunks - len(todo)} of {num_chunks} chunks ({done_before} INRs) already on disk"
+            )
         done = float(done_before)
         if progress is not None:
             progress(done, n, "")
@@ -138,7 +180,7 @@ def generate_inr_zoo(
             lo, hi = k * chunk, min(n, (k + 1) * chunk)
             idx = torch.arange(lo, hi)
             img_idx = perm[idx % n_src]
-            seeds = [seed * 2 ** 32 + int(i) for i in idx]
+            seeds = [seed * 2**32 + int(i) for i in idx]
             t0 = time.perf_counter()
             base = done
             sub_done.clear()
@@ -176,13 +218,25 @@ def generate_inr_zoo(
             bs = [torch.cat([p[l] for p in bs_parts]) for l in range(arch.num_layers)]
             psnr = torch.cat(ps)
             steps_t = torch.cat(st)
-            rows = [{"index": int(i), "label": int(labels[j]), "image_index": int(j), "image_source": tag,
-                     "psnr": float(p), "steps": int(s_), "seed": sd, "chunk": k}
-                    for i, j, p, s_, sd in zip(idx.tolist(), img_idx.tolist(), psnr.tolist(), steps_t.tolist(), seeds)]
+            rows = [
+                {
+                    "index": int(i),
+                    "label": int(labels[j]),
+                    "image_index": int(j),
+                    "image_source": tag,
+                    "psnr": float(p),
+                    "steps": int(s_),
+                    "seed": sd,
+                    "chunk": k,
+                }
+                for i, j, p, s_, sd in zip(idx.tolist(), img_idx.tolist(), psnr.tolist(), steps_t.tolist(), seeds)
+            ]
             writer.write_chunk(k, ws, bs, rows)
             done += hi - lo
-            log(f"chunk {k + 1}/{num_chunks}: {hi - lo} INRs, mean PSNR {psnr.mean():.2f} dB, "
-                f"{time.perf_counter() - t0:.1f} s")
+            log(
+                f"chunk {k + 1}/{num_chunks}: {hi - lo} INRs, mean PSNR {psnr.mean():.2f} dB, "
+                f"{time.perf_counter() - t0:.1f} s"
+            )
             if on_chunk is not None:
                 on_chunk(k, num_chunks)
         return writer.finalize(split_seed=seed, split_fractions=fractions, summary=_summary)
@@ -195,7 +249,8 @@ def _summary(records: list[dict]) -> dict:
     steps = np.array([r["steps"] for r in records], dtype=np.float64)
     labels = np.array([r["label"] for r in records])
     return {
-        "psnr_db": summary_stats(psnr), "steps": summary_stats(steps),
+        "psnr_db": summary_stats(psnr),
+        "steps": summary_stats(steps),
         "per_label_mean_psnr_db": {int(c): float(psnr[labels == c].mean()) for c in np.unique(labels)},
     }
 
@@ -249,8 +304,11 @@ def inr_preview_figure(zoo: Zoo, count: int = 32, *, data_root: str | None = Non
     else:
         names = [f"digit {int(l)}" for l in labels.tolist()]
     return image_pairs_figure(
-        gt, rec, captions=[f"#{i}: {name}\nsource" for i, name in zip(idx.tolist(), names)],
+        gt,
+        rec,
+        captions=[f"#{i}: {name}\nsource" for i, name in zip(idx.tolist(), names)],
         reconstruction_captions=[f"{p:.1f} dB\nINR" for p in psnr.tolist()],
         title=f"INR zoo {os.path.basename(os.path.normpath(zoo.path))}: {len(idx)} of {len(zoo)} SIRENs "
-              f"({tag}, {zoo.arch.layout[1]}-wide)\nleft: source image | right: INR reconstruction "
-              "(PSNR vs. the source, higher is better)")
+        f"({tag}, {zoo.arch.layout[1]}-wide)\nleft: source image | right: INR reconstruction "
+        "(PSNR vs. the source, higher is better)",
+    )

@@ -1,4 +1,5 @@
 """What the published-zoo readers share: the error type and the batch they return."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,13 +40,20 @@ class ZooBatch:
     def to_pyg(self, *, input_value: float = 1.0, dense_centre: bool = True, edge_order: str = "receiver"):
         """``torch_geometric.data.Batch`` of the networks with ``y = labels``; see
         :func:`~scalegmn_ext.weightspace.adapters.to_pyg_batch`."""
-        return to_pyg_batch(self.arch, self.weights, self.biases, self.labels, input_value=input_value,
-                            dense_centre=dense_centre, edge_order=edge_order)
+        return to_pyg_batch(
+            self.arch,
+            self.weights,
+            self.biases,
+            self.labels,
+            input_value=input_value,
+            dense_centre=dense_centre,
+            edge_order=edge_order,
+        )
 
     def to_graph(self, *, input_value: float = 1.0, dense_centre: bool = True) -> WeightGraph:
-        return WeightGraph.from_weights(self.arch, self.weights, self.biases, input_value=input_value,
-                                        dense_centre=dense_centre)
-
+        return WeightGraph.from_weights(
+            self.arch, self.weights, self.biases, input_value=input_value, dense_centre=dense_centre
+        )
 
 
 def empty_batch(arch: Architecture, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor]]:

@@ -18,6 +18,7 @@ given, then under ``root`` with leading components stripped, then next to the sp
 
 ``.pth`` files are read with ``torch.load(weights_only=True)``: loading never runs code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,18 @@ from ....weightspace.adapters import check_layer_shapes
 from ....weightspace.architecture import Architecture
 from .common import PathLike, ZooBatch, ZooFormatError, empty_batch
 
-__all__ = ["INRZooBatch", "inr_key_names", "load_inr_file", "read_inr_split_file", "scan_mnist_inrs",
-           "make_mnist_inr_splits", "write_inr_split_file", "list_mnist_inrs", "load_mnist_inrs", "iter_mnist_inrs"]
+__all__ = [
+    "INRZooBatch",
+    "inr_key_names",
+    "load_inr_file",
+    "read_inr_split_file",
+    "scan_mnist_inrs",
+    "make_mnist_inr_splits",
+    "write_inr_split_file",
+    "list_mnist_inrs",
+    "load_mnist_inrs",
+    "iter_mnist_inrs",
+]
 
 
 @dataclasses.dataclass
@@ -47,7 +58,6 @@ class INRZooBatch(ZooBatch):
     """MNIST INRs: ``labels`` ``[B]`` int64 digit classes, ``paths`` the files read (resolved)."""
 
     paths: list[str] = dataclasses.field(default_factory=list)
-
 
 
 _INR_DIR_RE = re.compile(r"^mnist_png_(training|testing)_(\d+)_(\d+)$")
@@ -65,7 +75,10 @@ def inr_key_names(arch: Architecture | None = None, key_format: str = "seq.{i}")
 
 
 def load_inr_file(
-    path: PathLike, arch: Architecture | None = None, *, key_format: str = "seq.{i}",
+    path: PathLike,
+    arch: Architecture | None = None,
+    *,
+    key_format: str = "seq.{i}",
 ) -> tuple[list[Tensor], list[Tensor]]:
     """One INR ``.pth`` -> unbatched ``(weights, biases)`` in torch layout (``[out, in]``, ``[out]``).
 
@@ -94,7 +107,9 @@ def load_inr_file(
     if missing or extra:
         raise ZooFormatError(
             f"{p}: state dict keys {list(sd)} do not match the expected {expected} for {arch}"
-            + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else ""))
+            + (f" (missing {missing})" if missing else "")
+            + (f" (unexpected {extra})" if extra else "")
+        )
     ws, bs = [], []
     for i, spec in enumerate(arch.layers):
         stem = key_format.format(i=i)
@@ -102,8 +117,9 @@ def load_inr_file(
         b = sd[f"{stem}.bias"] if spec.bias else None
         for name, t in ((f"{stem}.weight", w), (f"{stem}.bias", b)):
             if t is not None and (not isinstance(t, Tensor) or not t.is_floating_point()):
-                raise ZooFormatError(f"{p}: {name} must be a floating-point Tensor, got "
-                                     f"{getattr(t, 'dtype', type(t).__name__)}")
+                raise ZooFormatError(
+                    f"{p}: {name} must be a floating-point Tensor, got {getattr(t, 'dtype', type(t).__name__)}"
+                )
         try:
             check_layer_shapes(arch, i, w, b, weight_name=f"{stem}.weight", bias_name=f"{stem}.bias")
         except ValueError as e:
@@ -153,7 +169,11 @@ def scan_mnist_inrs(root: PathLike, pattern: str = "mnist_png_*/**/*.pth") -> di
 
 
 def make_mnist_inr_splits(
-    root: PathLike, val_size: int = 5000, seed: int = 0, *, relative: bool = True,
+    root: PathLike,
+    val_size: int = 5000,
+    seed: int = 0,
+    *,
+    relative: bool = True,
 ) -> dict[str, dict[str, list]]:
     """A DWSNets-format split of the INRs under ``root``, with a *seeded* validation draw.
 
@@ -179,14 +199,18 @@ def make_mnist_inr_splits(
     def pick(src: dict[str, list], idx: Sequence[int]) -> dict[str, list]:
         return {"path": [fmt(src["path"][i]) for i in idx], "label": [str(src["label"][i]) for i in idx]}
 
-    return {"train": pick(found["train"], train_idx), "val": pick(found["train"], val_idx),
-            "test": pick(found["test"], range(len(found["test"]["path"])))}
+    return {
+        "train": pick(found["train"], train_idx),
+        "val": pick(found["train"], val_idx),
+        "test": pick(found["test"], range(len(found["test"]["path"]))),
+    }
 
 
 def write_inr_split_file(splits: Mapping[str, Mapping[str, Sequence]], path: PathLike) -> None:
     """Write a split dict as JSON (atomically)."""
-    atomic_write_json(os.fspath(path), {k: {kk: list(vv) for kk, vv in v.items()} for k, v in splits.items()},
-                      indent=None)
+    atomic_write_json(
+        os.fspath(path), {k: {kk: list(vv) for kk, vv in v.items()} for k, v in splits.items()}, indent=None
+    )
 
 
 def read_inr_split_file(path: PathLike) -> dict[str, dict[str, list]]:
@@ -213,8 +237,10 @@ def read_inr_split_file(path: PathLike) -> dict[str, dict[str, list]]:
         if "label" in entry:
             labels = entry["label"]
             if not isinstance(labels, list) or len(labels) != len(paths):
-                raise ZooFormatError(f"{path}: split {split!r} has {len(paths)} paths but "
-                                     f"{len(labels) if isinstance(labels, list) else 'no list of'} labels")
+                raise ZooFormatError(
+                    f"{path}: split {split!r} has {len(paths)} paths but "
+                    f"{len(labels) if isinstance(labels, list) else 'no list of'} labels"
+                )
             try:
                 labels = [int(l) for l in labels]
             except (TypeError, ValueError):
@@ -259,7 +285,10 @@ class _PathResolver:
 
 
 def list_mnist_inrs(
-    root: PathLike | None = None, split: str | None = None, *, split_file: PathLike | None = None,
+    root: PathLike | None = None,
+    split: str | None = None,
+    *,
+    split_file: PathLike | None = None,
 ) -> tuple[list[str], list[int]]:
     """The ``(paths, labels)`` of one split, without reading the INRs.
 
@@ -280,8 +309,10 @@ def list_mnist_inrs(
     if split is None:
         return found["train"]["path"] + found["test"]["path"], found["train"]["label"] + found["test"]["label"]
     if split not in found:
-        raise ValueError(f"without a split file, split must be 'train', 'test' or None, got {split!r}; "
-                         "make_mnist_inr_splits() creates a split with a validation set")
+        raise ValueError(
+            f"without a split file, split must be 'train', 'test' or None, got {split!r}; "
+            "make_mnist_inr_splits() creates a split with a validation set"
+        )
     return list(found[split]["path"]), list(found[split]["label"])
 
 
@@ -298,10 +329,18 @@ def _select(n: int, indices: Sequence[int] | None, limit: int | None) -> list[in
 
 
 def iter_mnist_inrs(
-    root: PathLike | None = None, split: str | None = None, *, split_file: PathLike | None = None,
-    paths: Sequence[PathLike] | None = None, labels: Sequence[int] | None = None,
-    indices: Sequence[int] | None = None, limit: int | None = None, chunk_size: int = 4096,
-    arch: Architecture | None = None, dtype: torch.dtype = torch.float32, num_workers: int = 0,
+    root: PathLike | None = None,
+    split: str | None = None,
+    *,
+    split_file: PathLike | None = None,
+    paths: Sequence[PathLike] | None = None,
+    labels: Sequence[int] | None = None,
+    indices: Sequence[int] | None = None,
+    limit: int | None = None,
+    chunk_size: int = 4096,
+    arch: Architecture | None = None,
+    dtype: torch.dtype = torch.float32,
+    num_workers: int = 0,
 ) -> Iterator[INRZooBatch]:
     """Stream the INRs of a split (or of explicit ``paths``) in batches of ``chunk_size``.
 
@@ -322,16 +361,20 @@ def iter_mnist_inrs(
                 raise ValueError(f"labels has {len(llist)} entries but paths has {len(plist)}")
     else:
         plist, llist = list_mnist_inrs(root, split, split_file=split_file)
-    resolve = _PathResolver(Path(root) if root is not None else None,
-                            Path(split_file) if split_file is not None else None)
+    resolve = _PathResolver(
+        Path(root) if root is not None else None, Path(split_file) if split_file is not None else None
+    )
     sel = _select(len(plist), indices, limit)
     pool = ThreadPoolExecutor(num_workers) if num_workers > 0 else None
     try:
         for start in range(0, len(sel), chunk_size):
-            chunk = sel[start:start + chunk_size]
+            chunk = sel[start : start + chunk_size]
             files = [resolve(plist[i]) for i in chunk]
-            loaded = list(pool.map(lambda f: load_inr_file(f, arch), files)) if pool else \
-                [load_inr_file(f, arch) for f in files]
+            loaded = (
+                list(pool.map(lambda f: load_inr_file(f, arch), files))
+                if pool
+                else [load_inr_file(f, arch) for f in files]
+            )
             ws = [torch.stack([one[0][l] for one in loaded]).to(dtype) for l in range(arch.num_layers)]
             bs = [torch.stack([one[1][l] for one in loaded]).to(dtype) for l in range(arch.num_layers)]
             yield INRZooBatch(arch, ws, bs, torch.tensor([llist[i] for i in chunk], dtype=torch.long), files)
@@ -341,10 +384,17 @@ def iter_mnist_inrs(
 
 
 def load_mnist_inrs(
-    root: PathLike | None = None, split: str | None = None, *, split_file: PathLike | None = None,
-    paths: Sequence[PathLike] | None = None, labels: Sequence[int] | None = None,
-    indices: Sequence[int] | None = None, limit: int | None = None,
-    arch: Architecture | None = None, dtype: torch.dtype = torch.float32, num_workers: int = 0,
+    root: PathLike | None = None,
+    split: str | None = None,
+    *,
+    split_file: PathLike | None = None,
+    paths: Sequence[PathLike] | None = None,
+    labels: Sequence[int] | None = None,
+    indices: Sequence[int] | None = None,
+    limit: int | None = None,
+    arch: Architecture | None = None,
+    dtype: torch.dtype = torch.float32,
+    num_workers: int = 0,
     chunk_size: int = 4096,
 ) -> INRZooBatch:
     """Load a split (or subset) of the MNIST-INR zoo as one :class:`INRZooBatch`.
@@ -358,8 +408,21 @@ def load_mnist_inrs(
     For zoos larger than memory use :func:`iter_mnist_inrs`.
     """
     arch = Architecture.siren() if arch is None else arch
-    parts = list(iter_mnist_inrs(root, split, split_file=split_file, paths=paths, labels=labels, indices=indices,
-                                 limit=limit, chunk_size=chunk_size, arch=arch, dtype=dtype, num_workers=num_workers))
+    parts = list(
+        iter_mnist_inrs(
+            root,
+            split,
+            split_file=split_file,
+            paths=paths,
+            labels=labels,
+            indices=indices,
+            limit=limit,
+            chunk_size=chunk_size,
+            arch=arch,
+            dtype=dtype,
+            num_workers=num_workers,
+        )
+    )
     if not parts:
         ws, bs = empty_batch(arch, dtype)
         return INRZooBatch(arch, ws, bs, torch.zeros(0, dtype=torch.long), [])
@@ -372,4 +435,3 @@ def load_mnist_inrs(
         torch.cat([p.labels for p in parts]),
         [f for p in parts for f in p.paths],
     )
-

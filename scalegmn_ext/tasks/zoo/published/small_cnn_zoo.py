@@ -18,6 +18,7 @@ final checkpoints (``step == 86``), split (second half test; first half shuffled
 ``config.activation``. :meth:`SmallCNNZoo.select` does exactly this, in this order; without
 ``order_file`` the split is taken in file order (and is not the published split).
 """
+
 from __future__ import annotations
 
 import ast
@@ -39,9 +40,20 @@ from torch import Tensor
 from ....weightspace.architecture import ACTIVATION_SYMMETRY, Architecture, LayerSpec
 from .common import PathLike, ZooBatch, ZooFormatError
 
-__all__ = ["CNNZooBatch", "LayoutEntry", "read_layout_csv", "read_metrics_columns", "read_metrics_csv",
-           "read_order_file", "arch_from_layout", "split_indices_iid", "unflatten_tf", "SmallCNNZoo",
-           "open_small_cnn_zoo", "load_small_cnn_zoo"]
+__all__ = [
+    "CNNZooBatch",
+    "LayoutEntry",
+    "read_layout_csv",
+    "read_metrics_columns",
+    "read_metrics_csv",
+    "read_order_file",
+    "arch_from_layout",
+    "split_indices_iid",
+    "unflatten_tf",
+    "SmallCNNZoo",
+    "open_small_cnn_zoo",
+    "load_small_cnn_zoo",
+]
 
 
 @dataclasses.dataclass
@@ -136,11 +148,15 @@ def read_layout_csv(path: PathLike) -> list[LayoutEntry]:
             if start < 0 or end < start:
                 raise ZooFormatError(f"{path}:{n}: invalid range [{start}, {end}) for {row['varname']!r}")
             if math.prod(shape) != end - start:
-                raise ZooFormatError(f"{path}:{n}: {row['varname']!r} has shape {shape} ({math.prod(shape)} values) "
-                                     f"but range [{start}, {end}) holds {end - start}")
+                raise ZooFormatError(
+                    f"{path}:{n}: {row['varname']!r} has shape {shape} ({math.prod(shape)} values) "
+                    f"but range [{start}, {end}) holds {end - start}"
+                )
             if row.get("size") not in (None, "") and int(row["size"]) != end - start:
-                raise ZooFormatError(f"{path}:{n}: {row['varname']!r} has size {row['size']} but range "
-                                     f"[{start}, {end}) holds {end - start}")
+                raise ZooFormatError(
+                    f"{path}:{n}: {row['varname']!r} has size {row['size']} but range "
+                    f"[{start}, {end}) holds {end - start}"
+                )
             entries.append(LayoutEntry(row["varname"], start, end, shape))
     if not entries:
         raise ZooFormatError(f"{path}: layout has no rows")
@@ -185,8 +201,10 @@ def read_metrics_columns(path: PathLike) -> dict[str, np.ndarray | list]:
 
 def _row_dicts(columns: Mapping[str, np.ndarray | list], rows: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
     rows = np.asarray(rows, dtype=np.int64)
-    picked = {k: (v[rows].tolist() if isinstance(v, np.ndarray) else [v[i] for i in rows.tolist()])
-              for k, v in columns.items()}
+    picked = {
+        k: (v[rows].tolist() if isinstance(v, np.ndarray) else [v[i] for i in rows.tolist()])
+        for k, v in columns.items()
+    }
     return [dict(zip(picked, vals)) for vals in zip(*picked.values())] if picked else [{} for _ in rows]
 
 
@@ -212,13 +230,19 @@ def read_order_file(path: PathLike, n_models: int | None = None) -> np.ndarray:
             vals.append(int(rec[0]))
     order = np.asarray(vals, dtype=np.int64)
     if n_models is not None and order.size and (order.min() < 0 or order.max() >= n_models):
-        raise ZooFormatError(f"{path}: row indices must be in [0, {n_models}) (the number of models), "
-                             f"got range [{order.min()}, {order.max()}]")
+        raise ZooFormatError(
+            f"{path}: row indices must be in [0, {n_models}) (the number of models), "
+            f"got range [{order.min()}, {order.max()}]"
+        )
     return order
 
 
 def arch_from_layout(
-    layout: Sequence[LayoutEntry], activation: str = "relu", *, stride: int = 2, padding: int = 0,
+    layout: Sequence[LayoutEntry],
+    activation: str = "relu",
+    *,
+    stride: int = 2,
+    padding: int = 0,
     source: PathLike | None = None,
 ) -> Architecture:
     """The :class:`Architecture` of a TF layout: per variable scope (in first-appearance order)
@@ -247,11 +271,14 @@ def arch_from_layout(
             cin, cout = k.shape
             spec = LayerSpec("dense", cin, cout, bias="bias" in d)
         else:
-            raise ZooFormatError(f"{src}kernel {k.varname!r} has shape {k.shape}; expected 4-D (H, W, Cin, Cout) "
-                                 "or 2-D (in, out)")
+            raise ZooFormatError(
+                f"{src}kernel {k.varname!r} has shape {k.shape}; expected 4-D (H, W, Cin, Cout) or 2-D (in, out)"
+            )
         if "bias" in d and d["bias"].shape != (spec.out_features,):
-            raise ZooFormatError(f"{src}bias {d['bias'].varname!r} has shape {d['bias'].shape}, expected "
-                                 f"({spec.out_features},) to match kernel {k.varname!r} {k.shape}")
+            raise ZooFormatError(
+                f"{src}bias {d['bias'].varname!r} has shape {d['bias'].shape}, expected "
+                f"({spec.out_features},) to match kernel {k.varname!r} {k.shape}"
+            )
         layers.append(spec)
     try:
         return Architecture(tuple(layers), activation)
@@ -260,7 +287,11 @@ def arch_from_layout(
 
 
 def unflatten_tf(
-    flat: np.ndarray, layout: Sequence[LayoutEntry], arch: Architecture, *, dtype: torch.dtype = torch.float32,
+    flat: np.ndarray,
+    layout: Sequence[LayoutEntry],
+    arch: Architecture,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Flat TF-layout rows ``[B, n_params]`` -> torch-layout ``(weights, biases)``.
 
@@ -279,15 +310,17 @@ def unflatten_tf(
     ws, bs = [], []
     for (_scope, d), spec in zip(scopes.items(), arch.layers):
         k = d["kernel"]
-        a = flat[:, k.start:k.end].reshape((B,) + k.shape)
+        a = flat[:, k.start : k.end].reshape((B,) + k.shape)
         a = a.transpose(0, 4, 3, 1, 2) if a.ndim == 5 else a.transpose(0, 2, 1)
         w = torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
         if tuple(w.shape[1:]) != spec.weight_shape:
-            raise ValueError(f"kernel {k.varname!r} gives {tuple(w.shape[1:])}, the architecture expects {spec.weight_shape}")
+            raise ValueError(
+                f"kernel {k.varname!r} gives {tuple(w.shape[1:])}, the architecture expects {spec.weight_shape}"
+            )
         ws.append(w)
         if "bias" in d:
             e = d["bias"]
-            bs.append(torch.from_numpy(np.ascontiguousarray(flat[:, e.start:e.end])).to(dtype))
+            bs.append(torch.from_numpy(np.ascontiguousarray(flat[:, e.start : e.end])).to(dtype))
         else:
             bs.append(torch.zeros(B, spec.out_features, dtype=dtype))
     return ws, bs
@@ -308,7 +341,9 @@ def split_indices_iid(n: int) -> dict[str, list[int]]:
 def _activation_name(value: Any, where: str) -> str:
     name = str(value).strip().lower()
     if name not in ACTIVATION_SYMMETRY:
-        raise ZooFormatError(f"{where}: activation {value!r} is not supported (supported: {sorted(ACTIVATION_SYMMETRY)})")
+        raise ZooFormatError(
+            f"{where}: activation {value!r} is not supported (supported: {sorted(ACTIVATION_SYMMETRY)})"
+        )
     return name
 
 
@@ -320,8 +355,15 @@ class SmallCNNZoo:
     """
 
     def __init__(
-        self, root: PathLike, *, weights: PathLike = "weights.npy", metrics: PathLike | None = None,
-        layout: PathLike = "layout.csv", order_file: PathLike | None = None, stride: int = 2, padding: int = 0,
+        self,
+        root: PathLike,
+        *,
+        weights: PathLike = "weights.npy",
+        metrics: PathLike | None = None,
+        layout: PathLike = "layout.csv",
+        order_file: PathLike | None = None,
+        stride: int = 2,
+        padding: int = 0,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -343,13 +385,17 @@ class SmallCNNZoo:
         try:
             data = np.load(self.weights_file, mmap_mode="r", allow_pickle=False)
         except ValueError as e:  # truncated file (mmap longer than file), object arrays (pickle refused)
-            raise ZooFormatError(f"{self.weights_file}: cannot memory-map as a numeric .npy array "
-                                 f"(truncated file or pickled objects?): {e}") from None
+            raise ZooFormatError(
+                f"{self.weights_file}: cannot memory-map as a numeric .npy array "
+                f"(truncated file or pickled objects?): {e}"
+            ) from None
         except OSError as e:
             raise ZooFormatError(f"{self.weights_file}: cannot read: {e}") from None
         if not isinstance(data, np.ndarray) or data.ndim != 2:
-            raise ZooFormatError(f"{self.weights_file}: expected a 2-D array [n_models, n_params], got shape "
-                                 f"{getattr(data, 'shape', None)}")
+            raise ZooFormatError(
+                f"{self.weights_file}: expected a 2-D array [n_models, n_params], got shape "
+                f"{getattr(data, 'shape', None)}"
+            )
         if not np.issubdtype(data.dtype, np.floating):
             raise ZooFormatError(f"{self.weights_file}: expected floating-point weights, got dtype {data.dtype}")
         self._data = data
@@ -360,18 +406,22 @@ class SmallCNNZoo:
         if data.shape[1] != total or covered != total:
             raise ZooFormatError(
                 f"{self.weights_file}: rows have {data.shape[1]} values but {self.layout_file} lays out "
-                f"{covered} values in [0, {total}); the weights file is truncated or belongs to another layout")
+                f"{covered} values in [0, {total}); the weights file is truncated or belongs to another layout"
+            )
         self.metric_columns = read_metrics_columns(self.metrics_file)
         self.columns = list(self.metric_columns)
         n_rows = len(next(iter(self.metric_columns.values())))
         if n_rows != data.shape[0]:
-            raise ZooFormatError(f"{self.metrics_file}: has {n_rows} rows but {self.weights_file} has "
-                                 f"{data.shape[0]} models; they must correspond row by row")
+            raise ZooFormatError(
+                f"{self.metrics_file}: has {n_rows} rows but {self.weights_file} has "
+                f"{data.shape[0]} models; they must correspond row by row"
+            )
         self.order = None if order_file is None else read_order_file(order_file, data.shape[0])
         self.order_file = None if order_file is None else Path(order_file)
         # Validate the layout now (clear error at open time), with a placeholder activation.
-        self._arch_relu = arch_from_layout(self.layout, "relu", stride=self.stride, padding=self.padding,
-                                           source=self.layout_file)
+        self._arch_relu = arch_from_layout(
+            self.layout, "relu", stride=self.stride, padding=self.padding, source=self.layout_file
+        )
 
     # ----- sizes ---------------------------------------------------------------------------
     @property
@@ -387,8 +437,10 @@ class SmallCNNZoo:
 
     def _require(self, column: str, why: str) -> None:
         if column not in self.columns:
-            raise ZooFormatError(f"{self.metrics_file}: missing column {column!r}{' (needed ' + why + ')' if why else ''}; "
-                                 f"columns are {self.columns}")
+            raise ZooFormatError(
+                f"{self.metrics_file}: missing column {column!r}{' (needed ' + why + ')' if why else ''}; "
+                f"columns are {self.columns}"
+            )
 
     def column(self, name: str) -> np.ndarray | list:
         """One metrics column for all rows (see :func:`read_metrics_columns`)."""
@@ -406,13 +458,23 @@ class SmallCNNZoo:
 
     def arch(self, activation: str) -> Architecture:
         """The zoo's architecture with the given activation."""
-        return arch_from_layout(self.layout, _activation_name(activation, str(self.metrics_file)),
-                                stride=self.stride, padding=self.padding, source=self.layout_file)
+        return arch_from_layout(
+            self.layout,
+            _activation_name(activation, str(self.metrics_file)),
+            stride=self.stride,
+            padding=self.padding,
+            source=self.layout_file,
+        )
 
     # ----- selection -----------------------------------------------------------------------
     def select(
-        self, split: str | None = None, *, activation: str | None = None, final_step: int | None = 86,
-        step_column: str = "step", activation_column: str = "config.activation",
+        self,
+        split: str | None = None,
+        *,
+        activation: str | None = None,
+        final_step: int | None = 86,
+        step_column: str = "step",
+        activation_column: str = "config.activation",
         where: Mapping[str, Any] | Callable[[dict[str, Any]], bool] | None = None,
         limit: int | None = None,
     ) -> np.ndarray:
@@ -459,12 +521,15 @@ class SmallCNNZoo:
         if arch_activation is not None:
             return self.arch(arch_activation)
         if "config.activation" not in self.columns:
-            raise ZooFormatError(f"{self.metrics_file}: no 'config.activation' column to infer the activation "
-                                 "from; pass activation=...")
+            raise ZooFormatError(
+                f"{self.metrics_file}: no 'config.activation' column to infer the activation from; pass activation=..."
+            )
         acts = sorted(set(self._text("config.activation", rows)))
         if len(acts) > 1:
-            raise ValueError(f"the selected networks mix activations {acts} ({self.metrics_file}); filter with "
-                             "activation=... or pass arch_activation=... to force one Architecture")
+            raise ValueError(
+                f"the selected networks mix activations {acts} ({self.metrics_file}); filter with "
+                "activation=... or pass arch_activation=... to force one Architecture"
+            )
         return self.arch(acts[0] if acts else "relu")
 
     def _read_rows(self, rows: np.ndarray, check_finite: bool) -> np.ndarray:
@@ -478,13 +543,21 @@ class SmallCNNZoo:
             raise ZooFormatError(f"{self.weights_file}: cannot read rows: {e}") from None
         if check_finite and not np.isfinite(out).all():
             bad = rows[~np.isfinite(out).all(axis=1)]
-            raise ZooFormatError(f"{self.weights_file}: non-finite weights in row(s) {bad[:10].tolist()}"
-                                 f"{' ...' if bad.size > 10 else ''}; pass check_finite=False to keep them")
+            raise ZooFormatError(
+                f"{self.weights_file}: non-finite weights in row(s) {bad[:10].tolist()}"
+                f"{' ...' if bad.size > 10 else ''}; pass check_finite=False to keep them"
+            )
         return out
 
     def iter(
-        self, rows: Sequence[int] | np.ndarray, *, chunk_size: int = 4096, arch_activation: str | None = None,
-        dtype: torch.dtype = torch.float32, check_finite: bool = True, label_column: str = "test_accuracy",
+        self,
+        rows: Sequence[int] | np.ndarray,
+        *,
+        chunk_size: int = 4096,
+        arch_activation: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+        label_column: str = "test_accuracy",
     ) -> Iterator[CNNZooBatch]:
         """Stream the given rows in batches of ``chunk_size`` (one :class:`CNNZooBatch` each)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -492,7 +565,7 @@ class SmallCNNZoo:
             raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
         arch = self._arch_for(rows, arch_activation)
         for s in range(0, rows.size, chunk_size):
-            r = rows[s:s + chunk_size]
+            r = rows[s : s + chunk_size]
             ws, bs = unflatten_tf(self._read_rows(r, check_finite), self.layout, arch, dtype=dtype)
             yield self._batch(arch, ws, bs, r, label_column)
 
@@ -506,8 +579,13 @@ class SmallCNNZoo:
         return CNNZooBatch(arch, ws, bs, labels, r.copy(), self.metrics_rows(r))
 
     def load(
-        self, rows: Sequence[int] | np.ndarray, *, arch_activation: str | None = None, dtype: torch.dtype = torch.float32,
-        check_finite: bool = True, label_column: str = "test_accuracy",
+        self,
+        rows: Sequence[int] | np.ndarray,
+        *,
+        arch_activation: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        check_finite: bool = True,
+        label_column: str = "test_accuracy",
     ) -> CNNZooBatch:
         """Read the given rows (in the given order) as one :class:`CNNZooBatch`.
 
@@ -526,9 +604,16 @@ def open_small_cnn_zoo(root: PathLike, **kwargs) -> SmallCNNZoo:
 
 
 def load_small_cnn_zoo(
-    root: PathLike, split: str | None = None, *, activation: str | None = None, final_step: int | None = 86,
-    order_file: PathLike | None = None, where: Mapping[str, Any] | Callable | None = None,
-    limit: int | None = None, dtype: torch.dtype = torch.float32, check_finite: bool = True,
+    root: PathLike,
+    split: str | None = None,
+    *,
+    activation: str | None = None,
+    final_step: int | None = 86,
+    order_file: PathLike | None = None,
+    where: Mapping[str, Any] | Callable | None = None,
+    limit: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    check_finite: bool = True,
     **open_kwargs,
 ) -> CNNZooBatch:
     """Open the zoo, :meth:`~SmallCNNZoo.select` rows and load them in one call.
@@ -542,4 +627,3 @@ def load_small_cnn_zoo(
     zoo = SmallCNNZoo(root, order_file=order_file, **open_kwargs)
     rows = zoo.select(split, activation=activation, final_step=final_step, where=where, limit=limit)
     return zoo.load(rows, arch_activation=activation, dtype=dtype, check_finite=check_finite)
-
