@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: all setup demo test fuzz bench cuda-check clean distclean
+.PHONY: all setup demo test lint format fuzz bench cuda-check clean distclean
 
 all: test
 
@@ -20,6 +20,19 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q python_tests $(PYTEST_ARGS)
+
+# Style checks (run by .ci/run before the tests): ruff lint + format, clang-format on csrc/.
+CSRC := $(shell git ls-files 'csrc/*.h' 'csrc/*.cpp' 'csrc/*.cu' 'csrc/*.cuh' 2>/dev/null)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --style=file --dry-run --Werror $(CSRC)
+
+# Applies both formatters in place.
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format --style=file -i $(CSRC)
 
 # Property-based fuzzing of every torch.ops.scalegmn op (python_tests/test_fuzz_ops.py) with
 # SCALEGMN_FUZZ_CASES cases (default 12000; `make test` runs 2400); SCALEGMN_FUZZ_SEED=N for new cases.

@@ -457,8 +457,8 @@ def main(argv=None) -> int:
     m.add_argument(
         "--n-cnn", type=int, default=None, help="tanh CNNs to train (default 96, the last 40 are the test set)"
     )
-    m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 500)")
-    m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 300)")
+    m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 400)")
+    m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 200)")
     m.add_argument("--pairs", type=int, default=None, help="CNN pairs (default 20)")
     m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
     m.add_argument("--decoder", choices=("mlp", "neuron"), default=None, help="decoder (default mlp, the paper's)")

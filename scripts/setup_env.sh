@@ -46,7 +46,7 @@ DEPS_VERSION=4
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 # matplotlib: the zoo commands' PNG figures (the `plots` extra). The list is part of DEPS_ID, so
 # editing it re-runs step 2 on the next set-up.
-DEV_DEPS=(numpy scipy pytest hypothesis tqdm ninja pybind11 setuptools wheel safetensors matplotlib)
+DEV_DEPS=(numpy scipy pytest hypothesis tqdm ninja pybind11 setuptools wheel safetensors matplotlib ruff clang-format)
 DEPS_STAMP="$VENV/.scalegmn_deps_stamp"
 EXT_STAMP="$VENV/.scalegmn_ext_stamp"
 

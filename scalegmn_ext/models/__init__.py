@@ -1,7 +1,19 @@
-"""ScaleGMN models (invariant encoder and equivariant weight-space head)."""
+"""Metanetworks: the ScaleGMN invariant encoder and equivariant head, and the canonicalising autoencoder."""
 
+from .autoencoder import MLPDecoder, NeuronDecoder, ScaleGMNAutoencoder
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, InvariantNet, ScaleEq
 from .scalegmn import ScaleGMN, ScaleGMNEquivariant
 
-__all__ = ["ScaleGMNConfig", "ScaleGMN", "ScaleGMNEquivariant", "MLP", "Canonicalizer", "InvariantNet", "ScaleEq"]
+__all__ = [
+    "ScaleGMNConfig",
+    "ScaleGMN",
+    "ScaleGMNEquivariant",
+    "ScaleGMNAutoencoder",
+    "MLPDecoder",
+    "NeuronDecoder",
+    "MLP",
+    "Canonicalizer",
+    "InvariantNet",
+    "ScaleEq",
+]

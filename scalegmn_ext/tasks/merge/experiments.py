@@ -245,6 +245,9 @@ def cnn_pair_experiment(
     acc_a, _, prob_a = _class_metrics(arch, *a, x, labels)
     acc_b, _, prob_b = _class_metrics(arch, *b, x, labels)
     ens = ((prob_a + prob_b) / 2).argmax(-1).eq(labels).double().mean(-1)
+    # how often the two ends predict the same class: a decoder that maps every network to nearly
+    # one network would show a much higher agreement for its ends than the originals have
+    agree = prob_a.argmax(-1).eq(prob_b.argmax(-1)).double().mean(-1)
     for m in methods:
         ws, bs = _path(arch, model, a, b, m, alphas, seed)
         acc, ce, _ = _class_metrics(arch, ws, bs, x, labels)
@@ -253,6 +256,7 @@ def cnn_pair_experiment(
         res[m] = {
             "accuracy": acc,
             "cross_entropy": ce,
+            "ends_agreement": _ends_agreement(arch, ws, bs, P, A, x),
             **{f"ce_{k}": v for k, v in summarize_barriers(ce, alphas).items()},
             **{f"error_{k}": v for k, v in summarize_barriers(err, alphas).items()},
             "merged_accuracy": float(acc[:, half].mean()),
@@ -263,4 +267,14 @@ def cnn_pair_experiment(
         "results": res,
         "original_accuracy": float(torch.cat([acc_a, acc_b]).mean()),
         "ensemble_accuracy": float(ens.mean()),
+        "original_agreement": float(agree.mean()),
     }
+
+
+def _ends_agreement(arch, ws, bs, P: int, A: int, x: Tensor) -> float:
+    """Mean fraction of images on which the two ends of each path predict the same class."""
+    ends_w = [torch.stack([w.view(P, A, *w.shape[1:])[:, i] for i in (0, A - 1)], 1).flatten(0, 1) for w in ws]
+    ends_b = [torch.stack([b.view(P, A, -1)[:, i] for i in (0, A - 1)], 1).flatten(0, 1) for b in bs]
+    with torch.no_grad():
+        pred = forward(arch, ends_w, ends_b, x).argmax(-1).view(P, 2, -1)
+    return float(pred[:, 0].eq(pred[:, 1]).double().mean())
