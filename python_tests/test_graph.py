@@ -381,3 +381,15 @@ def test_batched_structure_and_weightgraph():
     assert torch.equal(flat["rowptr"].diff(), torch.bincount(flat["edge_index"][1], minlength=3 * N))
     w2, b2 = g.to_weights()
     assert all(torch.equal(a, b) for a, b in zip(w2 + b2, ws + bs))
+
+
+def test_direct_op_rejects_integer_dtypes_even_for_an_empty_batch():
+    """Fuzzer finding: with B = 0 the kernels return before dispatching on the dtype, so the
+    dtype check must sit in the shared argument checks."""
+    w = [torch.zeros(0, 2, 1, 3, 3, dtype=torch.uint8), torch.zeros(0, 2, 2, 3, 3, dtype=torch.uint8)]
+    b = [torch.zeros(0, 2, dtype=torch.uint8)] * 2
+    with pytest.raises(RuntimeError, match="weights must be float16, bfloat16, float32 or float64"):
+        torch.ops.scalegmn.weights_to_graph(w, b, 3, 3, True, -2.5)
+    node, edge = torch.zeros(0, 5, 1, dtype=torch.int32), torch.zeros(0, 6, 1, dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="node and edge features must be float16"):
+        torch.ops.scalegmn.graph_to_weights(node, edge, [1, 2, 2], [1, 1], [1, 1], [False, False], 1, 1, True)

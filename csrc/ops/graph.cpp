@@ -4,6 +4,13 @@
 
 namespace scalegmn {
 
+namespace {
+// The graph ops move floating data (the kernels dispatch on these four types).
+bool is_float_dtype(at::ScalarType t) {
+  return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
+}
+}  // namespace
+
 GraphMeta weights_meta(at::TensorList weights, at::TensorList biases, int64_t Kh, int64_t Kw) {
   TORCH_CHECK(!weights.empty(), "weights_to_graph: weights must hold at least one layer");
   TORCH_CHECK(weights.size() == biases.size(), "weights_to_graph: got ", weights.size(), " weight tensors but ",
@@ -15,6 +22,9 @@ GraphMeta weights_meta(at::TensorList weights, at::TensorList biases, int64_t Kh
   m.Kw = Kw;
   m.K = checked_mul(Kh, Kw, op, "edge feature width max_kh * max_kw");
   const auto& w0 = weights[0];
+  // checked here, not only in the kernels' dispatch: an empty batch returns before dispatching
+  TORCH_CHECK(is_float_dtype(w0.scalar_type()), "weights_to_graph: weights must be float16, bfloat16, float32 or ",
+              "float64, got ", w0.scalar_type());
   TORCH_CHECK(w0.dim() == 3 || w0.dim() == 5, "weights_to_graph: weights[0] must be [B, out, in] or ",
               "[B, out, in, kh, kw], got ", w0.sizes());
   m.B = w0.size(0);
@@ -79,6 +89,8 @@ GraphMeta graph_meta(const at::Tensor& node, const at::Tensor& edge, at::IntArra
               "graph_to_weights: edge features must be [", m.B, ", ", m.E, ", ", m.K, "], got ", edge.sizes());
   TORCH_CHECK(node.scalar_type() == edge.scalar_type() && node.device() == edge.device(),
               "graph_to_weights: node and edge features must share dtype and device");
+  TORCH_CHECK(is_float_dtype(node.scalar_type()), "graph_to_weights: node and edge features must be float16, ",
+              "bfloat16, float32 or float64, got ", node.scalar_type());
   return m;
 }
 

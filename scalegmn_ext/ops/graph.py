@@ -37,6 +37,7 @@ def _weights_to_graph_fake(weights, biases, max_kh, max_kw, dense_centre, input_
     )
     _check_max_kernel(op, max_kh, max_kw)
     w0 = weights[0]
+    torch._check(w0.dtype in FLOAT_DTYPES, lambda: f"{op}: weights must be float16, bfloat16, float32 or float64")
     for l, (w, b) in enumerate(zip(weights, biases)):
         torch._check(w.dim() in (3, 5), lambda: f"{op}: weights[{l}] must be [B, out, in] or [B, out, in, kh, kw]")
         torch._check(
@@ -66,6 +67,7 @@ def _graph_to_weights_fake(node, edge, layout, kernel_h, kernel_w, is_conv, max_
         lambda: f"{op}: kernel_h, kernel_w and is_conv must have one entry per layer ({L})",
     )
     _check_max_kernel(op, max_kh, max_kw)
+    torch._check(node.dtype in FLOAT_DTYPES, lambda: f"{op}: node and edge features must be floating")
     for l in range(L):
         torch._check(layout[l] > 0 and layout[l + 1] > 0, lambda: f"{op}: layout entries must be positive")
         torch._check(
