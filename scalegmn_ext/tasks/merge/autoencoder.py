@@ -17,7 +17,6 @@ scores the result (PSNR for INRs, accuracy kept for CNNs).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from ...weightspace.architecture import Architecture
 from ...weightspace.functional import forward, render_inr
+from ..fit import psnr
 from ..zoo.format import arch_from_dict, arch_to_dict
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "DistillationLoss",
     "canonicalize",
     "reconstruction_quality",
-    "psnr",
     "autoencoder_state",
     "load_autoencoder",
 ]
@@ -153,12 +152,6 @@ def canonicalize(
     return [torch.cat([o[l] for o in outs_w]) for l in range(L)], [torch.cat([o[l] for o in outs_b]) for l in range(L)]
 
 
-def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> Tensor:
-    """Per-image PSNR (dB) between ``[B, ...]`` renderings; identical images give +inf."""
-    mse = (a - b).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(peak**2 / mse)
-
-
 def reconstruction_quality(
     arch: Architecture,
     original: tuple,
@@ -173,11 +166,8 @@ def reconstruction_quality(
     if images is None:
         ro = render_inr(arch, *original, size, size)
         rd = render_inr(arch, *decoded, size, size)
-        p = psnr(rd.clamp(0, 1), ro.clamp(0, 1))
-        return {
-            "psnr_mean": float(p[torch.isfinite(p)].mean()) if bool(torch.isfinite(p).any()) else math.inf,
-            "psnr_min": float(p.min()),
-        }
+        p = psnr(rd.clamp(0, 1), ro.clamp(0, 1))  # capped at 120 dB for identical renderings
+        return {"psnr_mean": float(p.mean()), "psnr_min": float(p.min())}
     x = images if arch.is_cnn else images.flatten(1)
     x = x.to(original[0][0].dtype)
     acc = [float((forward(arch, *net, x).argmax(-1) == labels).double().mean()) for net in (original, decoded)]

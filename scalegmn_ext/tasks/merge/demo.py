@@ -35,6 +35,7 @@ from ...weightspace.symmetry import apply_group_element, random_group_element
 from .. import fit
 from ..data import load_mnist_5k
 from ..train import NetworkSet, TrainConfig, Trainer
+from ..zoo.cnn import source_data
 from .autoencoder import DistillationLoss, INRRenderLoss, autoencoder_state, canonicalize, reconstruction_quality
 from .experiments import cnn_pair_experiment, inr_orbit_experiment, orbit_collapse
 
@@ -88,23 +89,14 @@ TINY = MergeDemoSizes(
 
 
 def _images_for_cnns(n_train: int, seed: int):
-    """Fashion-MNIST when installed (the paper's CNN zoo is an image classifier zoo), else MNIST-5k."""
-    g = torch.Generator().manual_seed(seed)
+    """Fashion-MNIST when installed (the paper's CNN zoo is an image classifier zoo), else MNIST-5k;
+    the CNN zoo generator's own sampling of a training pool and 1,000 test images."""
     try:
-        from ..data import load_fashion_mnist
-
-        xtr, ytr = load_fashion_mnist("train")
-        xte, yte = load_fashion_mnist("test")
-        source = "Fashion-MNIST"
+        xtr, ytr, xte, yte, *_ = source_data("fashion", seed, n_train, 1000, None)
+        return xtr, ytr, xte, yte, "Fashion-MNIST"
     except (FileNotFoundError, OSError, ValueError):
-        x, y = load_mnist_5k()
-        perm = torch.randperm(x.shape[0], generator=g)
-        x, y = x[perm], y[perm]
-        xtr, ytr, xte, yte = x[:4000], y[:4000], x[4000:], y[4000:]
-        source = "MNIST-5k"
-    tr = torch.randperm(xtr.shape[0], generator=g)[:n_train]
-    te = torch.randperm(xte.shape[0], generator=g)[:1000]
-    return xtr[tr].unsqueeze(1), ytr[tr], xte[te].unsqueeze(1), yte[te], source
+        xtr, ytr, xte, yte, *_ = source_data("mnist", seed, n_train, 1000, None)
+        return xtr, ytr, xte, yte, "MNIST-5k"
 
 
 def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, symmetry=None):

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ...weightspace.architecture import Architecture, Symmetry
 from ...weightspace.functional import forward, render_inr
-from ...weightspace.symmetry import apply_group_element, random_group_element
+from ...weightspace.symmetry import GroupElement, apply_group_element, random_group_element
 from .autoencoder import canonicalize
 from .interpolation import barrier_from_curve, default_alphas, interpolate
 from .matching import weight_matching
@@ -58,37 +58,38 @@ def _take(net, i):
     return [w[i] for w in net[0]], [b[i] for b in net[1]]
 
 
-def _stack(nets):
-    L = len(nets[0][0])
-    return [torch.stack([n[0][l] for n in nets]) for l in range(L)], [
-        torch.stack([n[1][l] for n in nets]) for l in range(L)
-    ]
-
-
 def _align(arch, a, b, method: str, seed: int):
-    """Align every network of batch ``b`` to the matching one of ``a`` (one LAP problem per pair)."""
+    """Align every network of batch ``b`` to the matching one of ``a`` (one LAP problem per pair),
+    then apply all the found elements in one batched group action."""
     kind = "permutation" if method == "rebasin" else method.split("_", 1)[1]
-    out = []
-    for i in range(a[0][0].shape[0]):
-        ai, bi = _take(a, i), _take(b, i)
-        r = weight_matching(arch, ai, bi, method=kind, seed=seed + i)
-        ws, bs = apply_group_element(
-            arch, [w[None] for w in bi[0]], [v[None] for v in bi[1]], r.g.to(dtype=bi[0][0].dtype)
-        )
-        out.append(([w[0] for w in ws], [v[0] for v in bs]))
-    return _stack(out)
+    gs = [
+        weight_matching(arch, _take(a, i), _take(b, i), method=kind, seed=seed + i).g for i in range(a[0][0].shape[0])
+    ]
+    g = GroupElement(
+        tuple(torch.cat(p) for p in zip(*(x.perm for x in gs))),
+        tuple(torch.cat(q).to(b[0][0].dtype) for q in zip(*(x.scale for x in gs))),
+    )
+    return apply_group_element(arch, *b, g)
 
 
-def _path(arch, model, a, b, method: str, alphas: Tensor, seed: int):
-    """All networks on the paths a_i -> b_i for ``method``: ``[P * A, ...]`` pair-major."""
+def _path(arch, model, a, b, method: str, alphas: Tensor, seed: int, a_side: dict | None = None):
+    """All networks on the paths a_i -> b_i for ``method``: ``[P * A, ...]`` pair-major.
+
+    ``a_side`` (optional) caches what the autoencoder methods compute from ``a`` alone, for
+    callers that pair the same ``a`` with several ``b``."""
+    a_side = {} if a_side is None else a_side
     if method == "naive":
         return interpolate(arch, a, b, alphas)
     if method == "autoencoder":
-        return interpolate(arch, canonicalize(model, *a), canonicalize(model, *b), alphas)
+        if "canonical" not in a_side:
+            a_side["canonical"] = canonicalize(model, *a)
+        return interpolate(arch, a_side["canonical"], canonicalize(model, *b), alphas)
     if method == "latent":
         ae = getattr(model, "module", model)
         with torch.no_grad():
-            za, zb = ae.encode(*a), ae.encode(*b)
+            if "latent" not in a_side:
+                a_side["latent"] = ae.encode(*a)
+            za, zb = a_side["latent"], ae.encode(*b)
             s = alphas.to(za.dtype).view(1, -1, 1)
             z = torch.lerp(
                 za.unsqueeze(1).expand(-1, s.shape[1], -1),
@@ -101,13 +102,32 @@ def _path(arch, model, a, b, method: str, alphas: Tensor, seed: int):
     raise ValueError(f"unknown method {method!r}")
 
 
+def _orbit_members(arch: Architecture, nets, members: int, transform: str, generator: torch.Generator):
+    """``members`` random members per network of the orbit type ``transform``: returns the index of
+    each member's network, the originals repeated to match, and the members."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transforms must be among {sorted(TRANSFORMS)}, got {transform!r}")
+    permute, group = TRANSFORMS[transform]
+    idx = torch.arange(nets[0][0].shape[0]).repeat_interleave(members)
+    a = ([w[idx] for w in nets[0]], [b[idx] for b in nets[1]])
+    g = random_group_element(
+        arch,
+        idx.numel(),
+        symmetry=arch.symmetry.value if group else "permutation",
+        permute=permute,
+        generator=generator,
+        dtype=a[0][0].dtype,
+    )
+    return idx, a, apply_group_element(arch, *a, g)
+
+
 def summarize_barriers(curves: Tensor, alphas: Tensor) -> dict:
     """Per-pair barriers of ``curves [P, A]`` -> mean/std of the max and of the mean barrier, and
     the mean loss at the two ends (a barrier of 0 between two bad networks is no merge)."""
     r = barrier_from_curve(alphas, curves)
     b, m = r.barrier.double(), r.mean_barrier.double()
     sd = lambda t: float(t.std()) if t.numel() > 1 else 0.0
-    ends = curves.double()[:, [int((alphas == 0).nonzero()[0]), int((alphas == 1).nonzero()[0])]]
+    ends = r.end_losses.double()
     return {
         "barrier_mean": float(b.mean()),
         "barrier_std": sd(b),
@@ -141,18 +161,14 @@ def inr_orbit_experiment(
         if t not in TRANSFORMS:
             raise ValueError(f"transforms must be among {sorted(TRANSFORMS)}, got {t!r}")
     alphas = default_alphas(n_alphas)
-    N = inrs[0][0].shape[0]
     H, W = images.shape[-2:]
-    idx = torch.arange(N).repeat_interleave(members)  # pair p: original idx[p] <-> one of its members
-    a = ([w[idx] for w in inrs[0]], [b[idx] for b in inrs[1]])
-    target = images[idx].to(a[0][0].dtype)
+    a_side: dict = {}  # every transform and eps pairs the same originals: their codes are computed once
     out = {}
     for t in transforms:
-        permute, group = TRANSFORMS[t]
-        sym = arch.symmetry.value if group else "permutation"
         gen = torch.Generator().manual_seed(seed * 7919 + sum(map(ord, t)))
-        g = random_group_element(arch, idx.numel(), symmetry=sym, permute=permute, generator=gen, dtype=a[0][0].dtype)
-        member = apply_group_element(arch, *a, g)
+        # pair p: original idx[p] <-> one of its members
+        idx, a, member = _orbit_members(arch, inrs, members, t, gen)
+        target = images[idx].to(a[0][0].dtype)
         out[t] = {}
         for e in eps:
             ng = torch.Generator().manual_seed(seed * 104729 + int(round(e * 1e6)))
@@ -162,7 +178,7 @@ def inr_orbit_experiment(
             )
             out[t][e] = {}
             for m in methods:
-                ws, bs = _path(arch, model, a, b, m, alphas, seed)
+                ws, bs = _path(arch, model, a, b, m, alphas, seed, a_side)
                 with torch.no_grad():
                     img = render_inr(arch, ws, bs, H, W).reshape(idx.numel(), alphas.numel(), H, W)
                 curves = (img - target.unsqueeze(1)).pow(2).mean((2, 3))
@@ -176,20 +192,10 @@ def orbit_collapse(
     """Experiment 2: embed ``members`` orbit members of each network with ``encoder`` (a callable
     ``(weights, biases) -> [B, k]``). Returns the within/between distance ratio and (optionally)
     2-D t-SNE coordinates with orbit labels."""
-    permute, group = TRANSFORMS[transform]
     N = inrs[0][0].shape[0]
-    idx = torch.arange(N).repeat_interleave(members)
-    a = ([w[idx] for w in inrs[0]], [b[idx] for b in inrs[1]])
-    g = random_group_element(
-        arch,
-        idx.numel(),
-        symmetry=arch.symmetry.value if group else "permutation",
-        permute=permute,
-        generator=torch.Generator().manual_seed(seed),
-        dtype=a[0][0].dtype,
-    )
+    idx, _, member = _orbit_members(arch, inrs, members, transform, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        z = encoder(*apply_group_element(arch, *a, g)).double()
+        z = encoder(*member).double()
     d = torch.cdist(z, z)
     same = idx.unsqueeze(0) == idx.unsqueeze(1)
     off = ~torch.eye(idx.numel(), dtype=torch.bool)

@@ -81,6 +81,7 @@ class BarrierResult:
     barrier: Tensor  # [...]
     mean_barrier: Tensor  # [...]
     argmax_alpha: Tensor  # [...] where the largest rise is
+    end_losses: Tensor  # [..., 2] the losses at alpha = 0 and alpha = 1
 
 
 def barrier_from_curve(alphas, losses: Tensor) -> BarrierResult:
@@ -102,7 +103,12 @@ def barrier_from_curve(alphas, losses: Tensor) -> BarrierResult:
     mean = torch.trapezoid(r_s, a_s, dim=-1) / span
     best = rise.max(dim=-1)
     return BarrierResult(
-        alphas=al, losses=losses, barrier=best.values, mean_barrier=mean, argmax_alpha=al[best.indices]
+        alphas=al,
+        losses=losses,
+        barrier=best.values,
+        mean_barrier=mean,
+        argmax_alpha=al[best.indices],
+        end_losses=torch.stack([l0, l1], -1),
     )
 
 

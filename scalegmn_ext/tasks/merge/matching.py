@@ -210,6 +210,7 @@ def weight_matching(
         wb, bb = _apply(arch, wb, bb, n_b)
     hidden = arch.layout[1:-1]
     rng = np.random.default_rng(seed)
+    np_nets = [[t.numpy() for t in x] for x in (wa, ba, wb, bb)]  # the descent's cost matrices are numpy
     best = None
     for r in range(restarts):
         if r == 0:
@@ -218,7 +219,6 @@ def weight_matching(
         else:
             perms = [rng.permutation(n) for n in hidden]
             signs = [rng.choice([-1.0, 1.0], size=n) for n in hidden]
-        np_nets = [[t.numpy() for t in x] for x in (wa, ba, wb, bb)]
         sweeps = _descend(*np_nets, perms, signs, method == "sign", rng, max_sweeps) if hidden else 0
         g = _as_element(perms, signs)
         wg, bg = _apply(arch, wb, bb, g)

@@ -115,7 +115,7 @@ def default_checkpoints(epochs: int) -> list[int]:
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
-def _source_data(source: str, seed: int, train_size: int, test_size: int, root: str | None):
+def source_data(source: str, seed: int, train_size: int, test_size: int, root: str | None):
     """(pool_x [N,1,28,28], pool_y, test_x, test_y, pool_indices, test_indices, tags)."""
     from .. import data
 
@@ -492,7 +492,7 @@ def generate_cnn_zoo(
     log = log or (lambda s: None)
     device = torch.device(device)
     base_arch = Architecture.small_cnn_zoo(activations[0])
-    pool_x, pool_y, test_x, test_y, pool_idx, test_idx, tags = _source_data(
+    pool_x, pool_y, test_x, test_y, pool_idx, test_idx, tags = source_data(
         source, seed, train_size, test_size, data_root
     )
     if pool_x.shape[0] < train_size or test_x.shape[0] < test_size:
