@@ -1,4 +1,4 @@
-"""Command line: ``scalegmn-ext demo | info | zoo inr | zoo cnn``."""
+"""Command line: ``scalegmn-ext demo | merge-demo | info | zoo inr|cnn|mlp | amortize train|eval``."""
 
 from __future__ import annotations
 
@@ -247,8 +247,26 @@ def _zoo_inr(args) -> int:
 
 
 def _zoo_cnn(args) -> int:
+    return _zoo_classifier(args, "cnn")
+
+
+def _zoo_mlp(args) -> int:
+    return _zoo_classifier(args, "mlp")
+
+
+def _zoo_classifier(args, kind: str) -> int:
     from .tasks.zoo.cnn import cnn_accuracy_histogram, cnn_summary_table, generate_cnn_zoo
 
+    if kind == "mlp":
+        from .tasks.zoo.mlp import generate_mlp_zoo
+
+        try:
+            hidden = [int(v) for v in args.hidden.split(",")]
+        except ValueError:
+            raise ValueError(f"--hidden must be comma-separated widths, got {args.hidden!r}") from None
+        generator = lambda out, n, **kw: generate_mlp_zoo(out, n, hidden=hidden, image_size=args.image_size, **kw)  # noqa: E731
+    else:
+        generator = generate_cnn_zoo
     ranges = {
         k: v
         for k, v in (
@@ -268,7 +286,7 @@ def _zoo_cnn(args) -> int:
             raise ValueError(f"--checkpoints must be comma-separated epochs, got {args.checkpoints!r}") from None
     return _generate_and_report(
         args,
-        lambda **kw: generate_cnn_zoo(
+        lambda **kw: generator(
             args.out,
             args.n,
             source=args.source,
@@ -297,7 +315,8 @@ def _zoo_cnn(args) -> int:
         png_name="accuracy_hist.png",
         png_row="histogram",
         png_note="final test accuracy by activation",
-        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)",
+        load_hint=f"scalegmn_ext.tasks.zoo.Zoo({args.out!r}).where(activation='relu', is_final=True)"
+        + ("; images: scalegmn_ext.tasks.zoo.cnn.classifier_zoo_data(zoo)" if kind == "mlp" else ""),
     )
 
 
@@ -370,7 +389,35 @@ def _add_zoo_parsers(sub) -> None:
         "lr / weight decay / dropout / init std / train fraction / activation.",
     )
     common(c, 64, "runs/zoo/cnn-<source>", ["fashion", "mnist"], "fashion")
-    c.add_argument("--epochs", type=int, default=5, help="epochs over each network's own subset (default 5)")
+    _classifier_args(c, default_epochs=5)
+    c.set_defaults(fn=_zoo_cnn, default_out="runs/zoo/cnn-{source}")
+
+    m = zs.add_parser(
+        "mlp",
+        help="MLP classifiers on the CNN zoo's images (pooled, flattened), varied hyper-parameters, early checkpoints",
+        description="Train MLPs (image_size^2 -> hidden -> 10) with the CNN zoo's per-network lr / weight decay / "
+        "dropout / init std / train fraction / activation; same format, checkpoints and resumption.",
+    )
+    common(m, 64, "runs/zoo/mlp-<source>", ["fashion", "mnist"], "fashion")
+    _classifier_args(m, default_epochs=2)
+    m.add_argument("--hidden", default="32,32", help="hidden widths, comma-separated (default 32,32)")
+    m.add_argument(
+        "--image-size",
+        type=int,
+        default=14,
+        help="side the 28x28 images are average-pooled to (divides 28; default 14)",
+    )
+    m.set_defaults(fn=_zoo_mlp, default_out="runs/zoo/mlp-{source}")
+
+
+def _classifier_args(c, default_epochs: int) -> None:
+    """Arguments shared by ``zoo cnn`` and ``zoo mlp``."""
+    c.add_argument(
+        "--epochs",
+        type=int,
+        default=default_epochs,
+        help=f"epochs over each network's own subset (default {default_epochs})",
+    )
     c.add_argument("--checkpoints", default=None, help="comma-separated epochs to store (default 0,1,2,4,...,epochs)")
     c.add_argument("--train-size", type=int, default=10000, help="training pool size (default 10000; 60000 = all)")
     c.add_argument("--test-size", type=int, default=2000, help="test images for test_acc (default 2000; 10000 = all)")
@@ -392,7 +439,6 @@ def _add_zoo_parsers(sub) -> None:
             default=None,
             help=f"low,high (default {dflt})",
         )
-    c.set_defaults(fn=_zoo_cnn, default_out="runs/zoo/cnn-{source}")
 
 
 def _run_zoo(args) -> int:

@@ -4,6 +4,7 @@
   :class:`~scalegmn_ext.tasks.zoo.format.Zoo` reader.
 * :mod:`scalegmn_ext.tasks.zoo.inr` -- SIREN INR zoos of real images (MNIST-5k or Fashion-MNIST).
 * :mod:`scalegmn_ext.tasks.zoo.cnn` -- Small-CNN-Zoo CNNs on Fashion-MNIST with varied hyper-parameters.
+* :mod:`scalegmn_ext.tasks.zoo.mlp` -- MLP classifiers on the same images, same hyper-parameters and format.
 * :mod:`scalegmn_ext.tasks.zoo.generation` -- what both generators share (worker threads, split
   fractions, summary statistics).
 * :mod:`scalegmn_ext.tasks.zoo.published` -- readers for the published zoos (one module per layout).
@@ -11,7 +12,7 @@
 The figures the commands write (INR preview, CNN accuracy histogram) are drawn by
 :mod:`scalegmn_ext.tasks.plots` (matplotlib, optional: ``pip install 'scalegmn_ext[plots]'``).
 
-Command line: ``scalegmn-ext zoo inr|cnn --n N --out DIR``.
+Command line: ``scalegmn-ext zoo inr|cnn|mlp --n N --out DIR``.
 """
 
 from .format import FORMAT_VERSION, Zoo, ZooWriter, arch_from_dict, arch_to_dict
@@ -24,6 +25,7 @@ __all__ = [
     "FORMAT_VERSION",
     "generate_inr_zoo",
     "generate_cnn_zoo",
+    "generate_mlp_zoo",
 ]
 
 
@@ -36,4 +38,8 @@ def __getattr__(name):  # lazy: importing the reader does not import the generat
         from .cnn import generate_cnn_zoo
 
         return generate_cnn_zoo
+    if name == "generate_mlp_zoo":
+        from .mlp import generate_mlp_zoo
+
+        return generate_mlp_zoo
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

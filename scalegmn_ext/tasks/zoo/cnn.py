@@ -62,6 +62,8 @@ __all__ = [
     "DEFAULT_RANGES",
     "CNN_COLUMNS",
     "cnn_eval_data",
+    "classifier_zoo_data",
+    "generate_classifier_zoo",
     "evaluate",
     "cnn_summary_table",
     "cnn_accuracy_histogram",
@@ -147,16 +149,34 @@ def source_data(source: str, seed: int, train_size: int, test_size: int, root: s
 
 
 def cnn_eval_data(zoo: Zoo, root: str | None = None) -> tuple[Tensor, Tensor]:
-    """The exact test images ``[m, 1, 28, 28]`` and labels that the zoo's ``test_acc`` was measured on."""
-    d = zoo.info["data"]
+    """The exact test images and labels that the zoo's ``test_acc`` was measured on: ``[m, 1, 28, 28]``
+    for a CNN zoo, the flattened pooled images ``[m, image_size**2]`` for an MLP zoo."""
+    return classifier_zoo_data(zoo, "test", root)
+
+
+def classifier_zoo_data(zoo: Zoo, part: str = "test", root: str | None = None) -> tuple[Tensor, Tensor]:
+    """Images (in the zoo networks' input form) and labels of a classifier zoo: ``part="test"``
+    the test images its ``test_acc`` was measured on, ``"pool"`` the training pool its networks
+    drew their subsets from."""
+    if part not in ("test", "pool"):
+        raise ValueError(f"part must be 'test' or 'pool', got {part!r}")
+    d = zoo.info.get("data") or {}
+    if "test_source" not in d or "pool_indices" not in d:
+        raise ValueError(f"{zoo.path} is a {zoo.kind!r} zoo without stored image indices (not a classifier zoo)")
     from .. import data
 
-    if d["test_source"] == "fashion-test":
-        x, y = data.load_fashion_mnist("test", root)
+    src = d["test_source" if part == "test" else "train_source"]
+    if src.startswith("fashion"):
+        x, y = data.load_fashion_mnist(src.split("-", 1)[1], root)
     else:
         x, y = data.load_mnist_5k(root)
-    idx = torch.tensor(d["test_indices"], dtype=torch.long)
-    return x[idx].unsqueeze(1), y[idx]
+    idx = torch.tensor(d["test_indices" if part == "test" else "pool_indices"], dtype=torch.long)
+    x, y = x[idx].unsqueeze(1), y[idx]
+    if zoo.kind == "mlp":
+        from .mlp import flatten_images
+
+        x = flatten_images(x, int(zoo.info["config"]["image_size"]))
+    return x, y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,7 +259,10 @@ def _forward_train(arch: Architecture, ws, bs, x: Tensor, keep: Tensor | None, g
         r = torch.rand(h.shape, generator=gen, dtype=h.dtype, device=h.device)
         return h * r.lt_(k).mul_(1.0 / k)  # inverted dropout: kept units scaled by 1/keep
 
-    h = x.transpose(0, 1).reshape(P, n * x.shape[2], *x.shape[3:])
+    if n_conv == 0:  # MLP: x is [n, P, features] (images already flattened by the zoo's input transform)
+        h = x
+    else:
+        h = x.transpose(0, 1).reshape(P, n * x.shape[2], *x.shape[3:])
     for l in range(n_conv):
         spec = arch.layers[l]
         h = F.conv2d(
@@ -252,7 +275,8 @@ def _forward_train(arch: Architecture, ws, bs, x: Tensor, keep: Tensor | None, g
         )
         if l < L - 1:
             h = drop(act(h), spec.out_features, 1)
-    h = h.mean(dim=(2, 3)).reshape(P, n, arch.layout[n_conv]).transpose(0, 1)
+    if n_conv:
+        h = h.mean(dim=(2, 3)).reshape(P, n, arch.layout[n_conv]).transpose(0, 1)
     for l in range(n_conv, L):
         h = torch.baddbmm(bs[l].unsqueeze(1), h, ws[l].transpose(1, 2))
         if l < L - 1:
@@ -459,6 +483,69 @@ def generate_cnn_zoo(
         device, split_fractions, data_root, progress, on_chunk, log: as in
             :func:`~scalegmn_ext.tasks.zoo.inr.generate_inr_zoo` (progress counts networks).
     """
+    return generate_classifier_zoo(
+        out,
+        n,
+        source=source,
+        seed=seed,
+        epochs=epochs,
+        checkpoints=checkpoints,
+        train_size=train_size,
+        test_size=test_size,
+        eval_train_size=eval_train_size,
+        batch_size=batch_size,
+        activations=activations,
+        ranges=ranges,
+        chunk=chunk,
+        group_size=group_size,
+        workers=workers,
+        device=device,
+        split_fractions=split_fractions,
+        data_root=data_root,
+        progress=progress,
+        on_chunk=on_chunk,
+        log=log,
+    )
+
+
+def generate_classifier_zoo(
+    out: str | os.PathLike,
+    n: int = 64,
+    *,
+    kind: str = "cnn",
+    arch_for: Callable[[str], Architecture] = Architecture.small_cnn_zoo,
+    input_transform: Callable[[Tensor], Tensor] | None = None,
+    input_description: str = "grayscale in [0, 1], [1, 28, 28]",
+    config_extra: dict | None = None,
+    source: str = "fashion",
+    seed: int = 0,
+    epochs: int = 5,
+    checkpoints: Sequence[int] | None = None,
+    train_size: int = 10000,
+    test_size: int = 2000,
+    eval_train_size: int = 1000,
+    batch_size: int = 32,
+    activations: Sequence[str] = ("relu", "tanh"),
+    ranges: dict | None = None,
+    chunk: int = 64,
+    group_size: int = 32,
+    workers: int | None = None,
+    device: str | torch.device = "cpu",
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    data_root: str | None = None,
+    progress: ProgressFn | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Zoo:
+    """Train ``n`` classifiers (``arch_for(activation)``) with varied hyper-parameters; store every checkpoint.
+
+    The engine behind :func:`generate_cnn_zoo` and :func:`~scalegmn_ext.tasks.zoo.mlp.generate_mlp_zoo`:
+    ``kind`` is stored in ``zoo.json``; ``input_transform`` maps the ``[N, 1, 28, 28]`` images to
+    the networks' input (e.g. pooled and flattened for MLPs; described by ``input_description``);
+    ``config_extra`` is added to the stored generator config (a rerun must repeat it).
+
+    Other arguments: as :func:`generate_cnn_zoo`.
+    """
     workers = default_workers(device) if workers is None else workers
     for name, v in (
         ("n", n),
@@ -491,7 +578,7 @@ def generate_cnn_zoo(
     fractions = check_split_fractions(split_fractions)
     log = log or (lambda s: None)
     device = torch.device(device)
-    base_arch = Architecture.small_cnn_zoo(activations[0])
+    base_arch = arch_for(activations[0])
     pool_x, pool_y, test_x, test_y, pool_idx, test_idx, tags = source_data(
         source, seed, train_size, test_size, data_root
     )
@@ -501,6 +588,8 @@ def generate_cnn_zoo(
             f"(asked for train_size={train_size}, test_size={test_size})"
         )
     n_pool = pool_x.shape[0]
+    if input_transform is not None:
+        pool_x, test_x = input_transform(pool_x), input_transform(test_x)
     num_chunks = math.ceil(n / chunk)
     config = {
         "n": n,
@@ -516,6 +605,7 @@ def generate_cnn_zoo(
         "ranges": {k: list(v) for k, v in rng.items()},
         "chunk": chunk,
         "group_size": group_size,
+        **(config_extra or {}),
     }
     extra = {
         "data": {
@@ -523,7 +613,7 @@ def generate_cnn_zoo(
             "test_source": tags[1],
             "pool_indices": pool_idx.tolist(),
             "test_indices": test_idx.tolist(),
-            "input": "grayscale in [0, 1], [1, 28, 28]",
+            "input": input_description,
         },
         "training": {
             "optimizer": "Adam(0.9, 0.999, eps=1e-8), per-network lr",
@@ -536,7 +626,7 @@ def generate_cnn_zoo(
         "package_version": _pkg_version,
     }
     writer = ZooWriter(
-        out, kind="cnn", arch=base_arch, config=config, columns=CNN_COLUMNS, num_chunks=num_chunks, extra=extra
+        out, kind=kind, arch=base_arch, config=config, columns=CNN_COLUMNS, num_chunks=num_chunks, extra=extra
     )
     try:
         if writer.already_complete:
@@ -569,7 +659,7 @@ def generate_cnn_zoo(
 
             def run_unit(j, k=k, base=done):
                 act, ui, grp = units[j]
-                arch = Architecture.small_cnn_zoo(act)
+                arch = arch_for(act)
                 drop_gen = torch.Generator(device=device).manual_seed(_derived_seed(seed, k, act, ui))
 
                 def report(frac_sum, loss):
@@ -684,7 +774,7 @@ def cnn_summary_table(zoo: Zoo) -> str:
     acts = fin.column("activation")
     split = fin.column("split")
     lines = [
-        f"CNN zoo {zoo.path}: {len(fin)} networks x {len(zoo) // max(len(fin), 1)} checkpoints = {len(zoo)} rows "
+        f"{zoo.kind.upper()} zoo {zoo.path}: {len(fin)} networks x {len(zoo) // max(len(fin), 1)} checkpoints = {len(zoo)} rows "
         f"({zoo.info['data']['train_source']} -> {zoo.info['data']['test_source']})",
         f"  splits (networks)  train {int((split == 'train').sum())} / val {int((split == 'val').sum())} / "
         f"test {int((split == 'test').sum())}",
@@ -718,6 +808,9 @@ def cnn_accuracy_histogram(zoo: Zoo):
     groups = {a: acc[acts == a] for a in sorted(set(acts))}
     data = zoo.info.get("data", {})
     epochs = zoo.info.get("config", {}).get("epochs")
+    what = (
+        "Small-CNN-Zoo networks" if zoo.kind == "cnn" else f"{zoo.kind.upper()}s {str(zoo.arch_of(0)).split(' [')[0]}"
+    )
     return accuracy_histogram_figure(
         groups,
         bins=25,
@@ -725,7 +818,7 @@ def cnn_accuracy_histogram(zoo: Zoo):
         chance=0.1,  # both sources have ten classes
         xlabel=f"test accuracy after the last epoch (%, on {zoo.info.get('config', {}).get('test_size', '?')} "
         f"{data.get('test_source', 'test')} images)",
-        title=f"CNN zoo {os.path.basename(os.path.normpath(zoo.path))}: final test accuracy of {len(fin)} "
-        f"Small-CNN-Zoo networks\n(each trained {epochs} epoch{'s' if epochs != 1 else ''} on its own subset of "
+        title=f"{zoo.kind.upper()} zoo {os.path.basename(os.path.normpath(zoo.path))}: final test accuracy of "
+        f"{len(fin)} {what}\n(each trained {epochs} epoch{'s' if epochs != 1 else ''} on its own subset of "
         f"{data.get('train_source', '?')}, with its own hyper-parameters)",
     )
