@@ -441,6 +441,155 @@ def _classifier_args(c, default_epochs: int) -> None:
         )
 
 
+def _int_list(text: str, name: str) -> list[int]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+#: ``amortize train --tiny``: seconds on a 2-core CPU (the end-to-end test's setting).
+AMORTIZE_TINY = {"steps": 6, "batch_size": 4, "d_hid": 8, "layers": 1, "images": 32}
+
+
+def _amortize_train(args) -> int:
+    from .tasks.amortize import train_amortizer
+    from .tasks.train import TrainConfig, TrainingDiverged
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for k, v in (AMORTIZE_TINY if args.tiny else {}).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    steps = args.steps or 500
+    try:
+        tc = TrainConfig(
+            steps=steps,
+            batch_size=args.batch_size or 16,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            warmup=max(1, steps // 10) if args.warmup is None else args.warmup,
+            clip=args.clip,
+            val_every=args.val_every or max(1, steps // 10),
+            checkpoint_every=args.checkpoint_every or max(1, steps // 10),
+            seed=args.seed,
+        )
+        train_amortizer(
+            args.zoo,
+            args.out,
+            activation=args.activation,
+            epochs=_int_list(args.epochs_used, "--epochs-used") or None,
+            symmetric=not args.broken,
+            lam=args.lam,
+            d_hid=args.d_hid or 32,
+            num_layers=args.layers or 3,
+            direction=args.direction,
+            train_config=tc,
+            n_images=args.images or 128,
+            resume=args.resume,
+            stop_after=args.stop_after,
+            progress=not args.quiet,
+            device=args.device,
+            data_root=args.data_root,
+            log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr)),
+        )
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"amortizer checkpoint: {os.path.join(args.out, 'checkpoint.pt')}")
+    return 0
+
+
+def _amortize_eval(args) -> int:
+    from .tasks.amortize import evaluate_amortizers
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        evaluate_amortizers(
+            args.zoo,
+            args.runs,
+            args.out,
+            sgd_epochs=_int_list(args.sgd_epochs, "--sgd-epochs"),
+            adam_epochs=_int_list(args.adam_epochs, "--adam-epochs"),
+            sgd_lr=args.sgd_lr,
+            adam_lr=args.adam_lr,
+            finetune_batch=args.finetune_batch,
+            max_test=args.max_test,
+            seed=args.seed,
+            progress=not args.quiet,
+            data_root=args.data_root,
+            log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr)),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(open(os.path.join(args.out, "results.md")).read())
+    print(f"written: {args.out}/results.md, results.json, accuracy_boxplot.png")
+    return 0
+
+
+def _add_amortize_parsers(sub) -> None:
+    a = sub.add_parser(
+        "amortize",
+        help="one-shot amortized fine-tuning: train an equivariant ScaleGMN over a zoo, compare with SGD/Adam",
+        description="theta' = theta + f_phi(theta), trained on CE(updated net) + lam * ||theta'||_1 over a CNN or MLP zoo.",
+    )
+    s = a.add_subparsers(dest="amortize_cmd", required=True)
+    t = s.add_parser("train", help="train an amortizer on a zoo's training networks (checkpoints, --resume)")
+    t.add_argument("--zoo", required=True, help="a CNN or MLP zoo folder (scalegmn-ext zoo cnn|mlp)")
+    t.add_argument("--out", required=True, help="run folder (run.json, checkpoint.pt)")
+    t.add_argument("--activation", default=None, help="which activation's networks (needed if the zoo mixes them)")
+    t.add_argument("--epochs-used", default="", help="checkpoint epochs to use, comma-separated (default: all > 0)")
+    t.add_argument("--broken", action="store_true", help="symmetry-broken ablation (GMN: permutation symmetry only)")
+    t.add_argument("--lam", type=float, default=0.0, help="L1 weight lam >= 0 (default 0: pure fine-tuning)")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default 500)")
+    t.add_argument("--batch-size", type=int, default=None, help="networks per step (default 16)")
+    t.add_argument("--images", type=int, default=None, help="images per step (default 128)")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps / 10)")
+    t.add_argument("--clip", type=float, default=10.0, help="gradient-norm clip (default 10)")
+    t.add_argument("--val-every", type=int, default=None, help="validate every N steps (default steps / 10)")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps (default steps / 10)")
+    t.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
+    t.add_argument("--layers", type=int, default=None, help="message-passing layers (default 3)")
+    t.add_argument("--direction", choices=("bidirectional", "forward"), default="bidirectional")
+    t.add_argument("--seed", type=int, default=0, help="initialisation, batch order and image draws")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)")
+    t.add_argument("--tiny", action="store_true", help=f"tiny sizes for tests ({AMORTIZE_TINY}); flags override")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
+    t.add_argument("--data-root", default=None, help="image data location (as for scalegmn-ext zoo)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar / log lines")
+    t.set_defaults(fn=_amortize_train)
+    e = s.add_parser("eval", help="held-out networks: before / one-shot / SGD / Adam; table, JSON, box plot")
+    e.add_argument("--zoo", required=True, help="the zoo the runs were trained on (its test split is scored)")
+    e.add_argument("--runs", nargs="+", required=True, help="amortizer run folders (same activation, epochs, lam)")
+    e.add_argument("--out", required=True, help="results folder (results.md, results.json, accuracy_boxplot.png)")
+    e.add_argument("--sgd-epochs", default="1,5,25", help="SGD budgets in epochs over the pool (default 1,5,25)")
+    e.add_argument("--adam-epochs", default="1,5,25", help="Adam budgets (default 1,5,25; 'none' to skip)")
+    e.add_argument("--sgd-lr", type=float, default=None, help="SGD learning rate (default 0.01, momentum 0.9)")
+    e.add_argument("--adam-lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    e.add_argument("--finetune-batch", type=int, default=64, help="images per fine-tuning step (default 64)")
+    e.add_argument("--max-test", type=int, default=None, help="score at most N held-out networks")
+    e.add_argument("--seed", type=int, default=0, help="fine-tuning image order")
+    e.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
+    e.add_argument("--data-root", default=None, help="image data location (as for scalegmn-ext zoo)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars / log lines")
+    e.set_defaults(fn=_amortize_eval)
+
+
 def _run_zoo(args) -> int:
     if args.out is None:
         args.out = args.default_out.format(source=args.source)
@@ -513,6 +662,7 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="build and device information")
     i.set_defaults(fn=_info)
     _add_zoo_parsers(sub)
+    _add_amortize_parsers(sub)
     args = p.parse_args(argv)
     if args.cmd == "zoo":
         args.zoo_fn = args.fn
