@@ -249,7 +249,7 @@ class Trainer:
                 loss = losses.mean()
                 if not bool(torch.isfinite(loss.detach())):
                     raise TrainingDiverged(
-                        f"the training loss became {float(loss)} at step {self.step}; stopped. The last good "
+                        f"the training loss became {float(loss.detach())} at step {self.step}; stopped. The last good "
                         f"checkpoint is {self.ckpt_path if os.path.exists(self.ckpt_path) else '(none written yet)'}: "
                         f"lower lr ({self.cfg.lr}) or raise warmup ({self.cfg.warmup}) and resume"
                     )

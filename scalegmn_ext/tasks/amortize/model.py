@@ -70,11 +70,13 @@ def amortizer_state(model: nn.Module, **extra) -> dict:
     }
 
 
-def check_same_arch(trained_for: Architecture, arch: Architecture, where: str) -> None:
+def check_same_arch(
+    trained_for: Architecture, arch: Architecture, where: str, what: str = "the given networks"
+) -> None:
     """A ValueError naming both architectures unless they are equal."""
     if arch != trained_for:
         raise ValueError(
-            f"{where} was trained for networks {trained_for}, but the given networks are {arch}: an amortizer "
+            f"{where} was trained for networks {trained_for}, but {what} are {arch}: an amortizer "
             "works only on the architecture of its zoo; train one for this zoo (scalegmn-ext amortize train)"
         )
 

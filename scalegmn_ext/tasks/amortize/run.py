@@ -265,7 +265,9 @@ def evaluate_amortizers(
             raise ValueError(
                 f"the amortizer {path} was trained for networks {trained_for}, but the zoo {z.path} holds {have}"
             )
-        check_same_arch(trained_for, z.archs[s["activation"]], f"the amortizer {path}")
+        check_same_arch(
+            trained_for, z.archs[s["activation"]], f"the amortizer {path}", f"the networks of the zoo {z.path}"
+        )
         model, _ = load_amortizer(path, trained_for)
         if settings is None:
             settings = s
