@@ -488,6 +488,7 @@ def _amortize_train(args) -> int:
             d_hid=args.d_hid or 32,
             num_layers=args.layers or 3,
             direction=args.direction,
+            out_scale=args.out_scale,
             train_config=tc,
             n_images=args.images or 128,
             resume=args.resume,
@@ -564,6 +565,9 @@ def _add_amortize_parsers(sub) -> None:
     t.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
     t.add_argument("--layers", type=int, default=None, help="message-passing layers (default 3)")
     t.add_argument("--direction", choices=("bidirectional", "forward"), default="bidirectional")
+    t.add_argument(
+        "--out-scale", type=float, default=0.01, help="initial scale of the update f (learned per layer; default 0.01)"
+    )
     t.add_argument("--seed", type=int, default=0, help="initialisation, batch order and image draws")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)")

@@ -130,7 +130,7 @@ def results_markdown(results: dict) -> str:
         )
     for agg in results.get("aggregates", []):
         lines.append(
-            f"| {agg['method']} ({agg['runs']} seeds, mean ± std of the run means) | "
+            f"| {agg['method']}: mean ± std over {agg['runs']} seeds | "
             f"{agg['mean_acc']:.1f} ± {agg['mean_acc_std']:.1f} | – | {agg['max_acc']:.1f} ± {agg['max_acc_std']:.1f} | "
             f"{agg['mean_ce']:.3f} ± {agg['mean_ce_std']:.3f} | – | – | – | – |"
         )

@@ -49,9 +49,12 @@ def accuracy_boxplot_figure(accuracies: Mapping[str, Sequence[float]], *, title:
     ax.set_xticklabels(
         [f"{k}\n(n={d.size}, mean {d.mean():.1f})" for k, d in zip(names, data)], rotation=30, ha="right", fontsize=7
     )
+    handles = [box["medians"][0], box["means"][0]]
+    box["medians"][0].set_label("median (box: quartiles, whiskers: 1.5 IQR)")
+    box["means"][0].set_label("mean")
     if chance is not None:
-        ax.axhline(chance, color="black", linestyle="--", linewidth=1.0, label=f"chance ({chance:g} %)")
-        ax.legend(fontsize=8, loc="lower right")
+        handles.append(ax.axhline(chance, color="black", linestyle="--", linewidth=1.0, label=f"chance ({chance:g} %)"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_ylabel("test accuracy of a held-out network (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)

@@ -131,6 +131,7 @@ def train_amortizer(
     d_hid: int = 32,
     num_layers: int = 3,
     direction: str = "bidirectional",
+    out_scale: float = 0.01,
     train_config: TrainConfig | None = None,
     n_images: int = 128,
     resume: bool = False,
@@ -141,7 +142,8 @@ def train_amortizer(
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, list[dict]]:
     """Train an amortizer on the zoo's training networks (see the module doc); returns the
-    model and the Trainer's history. ``stop_after``: at most this many steps in this call."""
+    model and the Trainer's history. ``stop_after``: at most this many steps in this call;
+    ``out_scale``: initial per-layer scale of the update f (learned; the public code's 0.01)."""
     lam = check_lam(lam)
     tc = train_config or TrainConfig(steps=500, batch_size=16, lr=1e-3, warmup=50, val_every=100, checkpoint_every=100)
     data = zoo_networks(zoo, activation, epochs, data_root=data_root)
@@ -162,6 +164,7 @@ def train_amortizer(
         "d_hid": d_hid,
         "num_layers": num_layers,
         "direction": direction,
+        "out_scale": out_scale,
         "n_images": n_images,
         "train_config": dataclasses.asdict(tc),
     }
@@ -175,7 +178,9 @@ def train_amortizer(
             raise ValueError(f"{out} holds an amortizer run with other settings ({'; '.join(diff)}); use another --out")
     atomic_write_json(run_file, settings)
     torch.manual_seed(tc.seed)
-    model = build_amortizer(data.arch, symmetric=symmetric, d_hid=d_hid, num_layers=num_layers, direction=direction)
+    model = build_amortizer(
+        data.arch, symmetric=symmetric, d_hid=d_hid, num_layers=num_layers, direction=direction, out_scale=out_scale
+    )
     loss = AmortizedLoss(data.arch, *data.pool, lam=lam, n_images=n_images, seed=tc.seed)
     trainer = Trainer(
         model,

@@ -436,76 +436,13 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 # generator
 # ----------------------------------------------------------------------------------------------
-def generate_cnn_zoo(
-    out: str | os.PathLike,
-    n: int = 64,
-    *,
-    source: str = "fashion",
-    seed: int = 0,
-    epochs: int = 5,
-    checkpoints: Sequence[int] | None = None,
-    train_size: int = 10000,
-    test_size: int = 2000,
-    eval_train_size: int = 1000,
-    batch_size: int = 32,
-    activations: Sequence[str] = ("relu", "tanh"),
-    ranges: dict | None = None,
-    chunk: int = 64,
-    group_size: int = 32,
-    workers: int | None = None,
-    device: str | torch.device = "cpu",
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    data_root: str | None = None,
-    progress: ProgressFn | None = None,
-    on_chunk: Callable[[int, int], None] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Zoo:
+def generate_cnn_zoo(out: str | os.PathLike, n: int = 64, **kwargs) -> Zoo:
     """Train ``n`` Small-CNN-Zoo networks with varied hyper-parameters; store every checkpoint.
 
-    Args:
-        out: zoo directory; rerunning with the same arguments resumes (completed chunks kept).
-        n: number of networks (the zoo has ``n * len(checkpoints)`` rows).
-        source: ``"fashion"`` (Fashion-MNIST: pool from the 60k train set, test from the 10k
-            test set) or ``"mnist"`` (MNIST-5k: 4,000 pool / 1,000 test).
-        epochs: passes over each network's own training subset; ``checkpoints``: epochs at which
-            weights and metrics are stored (default :func:`default_checkpoints`; 0 = init).
-        train_size: training pool (a seeded subset of the train set; ``train_frac`` is relative
-            to it). ``test_size``: test images for ``test_acc``/``test_loss`` (a seeded subset,
-            stored in ``zoo.json``). ``eval_train_size``: samples of each network's own subset
-            for ``train_acc``/``train_loss``.
-        batch_size: Adam mini-batch per network. ``activations``: drawn uniformly per network.
-        ranges: overrides of :data:`DEFAULT_RANGES` (name -> (low, high[, "log"|"lin"])).
-        chunk: networks per shard (the unit of resumption). ``group_size``: the most networks in
-            one batched model (a chunk's networks of one activation, split into groups of this
-            size; fixes which dropout-mask stream a network gets, so it is part of the config).
-            ``workers``: threads training groups in parallel with single-threaded torch ops
-            (default ``torch.get_num_threads()`` on CPU, 1 elsewhere; speed only).
-        device, split_fractions, data_root, progress, on_chunk, log: as in
-            :func:`~scalegmn_ext.tasks.zoo.inr.generate_inr_zoo` (progress counts networks).
+    Arguments (``source``, ``seed``, ``epochs``, ``checkpoints``, ``train_size``, ...): those of
+    :func:`generate_classifier_zoo`, whose defaults are this zoo's.
     """
-    return generate_classifier_zoo(
-        out,
-        n,
-        source=source,
-        seed=seed,
-        epochs=epochs,
-        checkpoints=checkpoints,
-        train_size=train_size,
-        test_size=test_size,
-        eval_train_size=eval_train_size,
-        batch_size=batch_size,
-        activations=activations,
-        ranges=ranges,
-        chunk=chunk,
-        group_size=group_size,
-        workers=workers,
-        device=device,
-        split_fractions=split_fractions,
-        data_root=data_root,
-        progress=progress,
-        on_chunk=on_chunk,
-        log=log,
-    )
+    return generate_classifier_zoo(out, n, **kwargs)
 
 
 def generate_classifier_zoo(
@@ -544,7 +481,28 @@ def generate_classifier_zoo(
     the networks' input (e.g. pooled and flattened for MLPs; described by ``input_description``);
     ``config_extra`` is added to the stored generator config (a rerun must repeat it).
 
-    Other arguments: as :func:`generate_cnn_zoo`.
+    Args:
+        out: zoo directory; rerunning with the same arguments resumes (completed chunks kept).
+        kind, arch_for, input_transform, input_description, config_extra: see above (defaults:
+            the Small CNN Zoo on raw 28x28 images).
+        n: number of networks (the zoo has ``n * len(checkpoints)`` rows).
+        source: ``"fashion"`` (Fashion-MNIST: pool from the 60k train set, test from the 10k
+            test set) or ``"mnist"`` (MNIST-5k: 4,000 pool / 1,000 test).
+        epochs: passes over each network's own training subset; ``checkpoints``: epochs at which
+            weights and metrics are stored (default :func:`default_checkpoints`; 0 = init).
+        train_size: training pool (a seeded subset of the train set; ``train_frac`` is relative
+            to it). ``test_size``: test images for ``test_acc``/``test_loss`` (a seeded subset,
+            stored in ``zoo.json``). ``eval_train_size``: samples of each network's own subset
+            for ``train_acc``/``train_loss``.
+        batch_size: Adam mini-batch per network. ``activations``: drawn uniformly per network.
+        ranges: overrides of :data:`DEFAULT_RANGES` (name -> (low, high[, "log"|"lin"])).
+        chunk: networks per shard (the unit of resumption). ``group_size``: the most networks in
+            one batched model (a chunk's networks of one activation, split into groups of this
+            size; fixes which dropout-mask stream a network gets, so it is part of the config).
+            ``workers``: threads training groups in parallel with single-threaded torch ops
+            (default ``torch.get_num_threads()`` on CPU, 1 elsewhere; speed only).
+        device, split_fractions, data_root, progress, on_chunk, log: as in
+            :func:`~scalegmn_ext.tasks.zoo.inr.generate_inr_zoo` (progress counts networks).
     """
     workers = default_workers(device) if workers is None else workers
     for name, v in (
