@@ -678,3 +678,42 @@ def test_pyg_missing_gives_install_hint(monkeypatch):
     ws, bs = _random_batch(SIREN, 2)
     with pytest.raises(ImportError, match="pip install torch_geometric"):
         pz.to_pyg_batch(SIREN, ws, bs)
+
+
+# ==============================================================================================
+# Canonicalisation of published-zoo networks (merging on a user's own copy of the zoos)
+# ==============================================================================================
+def _check_canonicalize(batch, images=None, labels=None):
+    """Encode + decode networks as read from published files: one canonical network per orbit
+    (float64, random group element of the architecture's symmetry) and a reconstruction score."""
+    from scalegmn_ext.models import ScaleGMNAutoencoder, ScaleGMNConfig
+    from scalegmn_ext.tasks.merge.autoencoder import canonicalize, reconstruction_quality
+    from scalegmn_ext.weightspace import symmetry
+
+    torch.manual_seed(0)
+    ws, bs = [w.double() for w in batch.weights], [b.double() for b in batch.biases]
+    ae = ScaleGMNAutoencoder(batch.arch, ScaleGMNConfig(d_hid=8, num_layers=2)).double()
+    cw, cb = canonicalize(ae, ws, bs, batch_size=3)  # several batches
+    assert [tuple(w.shape) for w in cw] == [tuple(w.shape) for w in ws]
+    assert [tuple(b.shape) for b in cb] == [tuple(b.shape) for b in bs]
+    g = symmetry.random_group_element(batch.arch, len(batch), generator=torch.Generator().manual_seed(1))
+    mw, mb = symmetry.apply_group_element(batch.arch, ws, bs, g)
+    assert max(float((w - v).abs().max()) for w, v in zip(ws, mw)) > 1e-3  # the member really moved
+    dw, db = canonicalize(ae, mw, mb)
+    for x, y in zip(cw + cb, dw + db):
+        assert torch.isfinite(x).all()
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    return reconstruction_quality(batch.arch, (ws, bs), (cw, cb), images=images, labels=labels)
+
+
+def test_canonicalize_published_mnist_inrs(inr_zoo):
+    q = _check_canonicalize(pz.load_mnist_inrs(inr_zoo["root"], "train"))
+    assert math.isfinite(q["psnr_mean"]) and q["psnr_min"] <= q["psnr_mean"]
+
+
+def test_canonicalize_published_small_cnn_zoo(cnn_zoo):
+    zoo = pz.open_small_cnn_zoo(cnn_zoo["dir"])
+    b = zoo.load(np.arange(7), arch_activation="tanh")
+    x = torch.randn(16, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    q = _check_canonicalize(b, images=x, labels=torch.arange(16) % 10)
+    assert 0.0 <= q["accuracy_decoded"] <= 1.0 and 0.0 <= q["accuracy_original"] <= 1.0

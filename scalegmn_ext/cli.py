@@ -44,7 +44,19 @@ def _merge_demo(args) -> int:
     sizes = TINY if args.tiny else DEFAULT
     changes = {
         k: getattr(args, k)
-        for k in ("n_inr", "ae_steps", "cnn_ae_steps", "n_cnn", "pairs", "d_hid", "decoder")
+        for k in (
+            "n_inr",
+            "inr_test",
+            "members",
+            "eps",
+            "ae_steps",
+            "cnn_ae_steps",
+            "n_cnn",
+            "pairs",
+            "d_hid",
+            "layers",
+            "decoder",
+        )
         if getattr(args, k) is not None
     }
     try:
@@ -138,6 +150,16 @@ def _csv_floats(text: str, n: int, name: str) -> tuple[float, ...]:
         vals = ()
     if len(vals) != n:
         raise argparse.ArgumentTypeError(f"{name} must be {n} comma-separated numbers, got {text!r}")
+    return vals
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if not vals or not all(v >= 0 and v == v for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative numbers, got {text!r}")
     return vals
 
 
@@ -656,10 +678,21 @@ def main(argv=None) -> int:
     m.add_argument(
         "--n-cnn", type=int, default=None, help="tanh CNNs to train (default 96, the last 40 are the test set)"
     )
+    m.add_argument("--inr-test", type=int, default=None, help="test INRs, one orbit each (default 16; the paper: 10)")
+    m.add_argument(
+        "--members", type=int, default=None, help="orbit members per test INR and transform (default 4; the paper: 512)"
+    )
+    m.add_argument(
+        "--eps",
+        type=_float_list,
+        default=None,
+        help="comma-separated weight-noise levels of the orbit experiment (default 0,0.005,0.02)",
+    )
     m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 400)")
     m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 200)")
     m.add_argument("--pairs", type=int, default=None, help="CNN pairs (default 20)")
     m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
+    m.add_argument("--layers", type=int, default=None, help="ScaleGMN message-passing layers (default 3)")
     m.add_argument("--decoder", choices=("mlp", "neuron"), default=None, help="decoder (default mlp, the paper's)")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.set_defaults(fn=_merge_demo)

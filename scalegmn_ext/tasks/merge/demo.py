@@ -66,6 +66,26 @@ class MergeDemoSizes:
     kd_images: int = 128
     decoder: str = "mlp"
 
+    def __post_init__(self):
+        for name in ("n_inr", "inr_test", "inr_steps", "members", "n_cnn", "cnn_test", "cnn_epochs", "pairs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("cnn_train_images", "d_hid", "layers", "ae_steps", "ae_batch", "cnn_ae_steps", "kd_images"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        # the INR zoo fits one SIREN per image of the 5,000-digit MNIST sample
+        if not 2 <= self.n_inr <= 5000 or self.inr_test >= self.n_inr - 1:
+            raise ValueError(
+                f"n_inr must be in [2, 5000] (the MNIST sample's size) with inr_test < n_inr - 1 (training INRs "
+                f"remain), got n_inr={self.n_inr}, inr_test={self.inr_test}"
+            )
+        if self.cnn_test >= self.n_cnn - 1:
+            raise ValueError(f"cnn_test must be < n_cnn - 1, got cnn_test={self.cnn_test}, n_cnn={self.n_cnn}")
+        if not self.eps or any(not e >= 0 for e in self.eps):
+            raise ValueError(f"eps must be non-negative noise levels, got {self.eps!r}")
+        if self.decoder not in ("mlp", "neuron"):
+            raise ValueError(f"decoder must be 'mlp' or 'neuron', got {self.decoder!r}")
+
 
 DEFAULT = MergeDemoSizes()
 TINY = MergeDemoSizes(

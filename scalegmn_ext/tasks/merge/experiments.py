@@ -179,11 +179,23 @@ def inr_orbit_experiment(
             out[t][e] = {}
             for m in methods:
                 ws, bs = _path(arch, model, a, b, m, alphas, seed, a_side)
-                with torch.no_grad():
-                    img = render_inr(arch, ws, bs, H, W).reshape(idx.numel(), alphas.numel(), H, W)
-                curves = (img - target.unsqueeze(1)).pow(2).mean((2, 3))
+                curves = _render_curves(arch, ws, bs, target, alphas.numel())
                 out[t][e][m] = {"curves": curves, **summarize_barriers(curves, alphas)}
     return {"alphas": alphas, "results": out}
+
+
+def _render_curves(arch, ws, bs, target: Tensor, n_alphas: int, chunk: int = 4096) -> Tensor:
+    """Rendered-image MSE to ``target [P, H, W]`` for the path networks ``[P * n_alphas, ...]``,
+    rendered ``chunk`` networks at a time: the paper's 512 members x 10 runs make 210k networks,
+    whose hidden activations at once would need tens of GB."""
+    H, W = target.shape[-2:]
+    tgt = target.repeat_interleave(n_alphas, 0)
+    out = []
+    with torch.no_grad():
+        for s in range(0, ws[0].shape[0], chunk):
+            img = render_inr(arch, [w[s : s + chunk] for w in ws], [b[s : s + chunk] for b in bs], H, W)
+            out.append((img - tgt[s : s + chunk]).pow(2).mean((1, 2)))
+    return torch.cat(out).view(target.shape[0], n_alphas)
 
 
 def orbit_collapse(
