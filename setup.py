@@ -90,7 +90,8 @@ setup(
     description="Symmetry-aware learning on neural-network weights: ScaleGMN ops as C++/CUDA torch ops",
     packages=find_packages(include=["scalegmn_ext", "scalegmn_ext.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.6", "numpy", "scipy"],
+    # pyyaml: reading the public ScaleGMN YAML configurations (scalegmn_ext.models.public)
+    install_requires=["torch>=2.6", "numpy", "scipy", "pyyaml"],
     # plots: the PNG figures of the zoo commands (INR preview, CNN accuracy histogram)
     extras_require={"test": ["pytest"], "data": ["safetensors", "tqdm"], "plots": ["matplotlib>=3.6"]},
     ext_modules=get_extensions(),

@@ -87,3 +87,13 @@ def test_bench_merge_smoke(tmp_path):
     assert "| 16 |" in out and "crossover vs rebasin" in out
     res = json.loads((tmp_path / "m.json").read_text())
     assert [r["width"] for r in res["rows"]] == [8, 16] and (tmp_path / "m.png").stat().st_size > 10_000
+
+
+def test_public_scripts_skip_without_the_public_code(tmp_path):
+    """The public ScaleGMN code is not a dependency: both scripts skip cleanly without it."""
+    assert _run("bench_public.py").startswith("skipped:")
+    fixtures = ROOT.parent / "scripts" / "make_public_scalegmn_fixtures.py"
+    out = subprocess.run(
+        [sys.executable, str(fixtures), "--public-repo", str(tmp_path)], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.startswith("skipped:")

@@ -3,6 +3,7 @@
 from .autoencoder import MLPDecoder, NeuronDecoder, ScaleGMNAutoencoder
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, InvariantNet, ScaleEq
+from .public import from_public_yaml, load_public_state_dict, public_config
 from .scalegmn import ScaleGMN, ScaleGMNEquivariant
 
 __all__ = [
@@ -16,4 +17,7 @@ __all__ = [
     "Canonicalizer",
     "InvariantNet",
     "ScaleEq",
+    "from_public_yaml",
+    "load_public_state_dict",
+    "public_config",
 ]

@@ -64,6 +64,50 @@ class ScaleGMNConfig:
             edge and layer) so that its backward recomputes only element-wise parts. On the
             2-core CPU this saves ~5 % of the op's time for ~2.5x its memory (see
             benchmarks/RESULTS.md), so the default recomputes everything (least memory).
+
+    Structure options of the public ScaleGMN code (Kalogeropoulos et al. 2024). The defaults
+    keep this package's own structure; :func:`scalegmn_ext.models.public.from_public_yaml` sets
+    them so that a public configuration builds the public network, parameter for parameter. All
+    of them keep the model exactly equivariant except ``scale_backward="raw"``. Any
+    non-default value here runs on the layer-block path only (``impl="fast"`` on a batch of one
+    architecture or groups of at least ``mixed_dense_min_group``); the graph and per-edge
+    reference paths raise.
+
+        edge_pos_embed: with ``pos_embed``, also give edges type embeddings (public
+            ``edge_pos_embed``; node embeddings are ``pos_embed``).
+        node_pos_io: how I/O nodes take their type embedding: ``"sum"`` (``h + p``, default) or
+            ``"prod"`` (``h * p`` like hidden nodes; public ``sum_on_io: False``).
+        msg_num_mlps: ``2``: one I/O MLP per message net (default). ``3``: two, as the public
+            ``msg_num_mlps: 3`` builds (input-node and output-node MLP); a forward message net
+            uses only its output-node MLP and a backward one only its input-node MLP, the other
+            (``msg_io_spare`` / ``bw_io_spare``) is kept unused, for parameter parity.
+        upd_num_mlps: ``3``: separate input- and output-node update MLPs (default); ``2``: one
+            shared by both (public ``upd_num_mlps: 2``).
+        io_gamma: I/O rows of the message and update nets compute ``Gamma x * MLP(x)`` (sharing
+            ``Gamma`` with the hidden rows' ScaleEq; public ``mlp_on_io: False``) instead of a
+            plain ``MLP(x)`` (default; public ``mlp_on_io: True``).
+        rho_width: hidden width of the symmetrisation MLP ``rho`` of a canonicaliser whose
+            input is wider than ``d_hid`` (the node update's ``[h || messages]``): ``"d_in"``
+            (the input width, default) or ``"d_hid"`` (public).
+        edge_canon_io: the edge update canonicalises the states of I/O neurons too (public)
+            instead of feeding them raw (they are invariant either way).
+        pos_embed_msg / pos_embed_upd: the node type embedding enters the invariant nets of the
+            messages / updates as an extra input (public "AugScaleInv"). A forward-direction
+            message reads the receiver's embedding, a bidirectional one the sender's, as the
+            public code does. Messages then run unfused (the fused op has no extra input).
+        readout_phi: ``full_graph`` readout sums ``phi(c(h))`` over hidden neurons (an MLP after
+            the canonicaliser, public ``InvariantLayer``) instead of ``c(h)``.
+        readout_spare: hold the MLP that the public ``full_graph`` readout builds but never
+            uses (``readout_spare``, for parameter parity; it gets no gradient).
+        readout_project_io: ``last_layer`` readout of a bidirectional model: the output-node
+            and input-node states, each through a linear map to ``d_hid``, concatenated, then
+            the MLP (public bidirectional ``last_layer`` readout).
+        backward_edges: edge states that bidirectional backward messages read: ``"current"``
+            (the edge states of the layer, default), ``"initial"`` (the embedded input edges in
+            every layer; public ``sign``) or ``"separate"`` (a second edge state with its own
+            edge update, on the reversed edges; public ``scale``).
+        dense_centre: graph layout of dense-layer weights in a CNN's ``Kh*Kw`` edge features:
+            centre slot (default) or slot 0 (public; see :func:`scalegmn_ext.weights_to_graph`).
     """
 
     symmetry: str | None = None
@@ -86,6 +130,20 @@ class ScaleGMNConfig:
     fused_message: bool = True
     fused_edge_update: bool = True
     message_save: bool = False
+    edge_pos_embed: bool = True
+    node_pos_io: str = "sum"
+    msg_num_mlps: int = 2
+    upd_num_mlps: int = 3
+    io_gamma: bool = False
+    rho_width: str = "d_in"
+    edge_canon_io: bool = False
+    pos_embed_msg: bool = False
+    pos_embed_upd: bool = False
+    readout_phi: bool = False
+    readout_spare: bool = False
+    readout_project_io: bool = False
+    backward_edges: str = "current"
+    dense_centre: bool = True
 
     def __post_init__(self) -> None:
         if self.symmetry is not None and self.symmetry not in _SYMMETRIES:
@@ -104,8 +162,41 @@ class ScaleGMNConfig:
             raise ValueError(f"ScaleGMNConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.eps >= 0 or self.eps == float("inf"):
             raise ValueError(f"ScaleGMNConfig.eps must be a finite float >= 0, got {self.eps!r}")
-        if self.scale_backward not in ("gated", "inverse"):
-            raise ValueError(f"ScaleGMNConfig.scale_backward must be 'gated' or 'inverse', got {self.scale_backward!r}")
+        if self.scale_backward not in ("gated", "inverse", "raw"):
+            raise ValueError(
+                f"ScaleGMNConfig.scale_backward must be 'gated', 'inverse' or 'raw', got {self.scale_backward!r}"
+            )
+        for name, allowed in (
+            ("node_pos_io", ("sum", "prod")),
+            ("msg_num_mlps", (2, 3)),
+            ("upd_num_mlps", (2, 3)),
+            ("rho_width", ("d_in", "d_hid")),
+            ("backward_edges", ("current", "initial", "separate")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ScaleGMNConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.readout_project_io and (self.direction != "bidirectional" or self.readout != "last_layer"):
+            raise ValueError(
+                "ScaleGMNConfig.readout_project_io needs direction='bidirectional' and readout='last_layer'"
+            )
+
+    def block_only_options(self) -> list[str]:
+        """The structure options set away from their defaults that only the layer-block path runs."""
+        defaults = ScaleGMNConfig()
+        names = [f.name for f in dataclasses.fields(self)]
+        names = names[names.index("edge_pos_embed") :]
+        out = [n for n in names if getattr(self, n) != getattr(defaults, n)]
+        if self.scale_backward == "raw":
+            out.append("scale_backward")
+        return out
+
+    @classmethod
+    def from_public_yaml(cls, path, **overrides) -> ScaleGMNConfig:
+        """The configuration of a public ScaleGMN YAML file (its ``scalegmn_args`` block); see
+        :func:`scalegmn_ext.models.public.public_config` (the architecture comes with it there)."""
+        from .public import public_config
+
+        return public_config(path, **overrides).config
 
     def replace(self, **changes) -> ScaleGMNConfig:
         return dataclasses.replace(self, **changes)

@@ -54,11 +54,14 @@ class LayerBlocks(NamedTuple):
 
     ``node_states[k]``: ``[B, n_k, d]`` for graph layer ``k = 0 .. L`` (inputs, hidden layers,
     outputs). ``edge_states[l]``: weight layer ``l + 1``'s edges from layer ``l`` to ``l + 1``,
-    ``[B, n_{l+1}, n_l, d]`` or :class:`FactoredEdges`.
+    ``[B, n_{l+1}, n_l, d]`` or :class:`FactoredEdges`. ``bw_edge_states``: the edge states that
+    backward messages read when they are not ``edge_states`` (``config.backward_edges``), same
+    layout; None otherwise.
     """
 
     node_states: list[Tensor]
     edge_states: list[EdgeBlock]
+    bw_edge_states: list[EdgeBlock] | None = None
 
     @classmethod
     def views(cls, node: Tensor, edge: Tensor, arch: Architecture) -> LayerBlocks:
@@ -73,19 +76,26 @@ class LayerBlocks(NamedTuple):
         return cls(nodes, edges)
 
 
-def blocks_to_weights(blocks: LayerBlocks, arch: Architecture) -> tuple[list[Tensor], list[Tensor]]:
+def blocks_to_weights(
+    blocks: LayerBlocks, arch: Architecture, dense_centre: bool = True
+) -> tuple[list[Tensor], list[Tensor]]:
     """Per-layer weights ``[B, out, in(, kh, kw)]`` and biases ``[B, out]`` read from blocks with
     one channel per node and ``Kh * Kw`` per edge (the layout of ``weights_to_graph`` with
     ``dense_centre=True``): bit-identical to :func:`~scalegmn_ext.ops.graph_to_weights` on the
     same graph, but views of the blocks instead of a gather from the concatenated graph.
 
     Every kernel sits centred in the ``Kh x Kw`` grid (top-left of centre for even padding), dense
-    weights in the centre slot (see :mod:`scalegmn_ext.reference.graph`).
+    weights in the centre slot (see :mod:`scalegmn_ext.reference.graph`), or in slot 0 with
+    ``dense_centre=False``.
     """
     Kh, Kw = arch.max_kernel_size
     weights, biases = [], []
     for l, spec in enumerate(arch.layers):
         kh, kw = spec.kernel_size
+        if not spec.is_conv and not dense_centre:
+            weights.append(materialize(blocks.edge_states[l])[..., 0])
+            biases.append(blocks.node_states[l + 1][..., 0])
+            continue
         oh, ow = (Kh - kh) // 2, (Kw - kw) // 2
         grid = materialize(blocks.edge_states[l]).unflatten(-1, (Kh, Kw))
         w = grid[..., oh : oh + kh, ow : ow + kw]

@@ -63,11 +63,18 @@ class Canonicalizer(nn.Module):
     """
 
     def __init__(
-        self, symmetry: str, d: int, sign_canon: str = "symmetrize", layer_norm: bool = True, eps: float = 0.0
+        self,
+        symmetry: str,
+        d: int,
+        sign_canon: str = "symmetrize",
+        layer_norm: bool = True,
+        eps: float = 0.0,
+        rho_hidden: int | None = None,
     ):
         super().__init__()
         self.symmetry, self.mode, self.eps = symmetry, sign_canon, eps
-        self.rho = MLP(d, d, d, layer_norm) if (symmetry == "sign" and sign_canon == "symmetrize") else None
+        h = d if rho_hidden is None else rho_hidden  # rho's hidden width (the public code: d_hid)
+        self.rho = MLP(d, h, d, layer_norm) if (symmetry == "sign" and sign_canon == "symmetrize") else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.rho is not None:
@@ -103,9 +110,10 @@ class InvariantNet(nn.Module):
         sign_canon: str,
         layer_norm: bool,
         eps: float = 0.0,
+        rho_hidden: int | None = None,
     ):
         super().__init__()
-        self.canon = Canonicalizer(symmetry, d_in, sign_canon, layer_norm, eps)
+        self.canon = Canonicalizer(symmetry, d_in, sign_canon, layer_norm, eps, rho_hidden)
         self.phi = MLP(d_in + d_extra, d_hid, d_out, layer_norm)
 
     def forward(self, x: Tensor, extra: Tensor | None = None, z: Tensor | None = None) -> Tensor:
@@ -148,10 +156,11 @@ class ScaleEq(nn.Module):
         layer_norm: bool,
         d_extra: int = 0,
         eps: float = 0.0,
+        rho_hidden: int | None = None,
     ):
         super().__init__()
         self.gamma = nn.Linear(d_in, d_out, bias=False)
-        self.inv = InvariantNet(symmetry, d_in, d_extra, d_hid, d_out, sign_canon, layer_norm, eps)
+        self.inv = InvariantNet(symmetry, d_in, d_extra, d_hid, d_out, sign_canon, layer_norm, eps, rho_hidden)
 
     def forward(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
         rho = self.inv.canon.rho

@@ -33,6 +33,11 @@ def _sub_seed(seed: int, j: int) -> int:
     return (seed + 0x9E3779B9 * (j + 1)) & 0x7FFFFFFF
 
 
+def _expand(extra: Tensor, x: Tensor) -> Tensor:
+    """``extra`` broadcast to ``x``'s leading shape (for a concatenation with ``x``)."""
+    return extra.expand(*x.shape[:-1], extra.shape[-1])
+
+
 def _by_rows(x: Tensor, branches, width: int) -> Tensor:
     """``net(x[rows])`` into ``rows`` for each ``(rows, net)``: every row runs only its own branch."""
     out = x.new_empty(x.shape[0], width)
@@ -46,30 +51,50 @@ class MessagePassingLayer(nn.Module):
         super().__init__()
         d, ln, sc = cfg.d_hid, cfg.layer_norm, cfg.sign_canon
         self.bidir = cfg.direction == "bidirectional"
+        # node type embeddings as extra invariant inputs (public "AugScaleInv"; 0 = off)
+        d_xm = d if cfg.pos_embed_msg else 0
+        d_xu = d if cfg.pos_embed_upd else 0
         self.msg_v = nn.Linear(d, d, bias=False)
         self.msg_e = nn.Linear(d, d, bias=False)
-        self.msg_hidden = ScaleEq(sym, d, d, d, sc, ln, eps=cfg.eps)  # messages into hidden neurons
-        self.msg_io = MLP(d, d, d, ln)  # messages into output neurons are invariant
+        self.msg_hidden = ScaleEq(sym, d, d, d, sc, ln, d_extra=d_xm, eps=cfg.eps)  # messages into hidden neurons
+        self.msg_io = MLP(d + d_xm, d, d, ln)  # messages into output neurons are invariant
+        if cfg.msg_num_mlps == 3:  # built by the public code, never used by a forward message net
+            self.msg_io_spare = MLP(d + d_xm, d, d, ln)
         self.gated = self.bidir and sym == "scale" and cfg.scale_backward == "gated"
         if self.bidir:
             self.bw_e = nn.Linear(d, d, bias=False)
         if self.gated:
+            if d_xm:
+                raise ValueError("ScaleGMNConfig.pos_embed_msg is not supported with scale_backward='gated'")
             self.bw_gated = GatedBackwardMessage(d, ln)
         elif self.bidir:
             self.bw_v = nn.Linear(d, d, bias=False)
-            self.bw_hidden = ScaleEq(sym, d, d, d, sc, ln, eps=cfg.eps)
-            self.bw_io = MLP(d, d, d, ln)  # messages into input neurons
+            self.bw_hidden = ScaleEq(sym, d, d, d, sc, ln, d_extra=d_xm, eps=cfg.eps)
+            self.bw_io = MLP(d + d_xm, d, d, ln)  # messages into input neurons
+            if cfg.msg_num_mlps == 3:  # built by the public code, never used by a backward message net
+                self.bw_io_spare = MLP(d + d_xm, d, d, ln)
         k = 3 if self.bidir else 2
-        self.upd_hidden = ScaleEq(sym, k * d, d_node_out, d, sc, ln, eps=cfg.eps)
-        self.upd_in = MLP(k * d, d, d_node_out, ln)
-        self.upd_out = MLP(k * d, d, d_node_out, ln)
+        rho_hidden = d if cfg.rho_width == "d_hid" else None
+        self.upd_hidden = ScaleEq(sym, k * d, d_node_out, d, sc, ln, d_extra=d_xu, eps=cfg.eps, rho_hidden=rho_hidden)
+        self.upd_in = MLP(k * d + d_xu, d, d_node_out, ln)
+        # upd_num_mlps=2: input and output neurons share upd_in
+        self.upd_out = MLP(k * d + d_xu, d, d_node_out, ln) if cfg.upd_num_mlps == 3 else None
         self.edge_out = d_edge_out
         if d_edge_out is not None:
             self.edge_canon = Canonicalizer(sym, d, sc, ln, cfg.eps)
             self.psi = MLP(2 * d, d, d_edge_out, ln)  # on [c(h_sender) || c(h_receiver)]
             self.edge_gamma = nn.Linear(d, d_edge_out, bias=False)
+        # a second edge state for backward messages, with its own update (public bidirectional scale)
+        self.bw_separate = self.bidir and cfg.backward_edges == "separate" and d_edge_out is not None
+        if self.bw_separate:
+            self.bw_edge_canon = Canonicalizer(sym, d, sc, ln, cfg.eps)
+            self.bw_psi = MLP(2 * d, d, d_edge_out, ln)  # on [c(h_receiver) || c(h_sender)]
+            self.bw_edge_gamma = nn.Linear(d, d_edge_out, bias=False)
         self.skip = nn.Linear(d, d, bias=False) if (cfg.skip and d_node_out == d) else None
         self.sym, self.eps = sym, cfg.eps
+        self.scale_backward = cfg.scale_backward
+        self.io_gamma, self.edge_canon_io = cfg.io_gamma, cfg.edge_canon_io
+        self.pos_embed_msg, self.pos_embed_upd = cfg.pos_embed_msg, cfg.pos_embed_upd
         self.fused = cfg.fused_message
         self.fused_edge = cfg.fused_edge_update
         self.message_save = cfg.message_save
@@ -85,15 +110,31 @@ class MessagePassingLayer(nn.Module):
 
     def update_net(self, role: str) -> nn.Module:
         """The node update of input, hidden or output neurons."""
-        return {_INPUT: self.upd_in, _HIDDEN: self.upd_hidden, _OUTPUT: self.upd_out}[role]
+        upd_out = self.upd_in if self.upd_out is None else self.upd_out
+        return {_INPUT: self.upd_in, _HIDDEN: self.upd_hidden, _OUTPUT: upd_out}[role]
+
+    def io_rows(self, eq: ScaleEq, mlp: MLP, x: Tensor, extra: Tensor | None = None) -> Tensor:
+        """A message or update net on I/O rows (invariant states): ``MLP([x || extra])``, times
+        ``Gamma x`` of the net's ScaleEq when ``io_gamma`` (the public ``mlp_on_io: False``)."""
+        y = mlp(x if extra is None else torch.cat([x, _expand(extra, x)], -1))
+        return eq.gamma(x) * y if self.io_gamma else y
+
+    def _update(self, role: str, inp: Tensor, pos: Tensor | None) -> Tensor:
+        """Node update of one block (``pos``: the block's type embeddings, ``[n, d]``)."""
+        extra = pos if self.pos_embed_upd else None
+        if role == _HIDDEN:
+            return self.upd_hidden(inp, None if extra is None else _expand(extra, inp))
+        return self.io_rows(self.upd_hidden, self.update_net(role), inp, extra)
 
     def backward_edge(self, e: Tensor) -> Tensor:
         """Edge feature of a backward message for ``scale_backward="inverse"`` (and ``sign``,
         where ``e`` itself works: ``q_i q_j = q_i / q_j``): ``e / ||e||^2``, which scales with
         ``q_j / q_i``. Computed max-scaled (``(y / ||y||^2) / m``, ``y = e / m``) so that it is
         exact for every non-zero ``e`` without a clamp, and 0 for ``e = 0``. Its magnitude is
-        ``1 / ||e||``: exact, but unbounded (the reason ``"gated"`` is the default)."""
-        return inverse_norm_sq(e) if self.sym == "scale" else e
+        ``1 / ||e||``: exact, but unbounded (the reason ``"gated"`` is the default).
+        ``scale_backward="raw"`` passes ``e`` itself, as the public code does for ``scale`` too:
+        then the model is *not* scale-equivariant (kept to reproduce public checkpoints)."""
+        return inverse_norm_sq(e) if (self.sym == "scale" and self.scale_backward != "raw") else e
 
     def backward_input(self, e: Tensor, receiver_proj: Tensor) -> Tensor:
         """Non-gated backward message input per edge, ``W_b e~ * (W_v h_receiver)`` (``receiver_proj``
@@ -109,10 +150,11 @@ class MessagePassingLayer(nn.Module):
         """The receiver half of ``psi``'s first layer, per node, with its bias."""
         return self.psi.partial_first_layer(c, c.shape[-1], bias=True)
 
-    def edge_update_output(self, first: Tensor, gamma_e: Tensor) -> Tensor:
+    def edge_update_output(self, first: Tensor, gamma_e: Tensor, psi: MLP | None = None) -> Tensor:
         """New edge state from ``psi``'s first-layer pre-activation (sender + receiver terms) and
         ``Gamma e``: ``psi(...) * Gamma e`` (invariant times equivariant)."""
-        return self.psi.lin2(self.psi.hidden(first)) * gamma_e
+        psi = self.psi if psi is None else psi
+        return psi.lin2(psi.hidden(first)) * gamma_e
 
     def with_skip(self, old: Tensor, new: Tensor) -> Tensor:
         """Bias-free skip connection (equivariant: linear without bias)."""
@@ -120,50 +162,78 @@ class MessagePassingLayer(nn.Module):
 
     # ---------------------------------------------------------------- layer-block path ----
     def forward_blocks(
-        self, blocks: LayerBlocks, drop_p: float = 0.0, seed: int = 0, outputs_only: bool = False
+        self,
+        blocks: LayerBlocks,
+        drop_p: float = 0.0,
+        seed: int = 0,
+        outputs_only: bool = False,
+        pos: list[Tensor] | None = None,
     ) -> LayerBlocks:
         """One layer on the per-layer blocks of one architecture.
 
         ``drop_p > 0`` applies hash dropout to every output block (seeds derived from ``seed``;
         fused into the edge update's tiles). ``outputs_only``: update only the output neurons and
-        return the rest unchanged -- all a last-layer readout reads.
+        return the rest unchanged -- all a last-layer readout reads. ``pos``: the node type
+        embeddings per graph layer (``[n_k, d]``), needed with ``pos_embed_msg``/``pos_embed_upd``.
         """
-        nodes, edges = blocks.node_states, blocks.edge_states
+        nodes, edges, bw_edges = blocks.node_states, blocks.edge_states, blocks.bw_edge_states
         L = len(edges)
+        if pos is None:
+            pos = [None] * (L + 1)
         if outputs_only:
-            msg = self._forward_message_block(edges[L - 1], self.msg_v(nodes[L - 1]), into_hidden=False)
+            msg = self._forward_message_block(
+                edges[L - 1], self.msg_v(nodes[L - 1]), False, self._msg_extra(pos, L - 1, L)
+            )
             parts = [nodes[L], msg] + ([torch.zeros_like(nodes[L])] if self.bidir else [])
-            out = self.with_skip(nodes[L], self.update_net(_OUTPUT)(torch.cat(parts, -1)))
-            return LayerBlocks(nodes[:-1] + [out], edges)
+            out = self.with_skip(nodes[L], self._update(_OUTPUT, torch.cat(parts, -1), pos[L]))
+            return LayerBlocks(nodes[:-1] + [out], edges, bw_edges)
         sender_proj = [self.msg_v(h) for h in nodes[:-1]]  # per node, not per edge
         parts = [[nodes[0], torch.zeros_like(nodes[0])]]
         for l in range(1, L + 1):
-            parts.append([nodes[l], self._forward_message_block(edges[l - 1], sender_proj[l - 1], into_hidden=l < L)])
+            msg = self._forward_message_block(edges[l - 1], sender_proj[l - 1], l < L, self._msg_extra(pos, l - 1, l))
+            parts.append([nodes[l], msg])
         if self.bidir:
-            for p, b in zip(parts, self._backward_message_blocks(nodes, edges)):
+            bw_src = edges if bw_edges is None else bw_edges
+            for p, b in zip(parts, self._backward_message_blocks(nodes, bw_src, pos)):
                 p.append(b)
         roles = [_INPUT] + [_HIDDEN] * (L - 1) + [_OUTPUT]
-        new_nodes = [self.with_skip(h, self.update_net(r)(torch.cat(p, -1))) for h, r, p in zip(nodes, roles, parts)]
+        new_nodes = [
+            self.with_skip(h, self._update(r, torch.cat(p, -1), q)) for h, r, p, q in zip(nodes, roles, parts, pos)
+        ]
         new_edges = self._edge_update_blocks(nodes, edges, drop_p, seed) if self.edge_out is not None else edges
+        if self.bw_separate:  # the public code applies no dropout to edge states
+            bw_edges = self._edge_update_blocks(nodes, bw_edges, 0.0, 0, reverse=True)
         if drop_p > 0:
             if self.edge_out is None:  # (an edge update applies its dropout itself, fused if it can)
                 new_edges = [
                     hash_dropout(materialize(x), drop_p, _sub_seed(seed, L + 1 + l)) for l, x in enumerate(new_edges)
                 ]
             new_nodes = [hash_dropout(x, drop_p, _sub_seed(seed, l)) for l, x in enumerate(new_nodes)]
-        return LayerBlocks(new_nodes, new_edges)
+        return LayerBlocks(new_nodes, new_edges, bw_edges)
 
-    def _forward_message_block(self, edge_block, sender_proj: Tensor, into_hidden: bool) -> Tensor:
+    def _msg_extra(self, pos: list, l_send: int, l_recv: int) -> Tensor | None:
+        """The extra input of forward messages from graph layer ``l_send`` into ``l_recv``,
+        broadcastable to the ``[B, out, in, d]`` edge block: the receiver's type embedding in a
+        forward-direction model, the sender's in a bidirectional one (as the public code)."""
+        if not self.pos_embed_msg:
+            return None
+        return pos[l_send].unsqueeze(0) if self.bidir else pos[l_recv].unsqueeze(1)
+
+    def _forward_message_block(
+        self, edge_block, sender_proj: Tensor, into_hidden: bool, extra: Tensor | None = None
+    ) -> Tensor:
         """Summed forward messages into one node block from its incoming edge block."""
         e, w_e = edge_operands(edge_block, self.msg_e.weight)
-        if into_hidden and self.fused:  # tiled, recompute-in-backward kernel: no [E, d] tensors kept
+        if into_hidden and self.fused and extra is None:  # tiled, recompute-in-backward kernel
             return scale_eq_message(
                 e, sender_proj, self.msg_hidden.message_params(w_e), save=self.message_save and torch.is_grad_enabled()
             )
         x = F.linear(e, w_e) * sender_proj.unsqueeze(1)  # [B, out, in, d]
-        return self.message_net(into_hidden)(x).sum(2)
+        if into_hidden:
+            return self.msg_hidden(x, None if extra is None else _expand(extra, x)).sum(2)
+        return self.io_rows(self.msg_hidden, self.msg_io, x, extra).sum(2)
 
-    def _backward_message_blocks(self, nodes: list[Tensor], edges: list) -> list[Tensor]:
+    def _backward_message_blocks(self, nodes: list[Tensor], edges: list, pos: list) -> list[Tensor]:
         """Summed backward messages into every node block (the output block gets zeros)."""
         L = len(edges)
         out = []
@@ -179,27 +249,47 @@ class MessagePassingLayer(nn.Module):
                 out.append(g.finish(v.sum(1), a.shape[1], nodes[l - 1], io))
             else:
                 y = self.backward_input(materialize(edges[l - 1]), self.bw_v(nodes[l]).unsqueeze(2))
-                out.append(self.backward_net(into_hidden)(y).sum(1))
+                extra = pos[l].unsqueeze(1) if self.pos_embed_msg else None  # the sender's (layer l)
+                if into_hidden:
+                    m = self.bw_hidden(y, None if extra is None else _expand(extra, y))
+                else:
+                    m = self.io_rows(self.bw_hidden, self.bw_io, y, extra)
+                out.append(m.sum(1))
         out.append(torch.zeros_like(nodes[-1]))
         return out
 
-    def _edge_update_blocks(self, nodes: list[Tensor], edges: list, drop_p: float, seed: int) -> list[Tensor]:
+    def _edge_update_blocks(
+        self, nodes: list[Tensor], edges: list, drop_p: float, seed: int, reverse: bool = False
+    ) -> list[Tensor]:
+        """Edge update of every edge block. ``reverse``: the separate backward edge state
+        (``backward_edges="separate"``), updated from ``[c(h_receiver) || c(h_sender)]`` -- the
+        public code runs its edge update on the reversed edges."""
         L = len(edges)
-        canon = [h if l in (0, L) else self.edge_canon(h) for l, h in enumerate(nodes)]
-        senders = [self.edge_sender_term(c) for c in canon[:-1]]  # first psi layer, per node
-        receivers = [self.edge_receiver_term(c) for c in canon[1:]]
+        if reverse:
+            canon_net, psi, gamma = self.bw_edge_canon, self.bw_psi, self.bw_edge_gamma
+        else:
+            canon_net, psi, gamma = self.edge_canon, self.psi, self.edge_gamma
+        canon = [h if (l in (0, L) and not self.edge_canon_io) else canon_net(h) for l, h in enumerate(nodes)]
+        d = canon[0].shape[-1]
+        # first psi layer, per node: the in-axis (sender j) and out-axis (receiver i) halves
+        if reverse:
+            senders = [psi.partial_first_layer(c, d) for c in canon[:-1]]
+            receivers = [psi.partial_first_layer(c, 0, bias=True) for c in canon[1:]]
+        else:
+            senders = [psi.partial_first_layer(c, 0) for c in canon[:-1]]
+            receivers = [psi.partial_first_layer(c, d, bias=True) for c in canon[1:]]
         if self.fused_edge:  # tiled op: no [E, d] intermediates kept, dropout fused
-            ln = self.psi.norm if isinstance(self.psi.norm, nn.LayerNorm) else None
+            ln = psi.norm if isinstance(psi.norm, nn.LayerNorm) else None
             out = []
             for l in range(L):
-                e, w_g = edge_operands(edges[l], self.edge_gamma.weight)
+                e, w_g = edge_operands(edges[l], gamma.weight)
                 out.append(
                     edge_update(
                         e,
                         receivers[l],
                         senders[l],
-                        self.psi.lin2.weight,
-                        self.psi.lin2.bias,
+                        psi.lin2.weight,
+                        psi.lin2.bias,
                         w_g,
                         ln.weight if ln is not None else None,
                         ln.bias if ln is not None else None,
@@ -211,7 +301,8 @@ class MessagePassingLayer(nn.Module):
         out = [
             self.edge_update_output(
                 receivers[l].unsqueeze(2) + senders[l].unsqueeze(1),
-                F.linear(*edge_operands(edges[l], self.edge_gamma.weight)),
+                F.linear(*edge_operands(edges[l], gamma.weight)),
+                psi,
             )
             for l in range(L)
         ]

@@ -98,13 +98,19 @@ class _ScaleGMNBase(nn.Module):
                 f"{arch.symmetry.value!r} ({arch.activation} activation)"
             )
         self.arch, self.config, self.symmetry = arch, cfg, sym
+        # structure options only the layer-block path runs (the public code's; see ScaleGMNConfig)
+        self._block_only = cfg.block_only_options()
+        if (cfg.pos_embed_msg or cfg.pos_embed_upd) and not cfg.pos_embed:
+            raise ValueError("ScaleGMNConfig.pos_embed_msg / pos_embed_upd need pos_embed=True")
         self.impl = impl
         self.structure = graph_structure(arch)
         d, K = cfg.d_hid, arch.edge_dim
         self.node_init = nn.Linear(1, d, bias=False)
         self.edge_init = nn.Linear(K, d, bias=False)
+        self._edge_pos_on = cfg.pos_embed and cfg.edge_pos_embed
         if cfg.pos_embed:
             self.node_pos = nn.Parameter(torch.randn(self.structure.num_node_types, d))
+        if self._edge_pos_on:
             self.edge_pos = nn.Parameter(torch.randn(self.structure.num_edge_types, d))
         # the last layer may update only the output neurons (set by heads that read only those)
         self._outputs_only = False
@@ -128,7 +134,17 @@ class _ScaleGMNBase(nn.Module):
     def impl(self, value: str) -> None:
         if value not in ("fast", "reference"):
             raise ValueError(f"impl must be 'fast' or 'reference', got {value!r}")
+        if value == "reference":
+            self._check_graph_paths("the per-edge reference path (impl='reference')")
         self._impl = value
+
+    def _check_graph_paths(self, what: str) -> None:
+        if self._block_only:
+            raise NotImplementedError(
+                f"{what} does not implement the ScaleGMNConfig options {self._block_only} (the public "
+                "code's structure); they run on the layer-block path: impl='fast' on a batch of one "
+                f"architecture, or on mixed batches whose groups hold >= {self.mixed_dense_min_group} networks"
+            )
 
     # ---------------------------------------------------------------- inputs ----------------
     def _graph_features(self, weights, biases) -> tuple[Tensor, Tensor, bool, Architecture]:
@@ -141,6 +157,12 @@ class _ScaleGMNBase(nn.Module):
             if weights.arch != self.arch:
                 check_compatible(self.arch, weights.arch)
             g, batched, subject, fix = weights, True, "weights (a WeightGraph) has", ""
+            if g.dense_centre != self.config.dense_centre:
+                raise ValueError(
+                    f"weights (a WeightGraph) has dense_centre={g.dense_centre} but this model's "
+                    f"config.dense_centre is {self.config.dense_centre}; build the graph with "
+                    f"WeightGraph.from_weights(..., dense_centre={self.config.dense_centre})"
+                )
         elif isinstance(weights, Tensor) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of per-layer tensors or a WeightGraph")
         else:
@@ -150,7 +172,9 @@ class _ScaleGMNBase(nn.Module):
                 and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
             )
             # from_weights has checked that all weights and biases share one dtype
-            g = WeightGraph.from_weights(self.arch, weights, biases, input_value=self.config.input_value)
+            g = WeightGraph.from_weights(
+                self.arch, weights, biases, input_value=self.config.input_value, dense_centre=self.config.dense_centre
+            )
             subject, fix = "weights/biases have", f"[w.to({dtype}) for w in weights], or "
         if g.edge.dtype != dtype:
             raise TypeError(
@@ -180,7 +204,10 @@ class _ScaleGMNBase(nn.Module):
             node_type = s.node_type.to(h.device) if node_type is None else node_type
             hidden = (s.hidden_mask.to(h.device) if hidden is None else hidden).unsqueeze(-1)
             p = self.node_pos[node_type]
-            h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
+            if self.config.node_pos_io == "prod":
+                h = h * p
+            else:
+                h = torch.where(hidden, h * p, h + p)  # product keeps equivariance; I/O may add
         return h
 
     def _embed(
@@ -195,7 +222,7 @@ class _ScaleGMNBase(nn.Module):
         """Node and edge embedding in graph layout (the graph and per-edge reference paths)."""
         s = self.structure if s is None else s
         e = self.edge_init(edge)
-        if self.config.pos_embed:
+        if self._edge_pos_on:
             e = e * self.edge_pos[s.edge_type.to(edge.device) if edge_type is None else edge_type]
         return self._embed_nodes(node, node_type, hidden, s), e
 
@@ -209,7 +236,7 @@ class _ScaleGMNBase(nn.Module):
         edges = []
         for l, block in enumerate(raw.edge_states):
             t = types.single_edge_type(l)
-            if not self.config.pos_embed:
+            if not self._edge_pos_on:
                 edges.append(FactoredEdges(block, self.edge_init.weight))
             elif t is not None:
                 edges.append(FactoredEdges(block, self.edge_pos[t].unsqueeze(1) * self.edge_init.weight))
@@ -217,11 +244,22 @@ class _ScaleGMNBase(nn.Module):
                 eo = s.edge_offsets
                 pos = self.edge_pos[s.edge_type[eo[l] : eo[l + 1]].to(edge.device)].unflatten(0, block.shape[1:3])
                 edges.append(self.edge_init(block) * pos)
-        return LayerBlocks(raw.node_states, edges)
+        bidir = self.config.direction == "bidirectional"
+        bw = list(edges) if (bidir and self.config.backward_edges != "current") else None
+        return LayerBlocks(raw.node_states, edges, bw)
+
+    def _pos_blocks(self, arch: Architecture) -> list[Tensor] | None:
+        """Node type embeddings per graph layer (``[n_k, d]``) when the layers read them."""
+        if not (self.config.pos_embed_msg or self.config.pos_embed_upd):
+            return None
+        s = graph_structure(arch)
+        no, t = s.node_offsets, s.node_type.to(self.node_pos.device)
+        return [self.node_pos[t[no[k] : no[k + 1]]] for k in range(len(no) - 1)]
 
     # ---------------------------------------------------------------- layer-block path ----------
-    def _run_blocks(self, blocks: LayerBlocks) -> LayerBlocks:
+    def _run_blocks(self, blocks: LayerBlocks, arch: Architecture | None = None) -> LayerBlocks:
         """All layers on the layer blocks of one architecture (hash dropout between layers)."""
+        pos = self._pos_blocks(self.arch if arch is None else arch)
         ckpt = self.config.checkpoint and torch.is_grad_enabled()
         drop = self.config.dropout if self.training else 0.0
         last = len(self.layers) - 1
@@ -231,10 +269,10 @@ class _ScaleGMNBase(nn.Module):
             only = self._outputs_only and i == last
             if ckpt:
                 blocks = torch.utils.checkpoint.checkpoint(
-                    layer.forward_blocks, blocks, p, seed, only, use_reentrant=False
+                    layer.forward_blocks, blocks, p, seed, only, pos, use_reentrant=False
                 )
             else:
-                blocks = layer.forward_blocks(blocks, p, seed, only)
+                blocks = layer.forward_blocks(blocks, p, seed, only, pos)
         return blocks
 
     # ---------------------------------------------------------------- graph path ----------------
@@ -242,6 +280,7 @@ class _ScaleGMNBase(nn.Module):
         """Message passing over networks of different (compatible) architectures as one disjoint
         graph: the graph path, or the per-edge reference path under ``impl="reference"``.
         Returns flat node ``[N, d']`` and edge ``[E, d'']`` states."""
+        self._check_graph_paths("the graph path (a mixed batch with small architecture groups)")
         x, e = self._embed(mb.node, mb.edge, mb.node_type, mb.edge_type, mb.hidden)
         graph = DisjointGraph.of_mixed(mb)
         if self.impl == "reference":
@@ -291,7 +330,15 @@ class ScaleGMN(_ScaleGMNBase):
         n_in, n_out = arch.layout[0], arch.layout[-1]
         if cfg.readout == "full_graph":
             self.readout_canon = Canonicalizer(self.symmetry, d, cfg.sign_canon, cfg.layer_norm, cfg.eps)
+            if cfg.readout_phi:  # phi(c(h)) per hidden neuron before the sum (public InvariantLayer)
+                self.readout_phi = MLP(d, d, d, cfg.layer_norm)
+            if cfg.readout_spare:  # the public readout builds this MLP but never uses it
+                self.readout_spare = MLP(d, d, d, cfg.layer_norm)
             self.readout_mlp = MLP(d + d * (n_in + n_out), d, cfg.d_out, cfg.layer_norm)
+        elif cfg.readout_project_io:  # public bidirectional last_layer readout
+            self.readout_project_last = nn.Linear(n_out * d, d)
+            self.readout_project_first = nn.Linear(n_in * d, d)
+            self.readout_mlp = MLP(2 * d, d, cfg.d_out, cfg.layer_norm)
         else:
             self.readout_mlp = MLP(d * n_out, d, cfg.d_out, cfg.layer_norm)
             self._outputs_only = True  # the readout reads only the output neurons
@@ -308,18 +355,24 @@ class ScaleGMN(_ScaleGMNBase):
         """Message passing + readout for a batch of one architecture -> [B, d_out]."""
         if self.impl == "reference":
             return reference.encode_per_edge(self, node, edge, arch)
-        return self._readout(self._run_blocks(self._input_blocks(node, edge, arch)))
+        return self._readout(self._run_blocks(self._input_blocks(node, edge, arch), arch))
 
     def _readout(self, blocks: LayerBlocks) -> Tensor:
         """``last_layer``: the output block. ``full_graph``: the canonicalised hidden blocks pooled
         (invariant to the hidden neurons' order and symmetry) plus the input and output blocks."""
         nodes = blocks.node_states
         out = nodes[-1].flatten(1)
+        if self.config.readout_project_io:
+            first = self.readout_project_first(nodes[0].flatten(1))
+            return self.readout_mlp(torch.cat([self.readout_project_last(out), first], -1))
         if self.config.readout == "last_layer":
             return self.readout_mlp(out)
         pooled = torch.zeros_like(nodes[0][:, 0])
         for h in nodes[1:-1]:
-            pooled = pooled + self.readout_canon(h).sum(1)
+            c = self.readout_canon(h)
+            if self.config.readout_phi:
+                c = self.readout_phi(c)
+            pooled = pooled + c.sum(1)
         return self.readout_mlp(torch.cat([pooled, nodes[0].flatten(1), out], -1))
 
     def _forward_mixed(self, mb: MixedGraphBatch) -> Tensor:
@@ -373,8 +426,8 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         """Output weights and biases for a batch of one architecture."""
         if self.impl == "reference":
             return self._scaled(*reference.weights_per_edge(self, node, edge, arch), node, edge, arch)
-        out = self._run_blocks(self._input_blocks(node, edge, arch))
-        return self._scaled(*blocks_to_weights(out, arch), node, edge, arch)
+        out = self._run_blocks(self._input_blocks(node, edge, arch), arch)
+        return self._scaled(*blocks_to_weights(out, arch, self.config.dense_centre), node, edge, arch)
 
     def _scaled(
         self, ws: list[Tensor], bs: list[Tensor], node: Tensor, edge: Tensor, arch: Architecture
@@ -383,7 +436,7 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         ws = [w * self.weight_scale[l] for l, w in enumerate(ws)]
         bs = [b * self.bias_scale[l] for l, b in enumerate(bs)]
         if self.residual:
-            iw, ib = blocks_to_weights(LayerBlocks.views(node, edge, arch), arch)
+            iw, ib = blocks_to_weights(LayerBlocks.views(node, edge, arch), arch, self.config.dense_centre)
             ws = [a + b for a, b in zip(ws, iw)]
             bs = [a + b for a, b in zip(bs, ib)]
         return ws, bs
@@ -396,5 +449,5 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         for arch, node, edge, ns, es in self._group_views(mb):
             B, N, E = node.shape[0], node.shape[1], edge.shape[1]
             blocks = LayerBlocks.views(x[ns].view(B, N, -1), ef[es].view(B, E, -1), arch)
-            out.append(self._scaled(*blocks_to_weights(blocks, arch), node, edge, arch))
+            out.append(self._scaled(*blocks_to_weights(blocks, arch, self.config.dense_centre), node, edge, arch))
         return out
