@@ -63,6 +63,9 @@ def test_decoded_networks_are_identical_across_an_orbit(real_nets, name, decoder
     ws[1][1, 0] = 1e-8
     torch.manual_seed(0)
     ae = ScaleGMNAutoencoder(arch, _small_cfg(input_value=0.0 if arch.is_cnn else 1.0), decoder=decoder).double().eval()
+    if decoder == "neuron":  # per-layer normalisation (one constant per layer) must keep it exact
+        ae.fit_scales(ws, bs)
+        assert not ae.scales.is_identity
     g = random_group_element(
         arch, ws[0].shape[0], generator=torch.Generator().manual_seed(1), dtype=torch.float64, scale_range=(1e-3, 1e3)
     )
@@ -197,9 +200,12 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
 
     arch, data = _siren_set(8)
     tr = _trainer(tmp_path, arch, data, steps=2)
+    tr.model.fit_scales(data.weights, data.biases)  # the per-layer scales travel in the checkpoint
     tr.extra_state = autoencoder_state(tr.model)
     tr.fit()
     m = load_autoencoder(str(tmp_path / "checkpoint.pt"), arch).double()
+    torch.testing.assert_close(m.scales.w_scale, tr.model.scales.w_scale)
+    assert not m.scales.is_identity
     ws, bs = data.take(torch.arange(3))
     with torch.no_grad():
         (w1, b1), (w2, b2) = m(ws, bs), tr.model.eval()(ws, bs)
@@ -210,3 +216,38 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
         load_autoencoder(str(tmp_path / "checkpoint.pt"), other)
     with pytest.raises(ValueError):  # networks of another architecture into the model
         m(*random_weights(other, 2, dtype=torch.float64))
+
+
+def test_layer_scales_fit_apply_and_old_checkpoints():
+    """One positive constant per layer: fitted to 1/std, inverted exactly, validated; a state
+    dict from before the scales existed loads as identity scales."""
+    from scalegmn_ext.models.normalization import LayerScales
+
+    arch, data = _siren_set(6)
+    sc = LayerScales(arch.num_layers).fit(data.weights, data.biases)
+    nw, nb = sc.normalize(data.weights, data.biases)
+    for t in nw + nb:
+        assert abs(float(t.std()) - 1.0) < 1e-12
+    bw, bb = sc.denormalize(nw, nb)
+    for x, y in zip(bw + bb, data.weights + data.biases):
+        torch.testing.assert_close(x, y, rtol=1e-15, atol=0)
+    const = [torch.zeros(6, 8, 2, dtype=torch.float64)] + [w for w in data.weights[1:]]
+    assert float(LayerScales(arch.num_layers).fit(const, data.biases).w_scale[0]) == 1.0  # std 0 -> 1
+    with pytest.raises(ValueError, match="one per layer"):
+        sc.normalize(data.weights[:2], data.biases)
+    with pytest.raises(ValueError, match="w_scale must be 3 finite positive"):
+        LayerScales(3, w_scale=torch.tensor([1.0, 0.0, 2.0]))
+    torch.manual_seed(0)
+    ae = ScaleGMNAutoencoder(arch, _small_cfg())
+    old = {k: v for k, v in ae.state_dict().items() if not k.startswith("scales.")}
+    ae.fit_scales(data.weights, data.biases)
+    ae.load_state_dict(old)  # strict: the missing scales are not an error, they become identity
+    assert ae.scales.is_identity
+    with pytest.raises(ValueError, match="not a graph"):
+        ae.fit_scales(data.weights, data.biases).encode(sx_graph(arch, data))
+
+
+def sx_graph(arch, data):
+    from scalegmn_ext.weightspace.graph import WeightGraph
+
+    return WeightGraph.from_weights(arch, [w.float() for w in data.weights], [b.float() for b in data.biases])

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..weightspace.architecture import Architecture
 from .config import ScaleGMNConfig
+from .normalization import LayerScales
 from .scalegmn import ScaleGMN
 
 __all__ = ["MLPDecoder", "NeuronDecoder", "ScaleGMNAutoencoder", "DECODERS", "num_parameters_of", "unflatten_params"]
@@ -142,6 +143,16 @@ class ScaleGMNAutoencoder(nn.Module):
         self.arch, self.latent_dim, self.decoder_kind, self.decoder_hidden = arch, k, decoder, tuple(decoder_hidden)
         self.encoder = ScaleGMN(arch, cfg.replace(readout="full_graph", d_out=k), impl=impl)
         self.decoder = MLPDecoder(arch, k, hid) if decoder == "mlp" else NeuronDecoder(arch, k, hid[0])
+        # identity until fitted (fit_scales): the encoder reads and the decoder writes weights in
+        # per-layer normalised units, which keeps the orbit -> one network property exact
+        self.scales = LayerScales(arch.num_layers)
+
+    def fit_scales(self, weights, biases) -> ScaleGMNAutoencoder:
+        """Normalise each layer by ``1 / std`` over these (training) networks, on the encoder's
+        input and, inverted, on the decoder's output (:class:`~scalegmn_ext.models.normalization.LayerScales`).
+        Returns ``self``."""
+        self.scales.fit(list(weights), list(biases))
+        return self
 
     @property
     def config(self) -> ScaleGMNConfig:
@@ -149,13 +160,19 @@ class ScaleGMNAutoencoder(nn.Module):
 
     def encode(self, weights, biases=None) -> Tensor:
         """Invariant latent ``[B, latent_dim]`` (identical across a symmetry orbit)."""
-        return self.encoder(weights, biases)
+        if biases is None:  # a WeightGraph: its features are already built, they cannot be rescaled
+            if not self.scales.is_identity:
+                raise ValueError(
+                    "this autoencoder normalises each layer (fit_scales): pass per-layer weights and biases, not a graph"
+                )
+            return self.encoder(weights, biases)
+        return self.encoder(*self.scales.normalize(weights, biases))
 
     def decode(self, z: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Latent ``[B, latent_dim]`` -> the canonical networks' per-layer weights and biases."""
         if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must be [B, {self.latent_dim}], got {getattr(z, 'shape', type(z).__name__)}")
-        return self.decoder(z)
+        return self.scales.denormalize(*self.decoder(z))
 
     def forward(self, weights, biases=None) -> tuple[list[Tensor], list[Tensor]]:
         return self.decode(self.encode(weights, biases))

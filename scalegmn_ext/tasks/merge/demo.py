@@ -132,6 +132,7 @@ def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, sym
     n_val = max(1, len(data) // 8)
     train = NetworkSet([w[n_val:] for w in data.weights], [b[n_val:] for b in data.biases])
     val = NetworkSet([w[:n_val] for w in data.weights], [b[:n_val] for b in data.biases])
+    model.fit_scales(train.weights, train.biases)  # per-layer 1/std: symmetry-safe, see models/normalization.py
     tc = TrainConfig(
         steps=steps,
         batch_size=min(sizes.ae_batch, len(train)),
