@@ -4,6 +4,8 @@ computations, the public configuration path, and bad input."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import math
 import os
@@ -98,7 +100,9 @@ def test_metrics_match_direct_computation():
     direct = sum(int(logits[i].argmax()) == int(labels[i]) for i in range(40)) / 40
     assert score("inr-cls", logits, labels)["accuracy"] == pytest.approx(direct)
     img, tgt = torch.rand(3, 28, 28, generator=g), torch.rand(3, 28, 28, generator=g)
-    assert score("inr-edit", img, tgt)["mse"] == pytest.approx(float(((img.double() - tgt.double()) ** 2).mean()), rel=1e-12)
+    assert score("inr-edit", img, tgt)["mse"] == pytest.approx(
+        float(((img.double() - tgt.double()) ** 2).mean()), rel=1e-12
+    )
 
 
 def test_dilation_is_the_3x3_max_filter():
@@ -174,7 +178,7 @@ def test_bad_input_is_named(zoos, tmp_path, capsys):
 
 
 def test_published_small_cnn_zoo_and_missing_accuracies(tmp_path):
-    from test_published_zoos import METRIC_COLS, _make_cnn_zoo
+    from test_published_zoos import METRIC_COLS, _make_cnn_zoo, _write_metrics
 
     _make_cnn_zoo(tmp_path / "z", n_models=40, steps=(86,))
     d = cnn_gen_data(small_cnn_zoo=tmp_path / "z", activation="relu")
@@ -183,13 +187,7 @@ def test_published_small_cnn_zoo_and_missing_accuracies(tmp_path):
     model = build_task_model("cnn-gen", d.arch, public=PUBLIC["cifar10/scalegmn_relu.yml"], d_hid=8, num_layers=1)
     assert predict("cnn-gen", model, d.splits["test"], d.arch).shape == (len(d.splits["test"]),)
     _make_cnn_zoo(tmp_path / "nolabel", n_models=40, steps=(86,))
-    from test_published_zoos import _write_metrics  # rewrite the metrics without test_accuracy
-
-    import gzip
-
-    with gzip.open(tmp_path / "nolabel" / "metrics.csv.gz", "rt") as f:
-        import csv
-
+    with gzip.open(tmp_path / "nolabel" / "metrics.csv.gz", "rt") as f:  # rewritten without test_accuracy
         rows = list(csv.DictReader(f))
     _write_metrics(tmp_path / "nolabel" / "metrics.csv.gz", rows, cols=[c for c in METRIC_COLS if c != "test_accuracy"])
     with pytest.raises(ValueError, match="test_accuracy"):

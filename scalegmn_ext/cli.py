@@ -643,7 +643,12 @@ def _task(args) -> int:
             "limit": args.limit,
         }
     else:
-        data = {"zoo": args.zoo, "published_root": args.published_inrs, "split_file": args.split_file, "limit": args.limit}
+        data = {
+            "zoo": args.zoo,
+            "published_root": args.published_inrs,
+            "split_file": args.split_file,
+            "limit": args.limit,
+        }
         if task == "inr-edit":
             data.update(target=args.target, data_root=args.data_root)
     steps = args.steps or 1000
@@ -715,10 +720,14 @@ def _add_task_parsers(sub) -> None:
             p.add_argument("--small-cnn-zoo", default=None, help="the published Small CNN Zoo folder instead of --zoo")
             p.add_argument("--order-file", default=None, help="NFN's cifar10_split.csv (the published split)")
             p.add_argument("--activation", default=None, help="relu or tanh (needed when the zoo mixes them)")
-            p.add_argument("--epochs-used", default="", help="our zoo's checkpoint epochs, comma-separated (default: all > 0)")
+            p.add_argument(
+                "--epochs-used", default="", help="our zoo's checkpoint epochs, comma-separated (default: all > 0)"
+            )
         else:
             p.add_argument("--published-inrs", default=None, help="the DWSNets MNIST-INR folder instead of --zoo")
-            p.add_argument("--split-file", default=None, help="its split JSON (default: scan the folder, seeded val draw)")
+            p.add_argument(
+                "--split-file", default=None, help="its split JSON (default: scan the folder, seeded val draw)"
+            )
         if name == "inr-edit":
             p.add_argument(
                 "--target",
@@ -728,10 +737,19 @@ def _add_task_parsers(sub) -> None:
             )
             p.add_argument("--data-root", default=None, help="image data location (as for scalegmn-ext zoo)")
         p.add_argument("--limit", type=int, default=None, help="at most N networks per split")
-        p.add_argument("--public-config", default=None, help="a public ScaleGMN YAML: its exact model and training settings")
+        p.add_argument(
+            "--public-config", default=None, help="a public ScaleGMN YAML: its exact model and training settings"
+        )
         p.add_argument("--d-hid", type=int, default=None, help="width (default 32, or the public configuration's)")
-        p.add_argument("--layers", type=int, default=None, help="message-passing layers (default 3, or the configuration's)")
-        p.add_argument("--direction", choices=("forward", "bidirectional"), default=None, help="default forward / the configuration's")
+        p.add_argument(
+            "--layers", type=int, default=None, help="message-passing layers (default 3, or the configuration's)"
+        )
+        p.add_argument(
+            "--direction",
+            choices=("forward", "bidirectional"),
+            default=None,
+            help="default forward / the configuration's",
+        )
         p.add_argument(
             "--scale-backward",
             choices=("gated", "inverse", "raw"),
@@ -745,16 +763,28 @@ def _add_task_parsers(sub) -> None:
             help="layer: scale each layer's weights and biases by 1/std over the training networks (keeps the symmetry exact)",
         )
         p.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
-        p.add_argument("--batch-size", type=int, default=None, help="networks per step (default 32 / the configuration's)")
-        p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-3 / the configuration's)")
-        p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.01 / configuration)")
-        p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default steps / 10 / the configuration's)")
+        p.add_argument(
+            "--batch-size", type=int, default=None, help="networks per step (default 32 / the configuration's)"
+        )
+        p.add_argument(
+            "--lr", type=float, default=None, help="AdamW learning rate (default 1e-3 / the configuration's)"
+        )
+        p.add_argument(
+            "--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.01 / configuration)"
+        )
+        p.add_argument(
+            "--warmup", type=int, default=None, help="warm-up steps (default steps / 10 / the configuration's)"
+        )
         p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 10 / the configuration's)")
         p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default steps / 10)")
-        p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps (default steps / 10)")
+        p.add_argument(
+            "--checkpoint-every", type=int, default=None, help="checkpoint every N steps (default steps / 10)"
+        )
         p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-        p.add_argument("--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)")
+        p.add_argument(
+            "--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)"
+        )
         p.add_argument("--tiny", action="store_true", help=f"tiny sizes for tests ({TASK_TINY}); flags override")
         p.add_argument("--device", default="cpu")
         p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")

@@ -178,7 +178,9 @@ def inr_edit_data(
     if target is None:
         target = "source" if zoo is not None else "render"
     if target not in ("source", "render"):
-        raise ValueError(f"target must be 'source' (dilated source image) or 'render' (dilated rendering), got {target!r}")
+        raise ValueError(
+            f"target must be 'source' (dilated source image) or 'render' (dilated rendering), got {target!r}"
+        )
     if zoo is None:
         if target == "source":
             raise ValueError(
@@ -206,7 +208,9 @@ def inr_edit_data(
         s = NetworkSet(*z.load(idx))
         tgt = dilate(images[img_idx[idx]].float()) if target == "source" else _render_targets(z.arch, s, size)
         splits[name] = NetworkSet(s.weights, s.biases, tgt)
-    return TaskData("inr-edit", z.arch, _check_splits(splits, z.path), {"zoo": os.path.abspath(z.path), "target": target})
+    return TaskData(
+        "inr-edit", z.arch, _check_splits(splits, z.path), {"zoo": os.path.abspath(z.path), "target": target}
+    )
 
 
 # ---------------------------------------------------------------------------------------- CNNs ----
@@ -235,7 +239,9 @@ def cnn_gen_data(
                 "(scalegmn-ext zoo cnn)"
             )
         if "test_acc" not in z.column_names:
-            raise ValueError(f"{z.path}: no 'test_acc' column; generalisation prediction needs the networks' accuracies")
+            raise ValueError(
+                f"{z.path}: no 'test_acc' column; generalisation prediction needs the networks' accuracies"
+            )
         acts = z.activations
         if activation is None:
             if len(acts) > 1:

@@ -33,7 +33,9 @@ CHECKPOINT_KIND = "scalegmn_ext.public_task"
 class TaskModel(nn.Module):
     """``net`` behind the per-layer input scales ``w_scale`` / ``b_scale`` (ones: no normalisation)."""
 
-    def __init__(self, net: ScaleGMN | ScaleGMNEquivariant, w_scale: Tensor | None = None, b_scale: Tensor | None = None):
+    def __init__(
+        self, net: ScaleGMN | ScaleGMNEquivariant, w_scale: Tensor | None = None, b_scale: Tensor | None = None
+    ):
         super().__init__()
         self.net = net
         L = net.arch.num_layers
@@ -171,12 +173,16 @@ def load_task_model(path: str, arch: Architecture | None = None, *, weights: str
     to (must match the architecture it was trained for)."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ck, dict) or ck.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"{path} is not a scalegmn_ext public-task checkpoint (kind={ck.get('kind') if isinstance(ck, dict) else None!r})")
+        raise ValueError(
+            f"{path} is not a scalegmn_ext public-task checkpoint (kind={ck.get('kind') if isinstance(ck, dict) else None!r})"
+        )
     trained_for = arch_from_dict(ck["arch"], where=f"{path}: arch")
     if arch is not None and not _same_shape(arch, trained_for):
         raise ValueError(f"{path} was trained on networks {trained_for}, not {arch}")
     cfg = ScaleGMNConfig(**ck["config"])
-    net = ScaleGMNEquivariant(trained_for, cfg, residual=True) if ck["task"] == "inr-edit" else ScaleGMN(trained_for, cfg)
+    net = (
+        ScaleGMNEquivariant(trained_for, cfg, residual=True) if ck["task"] == "inr-edit" else ScaleGMN(trained_for, cfg)
+    )
     model = TaskModel(net)
     sd = ck["model"] if weights is None else torch.load(weights, map_location=map_location, weights_only=True)
     model.load_state_dict(sd)

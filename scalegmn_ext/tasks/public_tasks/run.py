@@ -166,7 +166,9 @@ def run_public_task(
         new = json.loads(json.dumps(settings))
         if old != new:
             diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
-            raise ValueError(f"{out} holds a {old.get('task')} run with other settings ({'; '.join(diff)}); use another --out")
+            raise ValueError(
+                f"{out} holds a {old.get('task')} run with other settings ({'; '.join(diff)}); use another --out"
+            )
     elif resume and os.path.exists(os.path.join(out, "checkpoint.pt")):
         raise ValueError(f"{out} has a checkpoint but no run.json; it was not written by this command")
     atomic_write_json(run_file, settings)
