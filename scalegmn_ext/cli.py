@@ -1,4 +1,5 @@
-"""Command line: ``scalegmn-ext demo | merge-demo | info | zoo inr|cnn|mlp | amortize train|eval``."""
+"""Command line: ``scalegmn-ext demo | merge-demo | info | zoo inr|cnn|mlp | amortize train|eval |
+task inr-cls|cnn-gen|inr-edit``."""
 
 from __future__ import annotations
 
@@ -616,6 +617,181 @@ def _add_amortize_parsers(sub) -> None:
     e.set_defaults(fn=_amortize_eval)
 
 
+#: ``task ... --tiny``: seconds on a 2-core CPU (the end-to-end tests' setting); flags override.
+TASK_TINY = {"steps": 4, "batch_size": 4, "d_hid": 8, "layers": 1}
+
+
+def _task(args) -> int:
+    import torch
+
+    from .tasks.public_tasks import run_public_task
+    from .tasks.train import TrainingDiverged
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for k, v in (TASK_TINY if args.tiny else {}).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    task = args.task_cmd
+    if task == "cnn-gen":
+        data = {
+            "zoo": args.zoo,
+            "small_cnn_zoo": args.small_cnn_zoo,
+            "order_file": args.order_file,
+            "activation": args.activation,
+            "epochs": args.epochs_used or None,
+            "limit": args.limit,
+        }
+    else:
+        data = {
+            "zoo": args.zoo,
+            "published_root": args.published_inrs,
+            "split_file": args.split_file,
+            "limit": args.limit,
+        }
+        if task == "inr-edit":
+            data.update(target=args.target, data_root=args.data_root)
+    steps = args.steps or 1000
+    overrides = {
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup": args.warmup,
+        "clip": args.clip,
+        "val_every": args.val_every or max(1, steps // 10),
+        "checkpoint_every": args.checkpoint_every or max(1, steps // 10),
+        "seed": args.seed,
+    }
+    if args.public_config is None:  # our defaults where a public configuration would give its own
+        defaults = {"batch_size": 32, "lr": 1e-3, "weight_decay": 0.01, "clip": 10.0, "warmup": max(1, steps // 10)}
+        overrides.update({k: v for k, v in defaults.items() if overrides[k] is None})
+    # with a public configuration, unset values (None) keep the configuration's (warm-up: 1000 steps)
+    try:
+        if task == "cnn-gen" and data["epochs"]:
+            data["epochs"] = _int_list(data["epochs"], "--epochs-used")
+        res = run_public_task(
+            task,
+            args.out,
+            data_kwargs={k: v for k, v in data.items() if v is not None},
+            public_config=args.public_config,
+            d_hid=args.d_hid,
+            num_layers=args.layers,
+            direction=args.direction,
+            scale_backward=args.scale_backward,
+            normalize=args.normalize,
+            train_overrides=overrides,
+            resume=args.resume,
+            stop_after=args.stop_after,
+            progress=not args.quiet,
+            device=args.device,
+            log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr)),
+        )
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if res is not None:
+        print(open(os.path.join(args.out, "results.md")).read())
+        print(f"written: {args.out}/results.md, results.json, checkpoint.pt, best.pt")
+    return 0
+
+
+def _add_task_parsers(sub) -> None:
+    t = sub.add_parser(
+        "task",
+        help="the public ScaleGMN tasks end to end: INR classification, CNN generalisation, INR editing",
+        description="Train and score a ScaleGMN on one of the public tasks, on this package's zoos or the "
+        "published files; --public-config runs a public YAML configuration's exact model.",
+    )
+    s = t.add_subparsers(dest="task_cmd", required=True)
+    helps = {
+        "inr-cls": "INR classification (invariant ScaleGMN, cross-entropy): test accuracy",
+        "cnn-gen": "CNN generalisation prediction (sigmoid output, MSE to test accuracy): Kendall tau",
+        "inr-edit": "INR editing (residual equivariant ScaleGMN, render MSE to the dilated image): test MSE",
+    }
+    for name, help_text in helps.items():
+        p = s.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--out", required=True, help="run folder (run.json, checkpoint.pt, best.pt, results.*)")
+        p.add_argument("--zoo", default=None, help="one of this package's zoos (scalegmn-ext zoo inr|cnn)")
+        if name == "cnn-gen":
+            p.add_argument("--small-cnn-zoo", default=None, help="the published Small CNN Zoo folder instead of --zoo")
+            p.add_argument("--order-file", default=None, help="NFN's cifar10_split.csv (the published split)")
+            p.add_argument("--activation", default=None, help="relu or tanh (needed when the zoo mixes them)")
+            p.add_argument(
+                "--epochs-used", default="", help="our zoo's checkpoint epochs, comma-separated (default: all > 0)"
+            )
+        else:
+            p.add_argument("--published-inrs", default=None, help="the DWSNets MNIST-INR folder instead of --zoo")
+            p.add_argument(
+                "--split-file", default=None, help="its split JSON (default: scan the folder, seeded val draw)"
+            )
+        if name == "inr-edit":
+            p.add_argument(
+                "--target",
+                choices=("source", "render"),
+                default=None,
+                help="dilate the INR's source image (default for --zoo; the public task) or its rendering",
+            )
+            p.add_argument("--data-root", default=None, help="image data location (as for scalegmn-ext zoo)")
+        p.add_argument("--limit", type=int, default=None, help="at most N networks per split")
+        p.add_argument(
+            "--public-config", default=None, help="a public ScaleGMN YAML: its exact model and training settings"
+        )
+        p.add_argument("--d-hid", type=int, default=None, help="width (default 32, or the public configuration's)")
+        p.add_argument(
+            "--layers", type=int, default=None, help="message-passing layers (default 3, or the configuration's)"
+        )
+        p.add_argument(
+            "--direction",
+            choices=("forward", "bidirectional"),
+            default=None,
+            help="default forward / the configuration's",
+        )
+        p.add_argument(
+            "--scale-backward",
+            choices=("gated", "inverse", "raw"),
+            default=None,
+            help="backward message of bidirectional ReLU models (see ScaleGMNConfig; public configs need one)",
+        )
+        p.add_argument(
+            "--normalize",
+            choices=("none", "layer"),
+            default="none",
+            help="layer: scale each layer's weights and biases by 1/std over the training networks (keeps the symmetry exact)",
+        )
+        p.add_argument("--steps", type=int, default=None, help="training steps (default 1000)")
+        p.add_argument(
+            "--batch-size", type=int, default=None, help="networks per step (default 32 / the configuration's)"
+        )
+        p.add_argument(
+            "--lr", type=float, default=None, help="AdamW learning rate (default 1e-3 / the configuration's)"
+        )
+        p.add_argument(
+            "--weight-decay", type=float, default=None, help="AdamW weight decay (default 0.01 / configuration)"
+        )
+        p.add_argument(
+            "--warmup", type=int, default=None, help="warm-up steps (default steps / 10 / the configuration's)"
+        )
+        p.add_argument("--clip", type=float, default=None, help="gradient-norm clip (default 10 / the configuration's)")
+        p.add_argument("--val-every", type=int, default=None, help="validate every N steps (default steps / 10)")
+        p.add_argument(
+            "--checkpoint-every", type=int, default=None, help="checkpoint every N steps (default steps / 10)"
+        )
+        p.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+        p.add_argument(
+            "--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)"
+        )
+        p.add_argument("--tiny", action="store_true", help=f"tiny sizes for tests ({TASK_TINY}); flags override")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar / log lines")
+        p.set_defaults(fn=_task)
+
+
 def _run_zoo(args) -> int:
     if args.out is None:
         args.out = args.default_out.format(source=args.source)
@@ -700,6 +876,7 @@ def main(argv=None) -> int:
     i.set_defaults(fn=_info)
     _add_zoo_parsers(sub)
     _add_amortize_parsers(sub)
+    _add_task_parsers(sub)
     args = p.parse_args(argv)
     if args.cmd == "zoo":
         args.zoo_fn = args.fn

@@ -16,7 +16,14 @@ What it does for every task built on it:
   process takes on the same global batch. Rank 0 writes checkpoints and draws the bar.
 
 A task supplies ``loss_fn(model, weights, biases) -> [b]`` (one loss per network of the local
-batch); the trainer minimises their mean.
+batch); the trainer minimises their mean. Supervised tasks (labels, accuracies, target images per
+network) give the :class:`NetworkSet` ``targets``; the trainer then calls
+``loss_fn(model, weights, biases, targets)`` with the batch's rows of them.
+
+``keep_best=True`` also writes the model's ``state_dict`` to ``best.pt`` whenever the validation
+score improves (atomically, rank 0), so a task can report the best-validation model as the public
+training scripts do. Checkpoints hold torch's RNG state, so dropout masks continue on resume as in
+an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -69,9 +76,10 @@ class TrainConfig:
 
 
 class NetworkSet:
-    """A batch of networks of one architecture held as stacked per-layer tensors (CPU)."""
+    """A batch of networks of one architecture held as stacked per-layer tensors (CPU), with
+    optional per-network ``targets`` (any tensor whose first axis is the network axis)."""
 
-    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor]):
+    def __init__(self, weights: Sequence[Tensor], biases: Sequence[Tensor], targets: Tensor | None = None):
         if len(weights) == 0 or len(weights) != len(biases):
             raise ValueError(
                 f"weights and biases must be non-empty per-layer lists of equal length, "
@@ -80,7 +88,11 @@ class NetworkSet:
         n = weights[0].shape[0]
         if any(t.shape[0] != n for t in (*weights, *biases)):
             raise ValueError("every per-layer tensor must have the same number of networks on axis 0")
-        self.weights, self.biases = list(weights), list(biases)
+        if targets is not None:
+            if not isinstance(targets, Tensor) or targets.dim() < 1 or targets.shape[0] != n:
+                got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+                raise ValueError(f"targets must be a tensor with one row per network ({n}), got {got}")
+        self.weights, self.biases, self.targets = list(weights), list(biases), targets
 
     def __len__(self) -> int:
         return self.weights[0].shape[0]
@@ -90,6 +102,15 @@ class NetworkSet:
             [w[idx].to(device=device, dtype=dtype) for w in self.weights],
             [b[idx].to(device=device, dtype=dtype) for b in self.biases],
         )
+
+    def take_targets(self, idx: Tensor, device=None) -> Tensor | None:
+        """The targets of rows ``idx`` (None when the set has none); dtype kept (labels stay int)."""
+        return None if self.targets is None else self.targets[idx].to(device=device)
+
+    def subset(self, idx: Tensor) -> NetworkSet:
+        """A new set holding rows ``idx``."""
+        ws, bs = self.take(idx)
+        return NetworkSet(ws, bs, self.take_targets(idx))
 
 
 def dist_info() -> tuple[int, int]:
@@ -123,6 +144,7 @@ class Trainer:
         extra_state: dict | None = None,
         progress: bool = True,
         val_metric: Callable[[nn.Module, NetworkSet], float] | None = None,
+        keep_best: bool = False,
     ):
         self.rank, self.world = dist_info()
         if cfg.batch_size % self.world:
@@ -141,6 +163,7 @@ class Trainer:
         self.loss_fn, self.train, self.val, self.cfg = loss_fn, train, val, cfg
         self.out = os.fspath(out)
         self.ckpt_path = os.path.join(self.out, "checkpoint.pt")
+        self.best_path = os.path.join(self.out, "best.pt") if keep_best else None
         self.extra_state = dict(extra_state or {})
         self.progress = progress and self.rank == 0
         self.val_metric = val_metric
@@ -170,6 +193,7 @@ class Trainer:
             "best_val": self.best_val,
             "history": self.history,
             "train_config": dataclasses.asdict(self.cfg),
+            "torch_rng": torch.get_rng_state(),
             **self.extra_state,
         }
 
@@ -187,7 +211,14 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.step, self.best_val, self.history = ck["step"], ck["best_val"], ck["history"]
+        if "torch_rng" in ck:  # dropout masks continue as in an uninterrupted run
+            torch.set_rng_state(ck["torch_rng"].cpu())
         return True
+
+    def _losses(self, net: nn.Module, data: NetworkSet, idx: Tensor) -> Tensor:
+        ws, bs = data.take(idx, self.device, self._dtype())
+        targets = data.take_targets(idx, self.device)
+        return self.loss_fn(net, ws, bs) if targets is None else self.loss_fn(net, ws, bs, targets)
 
     # ------------------------------------------------------------------ loop ----
     def evaluate(self) -> float:
@@ -202,8 +233,7 @@ class Trainer:
                 idx = torch.arange(len(self.val))[self.rank :: self.world]
                 total = torch.zeros(2, dtype=torch.float64, device=self.device)
                 for chunk in idx.split(max(1, self.cfg.batch_size)):
-                    ws, bs = self.val.take(chunk, self.device, self._dtype())
-                    losses = self.loss_fn(self.model, ws, bs)
+                    losses = self._losses(self.model, self.val, chunk)
                     total += torch.stack(
                         [
                             losses.double().sum(),
@@ -244,8 +274,7 @@ class Trainer:
         try:
             while self.step < end:
                 idx = self._batch_indices(self.step)
-                ws, bs = self.train.take(idx, self.device, self._dtype())
-                losses = self.loss_fn(net, ws, bs)
+                losses = self._losses(net, self.train, idx)
                 loss = losses.mean()
                 if not bool(torch.isfinite(loss.detach())):
                     raise TrainingDiverged(
@@ -275,6 +304,8 @@ class Trainer:
                     )
                     if v < self.best_val:
                         self.best_val = v
+                        if self.best_path is not None and self.rank == 0:
+                            atomic_torch_save(self.model.state_dict(), self.best_path)
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == end:
                     self.save()
         finally:
