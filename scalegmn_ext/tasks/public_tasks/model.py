@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ...models.config import ScaleGMNConfig
+from ...models.normalization import LayerScales
 from ...models.public import public_config, read_public
 from ...models.scalegmn import ScaleGMN, ScaleGMNEquivariant
 from ...weightspace.architecture import Architecture
@@ -31,18 +32,15 @@ CHECKPOINT_KIND = "scalegmn_ext.public_task"
 
 
 class TaskModel(nn.Module):
-    """``net`` behind the per-layer input scales ``w_scale`` / ``b_scale`` (ones: no normalisation)."""
+    """``net`` behind the per-layer input scales ``w_scale`` / ``b_scale`` (ones: no normalisation;
+    :class:`~scalegmn_ext.models.normalization.LayerScales`)."""
 
     def __init__(
         self, net: ScaleGMN | ScaleGMNEquivariant, w_scale: Tensor | None = None, b_scale: Tensor | None = None
     ):
         super().__init__()
         self.net = net
-        L = net.arch.num_layers
-        self.register_buffer("w_scale", torch.ones(L) if w_scale is None else w_scale.detach().clone().float())
-        self.register_buffer("b_scale", torch.ones(L) if b_scale is None else b_scale.detach().clone().float())
-        if self.w_scale.shape != (L,) or self.b_scale.shape != (L,):
-            raise ValueError(f"w_scale and b_scale must have one entry per layer ({L})")
+        self.scales = LayerScales(net.arch.num_layers, w_scale, b_scale)
         self.equivariant = isinstance(net, ScaleGMNEquivariant)
 
     @property
@@ -50,29 +48,14 @@ class TaskModel(nn.Module):
         return self.net.arch
 
     def forward(self, weights, biases):
-        ws = [w * self.w_scale[l].to(w.dtype) for l, w in enumerate(weights)]
-        bs = [b * self.b_scale[l].to(b.dtype) for l, b in enumerate(biases)]
-        out = self.net(ws, bs)
-        if not self.equivariant:
-            return out
-        nw, nb = out
-        return (
-            [w / self.w_scale[l].to(w.dtype) for l, w in enumerate(nw)],
-            [b / self.b_scale[l].to(b.dtype) for l, b in enumerate(nb)],
-        )
+        out = self.net(*self.scales.normalize(weights, biases))
+        return self.scales.denormalize(*out) if self.equivariant else out
 
 
 def layer_scales(train: NetworkSet) -> tuple[Tensor, Tensor]:
     """``1 / std`` of each layer's weights and of its biases over ``train`` (1 where the std is 0)."""
-
-    def inv_std(ts):
-        out = []
-        for t in ts:
-            s = float(t.double().std()) if t.numel() > 1 else 0.0
-            out.append(1.0 / s if s > 0 and s == s else 1.0)
-        return torch.tensor(out, dtype=torch.float32)
-
-    return inv_std(train.weights), inv_std(train.biases)
+    sc = LayerScales(len(train.weights)).fit(train.weights, train.biases)
+    return sc.w_scale.clone(), sc.b_scale.clone()
 
 
 def _same_shape(a: Architecture, b: Architecture) -> bool:
