@@ -42,6 +42,13 @@ def _merge_demo(args) -> int:
 
     from .tasks.merge.demo import DEFAULT, TINY, MergeDemoCheckError, run_merge_demo
 
+    if args.threads:
+        if args.threads < 1:
+            print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     sizes = TINY if args.tiny else DEFAULT
     changes = {
         k: getattr(args, k)
@@ -870,6 +877,13 @@ def main(argv=None) -> int:
     m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
     m.add_argument("--layers", type=int, default=None, help="ScaleGMN message-passing layers (default 3)")
     m.add_argument("--decoder", choices=("mlp", "neuron"), default=None, help="decoder (default mlp, the paper's)")
+    m.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (default: torch's choice); use 1 on a machine shared with other jobs, "
+        "where waiting threads stall the many small ops",
+    )
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.set_defaults(fn=_merge_demo)
     i = sub.add_parser("info", help="build and device information")
