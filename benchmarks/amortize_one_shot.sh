@@ -1,12 +1,13 @@
 #!/bin/bash
 # One-shot amortized optimization vs learning-rate-tuned SGD/Adam (issue 13). 1 torch thread, every command sequential;
-# about 40 min on a shared 2-core CPU. Usage: PYTHON=.venv/bin/python bash benchmarks/amortize_one_shot.sh
+# about 37 min on a shared 2-core CPU (times.txt). Usage: PYTHON=.venv/bin/python bash benchmarks/amortize_one_shot.sh
 #   tanh MLP zoo (640 networks, 7x7-pooled Fashion-MNIST, 16-16 hidden) and tanh CNN zoo (320 Small-CNN-Zoo CNNs),
 #   checkpoints of epochs 1 and 2 (early: room to improve); ScaleGMN-B vs GMN-B (same model, canonicalisation off),
 #   both with layer-normalised input, 3 seeds each; lam = 1e-3 (sparsifying) on the MLPs, seed 0.
 # Results ($R): eval-<kind>-oneshot/ (every held-out network, one-shot only: the sym-vs-broken comparison),
 #   eval-<kind>/ (one-shot vs SGD/Adam up to 150 epochs with lr tuned on validation networks; CNN: 16 networks),
-#   eval-mlp-l1/; each with results.md, results.json, accuracy_boxplot.png. Wall time of every command: $R/times.txt.
+#   eval-mlp-l1/, eval-<kind>-nonorm/ (ablation: no input normalisation), eval-relu{,-oneshot}/ (ReLU CNNs);
+#   each with results.md, results.json, accuracy_boxplot.png. Wall time of every command: $R/times.txt.
 set -e
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python} -m scalegmn_ext.cli"
@@ -42,3 +43,25 @@ t $PY amortize eval --zoo $R/zoo-cnn --runs $R/cnn-sym-s0 $R/cnn-sym-s1 $R/cnn-s
 t $PY amortize train --zoo $R/zoo-mlp --out $R/mlp-sym-l1-s0 --seed 0 --steps 600 --lam 1e-3 $TR
 t $PY amortize eval --zoo $R/zoo-mlp --runs $R/mlp-sym-l1-s0 --out $R/eval-mlp-l1 --sgd-epochs 1,5,25,150 \
   --adam-epochs 1,5,25,150 --tune-lr --tune-networks 8 --threads 1 --quiet
+# Ablation: the same ScaleGMN-B without the layer-normalised input (the first increment's input), 3 seeds.
+TRN="${TR/--input-norm layer/--input-norm none}"
+for kind in mlp cnn; do
+  for seed in 0 1 2; do
+    t $PY amortize train --zoo $R/zoo-$kind --out $R/$kind-sym-nonorm-s$seed --seed $seed --steps ${STEPS[$kind]} $TRN
+  done
+  t $PY amortize eval --zoo $R/zoo-$kind --runs $R/$kind-sym-nonorm-s0 $R/$kind-sym-nonorm-s1 $R/$kind-sym-nonorm-s2 \
+    --out $R/eval-$kind-nonorm --sgd-epochs none --adam-epochs none --threads 1 --quiet
+done
+# ReLU CNNs (positive-scale group): the layer normalisation is not scale-invariant, so ScaleGMN-B gets the raw input and
+# GMN-B the normalised one; SGD/Adam up to 25 epochs on 16 networks, lr tuned at 5 epochs on 4 validation networks.
+t $PY zoo cnn --n 160 --out $R/zoo-cnn-relu ${Z/tanh/relu} --chunk 40
+runs=()
+for seed in 0 1 2; do
+  t $PY amortize train --zoo $R/zoo-cnn-relu --out $R/relu-sym-s$seed --seed $seed --steps 300 $TRN
+  t $PY amortize train --zoo $R/zoo-cnn-relu --out $R/relu-broken-s$seed --seed $seed --steps 300 --broken $TR
+  runs+=($R/relu-sym-s$seed $R/relu-broken-s$seed)
+done
+t $PY amortize eval --zoo $R/zoo-cnn-relu --runs "${runs[@]}" --out $R/eval-relu-oneshot --sgd-epochs none --adam-epochs none \
+  --threads 1 --quiet
+t $PY amortize eval --zoo $R/zoo-cnn-relu --runs "${runs[@]}" --out $R/eval-relu --max-test 16 --sgd-epochs 1,5,25 \
+  --adam-epochs 1,5,25 --tune-lr --tune-networks 4 --tune-epochs 5 --threads 1 --quiet
