@@ -519,6 +519,7 @@ def _amortize_train(args) -> int:
             num_layers=args.layers or 3,
             direction=args.direction,
             out_scale=args.out_scale,
+            input_norm=args.input_norm,
             train_config=tc,
             n_images=args.images or 128,
             resume=args.resume,
@@ -555,6 +556,9 @@ def _amortize_eval(args) -> int:
             sgd_lr=args.sgd_lr,
             adam_lr=args.adam_lr,
             finetune_batch=args.finetune_batch,
+            tune=args.tune_lr,
+            tune_networks=args.tune_networks,
+            tune_epochs=args.tune_epochs,
             max_test=args.max_test,
             seed=args.seed,
             progress=not args.quiet,
@@ -598,6 +602,12 @@ def _add_amortize_parsers(sub) -> None:
     t.add_argument(
         "--out-scale", type=float, default=0.01, help="initial scale of the update f (learned per layer; default 0.01)"
     )
+    t.add_argument(
+        "--input-norm",
+        choices=("none", "layer"),
+        default="none",
+        help="'layer': the metanetwork sees each layer divided by its weight RMS (sign/permutation groups only)",
+    )
     t.add_argument("--seed", type=int, default=0, help="initialisation, batch order and image draws")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--stop-after", type=int, default=None, help="train at most N steps in this call (then --resume)")
@@ -616,6 +626,14 @@ def _add_amortize_parsers(sub) -> None:
     e.add_argument("--sgd-lr", type=float, default=None, help="SGD learning rate (default 0.01, momentum 0.9)")
     e.add_argument("--adam-lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
     e.add_argument("--finetune-batch", type=int, default=64, help="images per fine-tuning step (default 64)")
+    e.add_argument(
+        "--tune-lr",
+        action="store_true",
+        help="pick the SGD/Adam learning rates (those not given) on validation networks: grid of half-decades, "
+        "80/20 split of the pool, best mean held-out accuracy (objective when lam > 0)",
+    )
+    e.add_argument("--tune-networks", type=int, default=8, help="validation networks for --tune-lr (default 8)")
+    e.add_argument("--tune-epochs", type=int, default=None, help="epochs for --tune-lr (default: the largest budget)")
     e.add_argument("--max-test", type=int, default=None, help="score at most N held-out networks")
     e.add_argument("--seed", type=int, default=0, help="fine-tuning image order")
     e.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")

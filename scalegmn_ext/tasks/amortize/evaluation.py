@@ -112,11 +112,21 @@ def _secs(v) -> str:
 def results_markdown(results: dict) -> str:
     """The table of :func:`~scalegmn_ext.tasks.amortize.run.evaluate_amortizers`' results (markdown)."""
     lam = results["lam"]
+    ft = results["finetune"]
+    lr = {k: "–" if ft[f"{k}_lr"] is None else f"{ft[f'{k}_lr']:g}" for k in ("sgd", "adam")}
+    tuned = [
+        f"{k.upper() if k == 'sgd' else 'Adam'} lr {t['chosen']:g} chosen from "
+        + "/".join(f"{g}" for g in t["grid"])
+        + f" on {t['networks']} validation networks ({t['epochs']} epochs on 80 % of the pool, "
+        + ("best mean accuracy" if lam == 0 else "lowest objective")
+        + " on the other 20 %)"
+        for k, t in ft.get("tuning", {}).items()
+    ]
     lines = [
         f"Held-out networks: {results['test_networks']} ({results['arch']}), scored on {results['test_images']} "
         f"test images; lam = {lam:g}. Accuracy in %, mean over networks (std; max). Fine-tuning pool: "
-        f"{results['pool_images']} images, batch {results['finetune']['batch_size']}, SGD lr "
-        f"{results['finetune']['sgd_lr']:g} (momentum 0.9), Adam lr {results['finetune']['adam_lr']:g}.",
+        f"{results['pool_images']} images, batch {ft['batch_size']}, constant lr: SGD {lr['sgd']} (momentum 0.9), "
+        f"Adam {lr['adam']}." + (" " + "; ".join(tuned) + "." if tuned else ""),
         "",
         "| method | mean acc | std | max acc | test CE | test objective | L1 reduction % | near-zero % | s / network |",
         "|---|---|---|---|---|---|---|---|---|",

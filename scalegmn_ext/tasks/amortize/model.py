@@ -7,6 +7,17 @@ paper's ScaleGMN-B with the default bidirectional direction); ``symmetric=False`
 symmetry-broken ablation (GMN-B): the same model with ``symmetry="permutation"``, i.e. no
 sign/scale canonicalisation, same connectivity.
 
+``input_norm="layer"`` divides every layer's weights and biases by the layer's weight RMS
+(one scalar per network and layer) before the metanetwork sees them; the update is added
+unscaled, ``theta' = theta + f(theta / s)`` (:class:`LayerNormalizedAmortizer`). Why: zoo networks span
+three orders of magnitude of weight scale (init std 1e-3 ... 0.5), and the symmetric model's
+canonicalisers see small inputs only at second order (``rho(x) + rho(-x) = 2 rho(0) + O(x^2)``)
+and its messages multiply node and edge states, so small networks get vanishing, large ones
+exploding signals. The RMS is invariant under permutations and sign flips, so the model stays
+exactly equivariant for the ``sign`` and ``permutation`` groups (``f(g theta / s) = g f(theta /
+s)``, and ``g`` is linear); it is *not* invariant under
+per-neuron positive scaling, so it is refused for the ``scale`` group (ReLU, symmetric).
+
 Checkpoints (written by the Trainer with :func:`amortizer_state` as ``extra_state``) rebuild
 themselves with :func:`load_amortizer`, which refuses networks of another architecture.
 """
@@ -23,9 +34,66 @@ from ...models.scalegmn import ScaleGMNEquivariant
 from ...weightspace.architecture import Architecture
 from ..zoo.format import arch_from_dict, arch_to_dict
 
-__all__ = ["build_amortizer", "amortizer_state", "load_amortizer", "check_same_arch", "CHECKPOINT_KIND"]
+__all__ = [
+    "LayerNormalizedAmortizer",
+    "INPUT_NORMS",
+    "build_amortizer",
+    "amortizer_state",
+    "load_amortizer",
+    "check_same_arch",
+    "CHECKPOINT_KIND",
+]
 
 CHECKPOINT_KIND = "scalegmn_ext.amortizer"
+
+#: Input normalisations of :func:`build_amortizer` (see the module doc).
+INPUT_NORMS = ("none", "layer")
+
+
+class LayerNormalizedAmortizer(ScaleGMNEquivariant):
+    """``theta' = theta + f(theta / s)`` with ``s_l`` the weight RMS of layer ``l`` of each
+    network (see the module doc); the same parameters as ``ScaleGMNEquivariant``. The update is
+    not multiplied back by ``s``: a network with tiny weights needs an update of the size the
+    task needs, not of its own size (on the tanh MLP zoo the relative form lost 1.1 accuracy
+    points, the absolute one gained 0.2 against no normalisation, 300 steps)."""
+
+    #: added to the squared RMS so that an all-zero layer divides by 1e-6 instead of 0 (the RMS
+    #: stays invariant, so this costs no exactness).
+    EPS2 = 1e-12
+
+    def __init__(self, arch: Architecture, config: ScaleGMNConfig):
+        super().__init__(arch, config, residual=False)
+        if self.symmetry == "scale":
+            raise ValueError(
+                "input_norm='layer' is not invariant under the positive per-neuron scaling of "
+                f"{arch.activation} networks; use input_norm='none' (or symmetric=False) for {arch}"
+            )
+
+    def layer_scales(self, weights) -> list:
+        """Per layer, ``[B]`` weight RMS (``weights`` batched per-layer tensors)."""
+        return [(w.flatten(1).pow(2).mean(1) + self.EPS2).sqrt() for w in weights]
+
+    def forward(self, weights, biases=None):
+        if isinstance(weights, torch.Tensor) or not isinstance(weights, (list, tuple)) or biases is None:
+            raise TypeError("weights and biases must be per-layer lists of tensors (batched or one network)")
+        batched = len(weights) > 0 and weights[0].dim() == len(self.arch.layers[0].weight_shape) + 1
+        if not batched:
+            ws, bs = self.forward([w.unsqueeze(0) for w in weights], [b.unsqueeze(0) for b in biases])
+            return [w[0] for w in ws], [b[0] for b in bs]
+        if len(weights) != len(self.arch.layers) or len(biases) != len(weights):
+            raise ValueError(
+                f"expected {len(self.arch.layers)} weight and bias tensors for {self.arch}, "
+                f"got {len(weights)} and {len(biases)}"
+            )
+        s = self.layer_scales(weights)
+
+        def view(t, v):  # [B] -> broadcastable to t
+            return v.view(-1, *([1] * (t.dim() - 1)))
+
+        dw, db = super().forward(
+            [w / view(w, v) for w, v in zip(weights, s)], [b / view(b, v) for b, v in zip(biases, s)]
+        )
+        return [w + d for w, d in zip(weights, dw)], [b + d for b, d in zip(biases, db)]
 
 
 def build_amortizer(
@@ -36,12 +104,15 @@ def build_amortizer(
     num_layers: int = 3,
     direction: str = "bidirectional",
     out_scale: float = 0.01,
+    input_norm: str = "none",
     **config,
 ) -> ScaleGMNEquivariant:
     """The residual equivariant ScaleGMN for ``arch`` (see the module doc); extra keyword
     arguments go to :class:`~scalegmn_ext.models.ScaleGMNConfig`."""
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be an Architecture, got {type(arch).__name__}")
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
     cfg = ScaleGMNConfig(
         symmetry=None if symmetric else "permutation",
         d_hid=d_hid,
@@ -51,7 +122,18 @@ def build_amortizer(
         input_value=config.pop("input_value", 0.0 if arch.is_cnn else 1.0),  # the public code's choices
         **config,
     )
+    return _make(arch, cfg, input_norm)
+
+
+def _make(arch: Architecture, cfg: ScaleGMNConfig, input_norm: str) -> ScaleGMNEquivariant:
+    if input_norm == "layer":
+        return LayerNormalizedAmortizer(arch, cfg)
     return ScaleGMNEquivariant(arch, cfg, residual=True)
+
+
+def input_norm_of(model: nn.Module) -> str:
+    """The ``input_norm`` that :func:`build_amortizer` was given for ``model``."""
+    return "layer" if isinstance(_unwrap(model), LayerNormalizedAmortizer) else "none"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -66,6 +148,7 @@ def amortizer_state(model: nn.Module, **extra) -> dict:
         "arch": arch_to_dict(m.arch),
         "config": dataclasses.asdict(m.config),
         "symmetric": m.config.symmetry != "permutation",
+        "input_norm": input_norm_of(m),
         **extra,
     }
 
@@ -91,6 +174,6 @@ def load_amortizer(path: str, arch: Architecture | None = None, *, map_location=
     trained_for = arch_from_dict(ck["arch"], where=f"{path}: arch")
     if arch is not None:
         check_same_arch(trained_for, arch, f"the amortizer {path}")
-    model = ScaleGMNEquivariant(trained_for, ScaleGMNConfig(**ck["config"]), residual=True)
+    model = _make(trained_for, ScaleGMNConfig(**ck["config"]), ck.get("input_norm", "none"))
     model.load_state_dict(ck["model"])
     return model.eval(), ck

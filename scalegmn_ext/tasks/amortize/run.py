@@ -29,9 +29,9 @@ from ..._io import atomic_write_json, atomic_write_text
 from ..train import NetworkSet, TrainConfig, Trainer
 from ..zoo.cnn import classifier_zoo_data
 from ..zoo.format import Zoo, arch_from_dict
-from .baselines import DEFAULT_LR, finetune
+from .baselines import DEFAULT_LR, finetune, tune_lr
 from .evaluation import one_shot, results_markdown, score
-from .model import amortizer_state, build_amortizer, check_same_arch, load_amortizer
+from .model import amortizer_state, build_amortizer, check_same_arch, input_norm_of, load_amortizer
 from .objective import AmortizedLoss, check_lam, l1_norm, objective
 
 __all__ = ["ZooNetworks", "zoo_networks", "train_amortizer", "evaluate_amortizers", "method_label"]
@@ -93,10 +93,12 @@ def zoo_networks(
     )
 
 
-def method_label(symmetric: bool, config: dict, arch) -> str:
-    """``ScaleGMN-B (sign)`` / ``GMN-B (symmetry broken)`` (B = bidirectional, F = forward)."""
+def method_label(symmetric: bool, config: dict, arch, input_norm: str = "none") -> str:
+    """``ScaleGMN-B (sign)`` / ``GMN-B (symmetry broken)`` (B = bidirectional, F = forward),
+    with ``, layer-normalised input`` for ``input_norm="layer"``."""
     d = "B" if config.get("direction") == "bidirectional" else "F"
-    return f"ScaleGMN-{d} ({arch.symmetry.value})" if symmetric else f"GMN-{d} (symmetry broken)"
+    label = f"ScaleGMN-{d} ({arch.symmetry.value})" if symmetric else f"GMN-{d} (symmetry broken)"
+    return label + (", layer-normalised input" if input_norm == "layer" else "")
 
 
 def _val_metric(arch, images: Tensor, labels: Tensor, lam: float, n_images: int, chunk: int):
@@ -132,6 +134,7 @@ def train_amortizer(
     num_layers: int = 3,
     direction: str = "bidirectional",
     out_scale: float = 0.01,
+    input_norm: str = "none",
     train_config: TrainConfig | None = None,
     n_images: int = 128,
     resume: bool = False,
@@ -143,7 +146,9 @@ def train_amortizer(
 ) -> tuple[nn.Module, list[dict]]:
     """Train an amortizer on the zoo's training networks (see the module doc); returns the
     model and the Trainer's history. ``stop_after``: at most this many steps in this call;
-    ``out_scale``: initial per-layer scale of the update f (learned; the public code's 0.01)."""
+    ``out_scale``: initial per-layer scale of the update f (learned; the public code's 0.01);
+    ``input_norm``: ``"layer"`` feeds the metanetwork per-layer RMS-normalised weights (see
+    :mod:`.model`)."""
     lam = check_lam(lam)
     tc = train_config or TrainConfig(steps=500, batch_size=16, lr=1e-3, warmup=50, val_every=100, checkpoint_every=100)
     data = zoo_networks(zoo, activation, epochs, data_root=data_root)
@@ -165,6 +170,7 @@ def train_amortizer(
         "num_layers": num_layers,
         "direction": direction,
         "out_scale": out_scale,
+        **({"input_norm": input_norm} if input_norm != "none" else {}),  # old run.json files stay valid
         "n_images": n_images,
         "train_config": dataclasses.asdict(tc),
     }
@@ -179,7 +185,13 @@ def train_amortizer(
     atomic_write_json(run_file, settings)
     torch.manual_seed(tc.seed)
     model = build_amortizer(
-        data.arch, symmetric=symmetric, d_hid=d_hid, num_layers=num_layers, direction=direction, out_scale=out_scale
+        data.arch,
+        symmetric=symmetric,
+        d_hid=d_hid,
+        num_layers=num_layers,
+        direction=direction,
+        out_scale=out_scale,
+        input_norm=input_norm,
     )
     loss = AmortizedLoss(data.arch, *data.pool, lam=lam, n_images=n_images, seed=tc.seed)
     trainer = Trainer(
@@ -196,7 +208,7 @@ def train_amortizer(
     )
     if resume and trainer.load():
         loss.calls = trainer.step  # the image batches continue where the interrupted run stopped
-    label = method_label(symmetric, dataclasses.asdict(model.config), data.arch)
+    label = method_label(symmetric, dataclasses.asdict(model.config), data.arch, input_norm)
     log(
         f"training {label} on {len(train)} networks {data.arch} (epochs {data.epochs}), "
         f"{sum(p.numel() for p in model.parameters()):,} parameters, lam={lam:g}: steps {trainer.step} -> {tc.steps}"
@@ -239,6 +251,9 @@ def evaluate_amortizers(
     sgd_lr: float | None = None,
     adam_lr: float | None = None,
     finetune_batch: int = 64,
+    tune: bool = False,
+    tune_networks: int = 8,
+    tune_epochs: int | None = None,
     max_test: int | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -246,7 +261,12 @@ def evaluate_amortizers(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Score the held-out networks before, after each run's one-shot update and after SGD / Adam
-    fine-tuning; write ``results.json``, ``results.md`` and ``accuracy_boxplot.png`` into ``out``."""
+    fine-tuning; write ``results.json``, ``results.md`` and ``accuracy_boxplot.png`` into ``out``.
+
+    ``tune``: pick each optimizer's learning rate with :func:`~.baselines.tune_lr` on the first
+    ``tune_networks`` validation-split networks, fine-tuned for ``tune_epochs`` epochs (default:
+    the largest budget) on 80 % of the pool and scored on the other 20 % (an explicit
+    ``sgd_lr`` / ``adam_lr`` is used as given)."""
     from ..plots import save_png
     from .plots import accuracy_boxplot_figure
 
@@ -297,7 +317,7 @@ def evaluate_amortizers(
     ]
     log(f"{n_test} held-out networks {data.arch}: before fine-tuning mean acc {rows[0]['metrics']['mean_acc']:.1f} %")
     for r, s, model in models:
-        label = method_label(s["symmetric"], dataclasses.asdict(model.config), data.arch)
+        label = method_label(s["symmetric"], dataclasses.asdict(model.config), data.arch, input_norm_of(model))
         nw, nb, per_net, single = one_shot(model, ws, bs)
         m = score(data.arch, nw, nb, x, y, lam=lam, reference_l1=l1_before)
         seed_r = s["train_config"]["seed"]
@@ -312,10 +332,37 @@ def evaluate_amortizers(
             }
         )
         log(f"  {rows[-1]['method']}: mean acc {m['mean_acc']:.1f} %, {per_net:.2e} s / network")
-    lrs = {
-        "sgd": DEFAULT_LR["sgd"] if sgd_lr is None else sgd_lr,
-        "adam": DEFAULT_LR["adam"] if adam_lr is None else adam_lr,
-    }
+    lrs = {"sgd": sgd_lr, "adam": adam_lr}
+    tuning: dict[str, dict] = {}
+    val = data.splits["val"]
+    for opt, ks in (("sgd", sgd_epochs), ("adam", adam_epochs)):
+        if not ks or lrs[opt] is not None:
+            continue
+        if not tune:
+            lrs[opt] = DEFAULT_LR[opt]
+            continue
+        if val is None:
+            raise ValueError(f"{z.path} has no validation-split networks to tune the {opt} learning rate on")
+        nv = min(len(val), int(tune_networks))
+        vw, vb = val.take(torch.arange(nv))
+        k_tune = int(tune_epochs or max(ks))
+        t0 = time.time()
+        best, table = tune_lr(
+            data.arch, vw, vb, px, py, optimizer=opt, epochs=k_tune, batch_size=finetune_batch, lam=lam, seed=seed
+        )
+        lrs[opt] = best
+        tuning[opt] = {
+            "networks": nv,
+            "epochs": k_tune,
+            "chosen": best,
+            "seconds": time.time() - t0,
+            "grid": {f"{k:g}": v for k, v in table.items()},
+        }
+        log(
+            f"  {opt} lr tuned on {nv} validation networks, {k_tune} epochs: "
+            + ", ".join(f"{k:g} -> {v['acc']:.1f} %" for k, v in table.items())
+            + f"; chosen {best:g}"
+        )
     for opt, ks in (("sgd", sgd_epochs), ("adam", adam_epochs)):
         if not ks:
             continue
@@ -364,7 +411,13 @@ def evaluate_amortizers(
         "test_networks": n_test,
         "test_images": int(x.shape[0]),
         "pool_images": int(px.shape[0]),
-        "finetune": {"batch_size": finetune_batch, "sgd_lr": lrs["sgd"], "adam_lr": lrs["adam"], "seed": seed},
+        "finetune": {
+            "batch_size": finetune_batch,
+            "sgd_lr": lrs["sgd"],
+            "adam_lr": lrs["adam"],
+            "seed": seed,
+            "tuning": tuning,
+        },
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
         "aggregates": _aggregate(rows),
