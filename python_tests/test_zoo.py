@@ -210,6 +210,14 @@ def test_cnn_zoo_contents_and_reproduced_accuracy(cnn_zoo):
     acts = z.activations
     with pytest.raises(ValueError, match="mixes activations") if len(acts) > 1 else _nullcontext():
         _ = z.arch  # the property raises for a mixed zoo
+    act0, used, view0 = z.one_activation(acts[0])  # one activation, every trained checkpoint
+    stored = sorted({int(e) for e in z.where(activation=act0).column("epoch")})
+    assert act0 == acts[0] and used == [e for e in stored if e > 0] and len(view0) > 0
+    assert {int(e) for e in view0.column("epoch")} == set(used)
+    with pytest.raises(ValueError, match=r"epochs \[99\] are not stored checkpoints"):
+        z.one_activation(acts[0], [99])
+    with pytest.raises(ValueError, match="has no 'gelu' networks"):
+        z.one_activation("gelu")
     x, y = cnn_eval_data(z)
     assert x.shape == (96, 1, 28, 28)
     for act in acts:

@@ -55,3 +55,22 @@ def atomic_torch_save(obj, path: str) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def claim_run_folder(out: str, settings: dict, what: str) -> None:
+    """Make ``out`` the run folder of ``settings`` (a JSON-able dict, written to ``out/run.json``).
+
+    A folder that already holds a run with other settings is refused with the differing keys, so
+    a ``--resume`` or a rerun never mixes two configurations' checkpoints; ``what`` names the kind
+    of run in the message (e.g. "an amortizer run")."""
+    os.makedirs(out, exist_ok=True)
+    run_file = os.path.join(out, "run.json")
+    new = json.loads(json.dumps(settings))
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            old = json.load(f)
+        if old != new:
+            keys = list(new) + [k for k in old if k not in new]
+            diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+            raise ValueError(f"{out} holds {what} with other settings ({'; '.join(diff)}); use another --out folder")
+    atomic_write_json(run_file, settings)

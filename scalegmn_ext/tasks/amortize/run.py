@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..._io import atomic_write_json, atomic_write_text
+from ..._io import atomic_write_json, atomic_write_text, claim_run_folder
 from ..train import NetworkSet, TrainConfig, Trainer
 from ..zoo.cnn import classifier_zoo_data
 from ..zoo.format import Zoo, arch_from_dict
@@ -62,22 +61,7 @@ def zoo_networks(
     z = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
     if z.kind not in ("cnn", "mlp"):
         raise ValueError(f"{z.path} is a {z.kind!r} zoo; amortized fine-tuning needs a classifier zoo (cnn or mlp)")
-    acts = z.activations
-    if activation is None:
-        if len(acts) > 1:
-            raise ValueError(f"{z.path} mixes activations {acts}: pass activation= (--activation) to pick one")
-        activation = acts[0]
-    if activation not in acts:
-        raise ValueError(f"{z.path} has no {activation!r} networks (its activations: {acts})")
-    view = z.where(activation=activation)
-    stored = sorted({int(e) for e in view.column("epoch")})
-    if epochs is None:
-        epochs = [e for e in stored if e > 0] or stored
-    epochs = sorted({int(e) for e in epochs})
-    missing = [e for e in epochs if e not in stored]
-    if not epochs or missing:
-        raise ValueError(f"epochs {epochs} are not all stored checkpoints of {z.path} (stored: {stored})")
-    view = view.where(epoch=lambda e, keep=frozenset(epochs): int(e) in keep)
+    activation, epochs, view = z.one_activation(activation, epochs)
     splits: dict[str, NetworkSet | None] = {}
     for name in ("train", "val", "test"):
         idx = view.split(name)
@@ -174,15 +158,7 @@ def train_amortizer(
         "n_images": n_images,
         "train_config": dataclasses.asdict(tc),
     }
-    os.makedirs(out, exist_ok=True)
-    run_file = os.path.join(out, "run.json")
-    if os.path.exists(run_file):
-        with open(run_file) as f:
-            old = json.load(f)
-        if old != json.loads(json.dumps(settings)):
-            diff = [f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in settings if old.get(k) != settings[k]]
-            raise ValueError(f"{out} holds an amortizer run with other settings ({'; '.join(diff)}); use another --out")
-    atomic_write_json(run_file, settings)
+    claim_run_folder(out, settings, "an amortizer run")
     torch.manual_seed(tc.seed)
     model = build_amortizer(
         data.arch,

@@ -19,14 +19,13 @@ must vanish -- never because of a training outcome, which is reported as measure
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable
 
 import torch
 
-from ..._io import atomic_write_json, atomic_write_text
+from ..._io import atomic_write_json, atomic_write_text, claim_run_folder
 from ...models.autoencoder import ScaleGMNAutoencoder
 from ...models.config import ScaleGMNConfig
 from ...weightspace.architecture import Architecture
@@ -164,15 +163,8 @@ def run_merge_demo(
     plots: bool = True,
 ) -> dict:
     """Runs the demo (see the module doc) and returns the summary it writes to ``out/summary.json``."""
-    os.makedirs(out, exist_ok=True)
-    run_file = os.path.join(out, "run.json")
     run = {"seed": seed, "sizes": dataclasses.asdict(sizes)}
-    if os.path.exists(run_file):
-        with open(run_file) as f:
-            old = json.load(f)
-        if old != json.loads(json.dumps(run)):
-            raise ValueError(f"{out} holds a merge demo with other settings ({old}); use another --out folder")
-    atomic_write_json(run_file, run)
+    claim_run_folder(out, run, "a merge demo")
     t_start = time.time()
     cfg = {"seed": seed}
     failed: list[str] = []

@@ -242,20 +242,7 @@ def cnn_gen_data(
             raise ValueError(
                 f"{z.path}: no 'test_acc' column; generalisation prediction needs the networks' accuracies"
             )
-        acts = z.activations
-        if activation is None:
-            if len(acts) > 1:
-                raise ValueError(f"{z.path} mixes activations {acts}: pass activation= (--activation) to pick one")
-            activation = acts[0]
-        if activation not in acts:
-            raise ValueError(f"{z.path} has no {activation!r} networks (its activations: {acts})")
-        view = z.where(activation=activation)
-        stored = sorted({int(e) for e in view.column("epoch")})
-        use = sorted({int(e) for e in epochs}) if epochs else ([e for e in stored if e > 0] or stored)
-        missing = [e for e in use if e not in stored]
-        if missing:
-            raise ValueError(f"epochs {missing} are not stored checkpoints of {z.path} (stored: {stored})")
-        view = view.where(epoch=lambda e, keep=frozenset(use): int(e) in keep)
+        activation, use, view = z.one_activation(activation, epochs)
         acc = torch.from_numpy(view.column("test_acc").astype(np.float32))
         if acc.numel() and float(acc.max()) > 1.0:  # a zoo that stores percentages
             acc = acc / 100.0

@@ -17,7 +17,6 @@ keep the learning rate constant after warm-up; the Trainer decays it by a cosine
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -25,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..._io import atomic_write_json, atomic_write_text
+from ..._io import atomic_write_json, atomic_write_text, claim_run_folder
 from ...models.public import read_public
 from ..train import TrainConfig, Trainer
 from .data import TaskData, load_task_data
@@ -158,20 +157,13 @@ def run_public_task(
         "normalize": normalize,
         "train_config": dataclasses.asdict(tc),
     }
-    os.makedirs(out, exist_ok=True)
-    run_file = os.path.join(out, "run.json")
-    if os.path.exists(run_file):
-        with open(run_file) as f:
-            old = json.load(f)
-        new = json.loads(json.dumps(settings))
-        if old != new:
-            diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
-            raise ValueError(
-                f"{out} holds a {old.get('task')} run with other settings ({'; '.join(diff)}); use another --out"
-            )
-    elif resume and os.path.exists(os.path.join(out, "checkpoint.pt")):
+    if (
+        resume
+        and not os.path.exists(os.path.join(out, "run.json"))
+        and os.path.exists(os.path.join(out, "checkpoint.pt"))
+    ):
         raise ValueError(f"{out} has a checkpoint but no run.json; it was not written by this command")
-    atomic_write_json(run_file, settings)
+    claim_run_folder(out, settings, f"a run of task {task}")
 
     torch.manual_seed(tc.seed)
     w_scale, b_scale = layer_scales(train) if normalize == "layer" else (None, None)

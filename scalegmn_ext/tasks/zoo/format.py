@@ -795,6 +795,25 @@ class Zoo:
             keep &= np.array([bool(want(v)) for v in col]) if callable(want) else (col == want)
         return Zoo(self.path, _rows=self._rows[keep], _parent=self)
 
+    def one_activation(self, activation: str | None = None, epochs=None) -> tuple[str, list[int], Zoo]:
+        """``(activation, epochs, view)``: the networks of one activation (the zoo's only one when
+        ``None``) at the given checkpoint ``epochs`` (default: every stored epoch after the
+        initialisation, or epoch 0 when that is all there is). Clear errors name what exists."""
+        acts = self.activations
+        if activation is None:
+            if len(acts) > 1:
+                raise ValueError(f"{self.path} mixes activations {acts}: pass activation= (--activation) to pick one")
+            activation = acts[0]
+        if activation not in acts:
+            raise ValueError(f"{self.path} has no {activation!r} networks (its activations: {acts})")
+        view = self.where(activation=activation)
+        stored = sorted({int(e) for e in view.column("epoch")})
+        use = sorted({int(e) for e in epochs}) if epochs else ([e for e in stored if e > 0] or stored)
+        missing = [e for e in use if e not in stored]
+        if missing:
+            raise ValueError(f"epochs {missing} are not stored checkpoints of {self.path} (stored: {stored})")
+        return activation, use, view.where(epoch=lambda e, keep=frozenset(use): int(e) in keep)
+
     # ----- weights ---------------------------------------------------------------------------
     _MAX_OPEN = 32  # shard handles kept open (memory maps); older ones are dropped
 
