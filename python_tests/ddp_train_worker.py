@@ -42,6 +42,9 @@ def main(out: str) -> None:
     if tr.rank == 0:
         torch.save({"model": model.state_dict(), "history": tr.history}, f"{out}/final.pt")
     if distributed:
+        # every rank waits until rank 0 has written final.pt: a rank that tears gloo down while its
+        # peer still works can abort ("terminate called without an active exception"), seen under load
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -171,7 +171,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
     worker = os.path.join(HERE, "ddp_train_worker.py")
     subprocess.run([sys.executable, worker, str(tmp_path / "single")], check=True, env=env, timeout=300)
-    subprocess.run(
+    r = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -182,11 +182,12 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
             worker,
             str(tmp_path / "ddp"),
         ],
-        check=True,
         env=env,
         timeout=300,
         capture_output=True,
+        text=True,
     )
+    assert r.returncode == 0, f"torchrun failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     a = torch.load(tmp_path / "single" / "final.pt", weights_only=False)
     b = torch.load(tmp_path / "ddp" / "final.pt", weights_only=False)
     for k, v in a["model"].items():

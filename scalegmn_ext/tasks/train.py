@@ -311,4 +311,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        if self.world > 1:
+            # ranks leave together, after rank 0's last checkpoint: a rank that exits and tears its
+            # process group down while a peer still writes can make gloo abort the peer
+            dist.barrier()
         return self.history
