@@ -37,18 +37,30 @@ def _demo(args) -> int:
     return 0
 
 
+def _use_threads(args) -> None:
+    """``--threads N`` (0: torch's choice) for the commands that take it."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _fill_tiny(args, tiny: dict) -> None:
+    """``--tiny``: the small setting's values for the flags the user left unset."""
+    for k, v in (tiny if args.tiny else {}).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+
+
 def _merge_demo(args) -> int:
     import dataclasses
 
     from .tasks.merge.demo import DEFAULT, TINY, MergeDemoCheckError, run_merge_demo
 
-    if args.threads:
-        if args.threads < 1:
-            print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return 2
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads < 0:
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    _use_threads(args)
     sizes = TINY if args.tiny else DEFAULT
     changes = {
         k: getattr(args, k)
@@ -172,10 +184,7 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 
 def _zoo_common(args):
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     os.makedirs(args.out, exist_ok=True)
 
 
@@ -488,13 +497,8 @@ def _amortize_train(args) -> int:
     from .tasks.amortize import train_amortizer
     from .tasks.train import TrainConfig, TrainingDiverged
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    for k, v in (AMORTIZE_TINY if args.tiny else {}).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    _use_threads(args)
+    _fill_tiny(args, AMORTIZE_TINY)
     steps = args.steps or 500
     try:
         tc = TrainConfig(
@@ -542,10 +546,7 @@ def _amortize_train(args) -> int:
 def _amortize_eval(args) -> int:
     from .tasks.amortize import evaluate_amortizers
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _use_threads(args)
     try:
         evaluate_amortizers(
             args.zoo,
@@ -647,16 +648,12 @@ TASK_TINY = {"steps": 4, "batch_size": 4, "d_hid": 8, "layers": 1}
 
 
 def _task(args) -> int:
-    import torch
 
     from .tasks.public_tasks import run_public_task
     from .tasks.train import TrainingDiverged
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for k, v in (TASK_TINY if args.tiny else {}).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    _use_threads(args)
+    _fill_tiny(args, TASK_TINY)
     task = args.task_cmd
     if task == "cnn-gen":
         data = {
