@@ -42,9 +42,17 @@ def _time(fn, repeats: int) -> float:
     return best
 
 
-def run(widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repeats: int, n_sweep) -> dict:
+def _autoencoder(arch, d_hid: int, decoder: str, probes: int):
     from scalegmn_ext.models import ScaleGMNConfig
     from scalegmn_ext.models.autoencoder import ScaleGMNAutoencoder
+
+    cfg = ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0, readout="last_layer" if probes else "full_graph")
+    return ScaleGMNAutoencoder(arch, cfg, decoder=decoder, probes=probes or None)
+
+
+def run(
+    widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repeats: int, n_sweep, probes: int = 0
+) -> dict:
     from scalegmn_ext.tasks.merge.autoencoder import canonicalize
     from scalegmn_ext.tasks.merge.matching import weight_matching
     from scalegmn_ext.testing import random_weights
@@ -54,11 +62,7 @@ def run(widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repea
     for w in widths:
         arch = Architecture.mlp([2, w, w, 1], "tanh")
         torch.manual_seed(0)
-        ae = (
-            ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder)
-            .to(device)
-            .eval()
-        )
+        ae = _autoencoder(arch, d_hid, decoder, probes).to(device).eval()
         ws, bs = random_weights(arch, n, device=device, generator=torch.Generator().manual_seed(w))
         ws = [x / x[0][0].numel() ** 0.5 for x in ws]
         t_canon = _time(lambda: canonicalize(ae, ws, bs, batch_size=n), repeats) / n
@@ -97,11 +101,7 @@ def run(widths, n: int, pairs: int, d_hid: int, decoder: str, device: str, repea
     w = n_sweep[0]
     arch = Architecture.mlp([2, w, w, 1], "tanh")
     torch.manual_seed(0)
-    ae = (
-        ScaleGMNAutoencoder(arch, ScaleGMNConfig(d_hid=d_hid, num_layers=3, dropout=0.0), decoder=decoder)
-        .to(device)
-        .eval()
-    )
+    ae = _autoencoder(arch, d_hid, decoder, probes).to(device).eval()
     for N in n_sweep[1]:
         ws, bs = random_weights(arch, N, device=device, generator=torch.Generator().manual_seed(N))
         sweep.append(
@@ -186,6 +186,9 @@ def main() -> None:
     p.add_argument("--sweep-n", default="1,8,32,128")
     p.add_argument("--json")
     p.add_argument("--png")
+    p.add_argument(
+        "--probes", type=int, default=0, help="probe inputs of the encoder (models/probes.py; 0 = weights only)"
+    )
     a = p.parse_args()
     widths = [int(x) for x in a.widths.split(",")]
     res = run(
@@ -197,6 +200,7 @@ def main() -> None:
         a.device,
         a.repeats,
         (a.sweep_width, [int(x) for x in a.sweep_n.split(",")]),
+        a.probes,
     )
     res.update(
         {
@@ -204,6 +208,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
             "d_hid": a.d_hid,
             "decoder": a.decoder,
+            "probes": a.probes,
             "torch": torch.__version__,
         }
     )

@@ -79,6 +79,8 @@ def test_bench_merge_smoke(tmp_path):
         "8",
         "--sweep-n",
         "1,2",
+        "--probes",
+        "4",
         "--json",
         str(tmp_path / "m.json"),
         "--png",
@@ -87,6 +89,7 @@ def test_bench_merge_smoke(tmp_path):
     assert "| 16 |" in out and "crossover vs rebasin" in out
     res = json.loads((tmp_path / "m.json").read_text())
     assert [r["width"] for r in res["rows"]] == [8, 16] and (tmp_path / "m.png").stat().st_size > 10_000
+    assert res["probes"] == 4
 
 
 def test_public_scripts_skip_without_the_public_code(tmp_path):

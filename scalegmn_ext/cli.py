@@ -76,6 +76,9 @@ def _merge_demo(args) -> int:
             "d_hid",
             "layers",
             "decoder",
+            "inr_probes",
+            "cnn_probes",
+            "readout",
         )
         if getattr(args, k) is not None
     }
@@ -892,6 +895,25 @@ def main(argv=None) -> int:
     m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
     m.add_argument("--layers", type=int, default=None, help="ScaleGMN message-passing layers (default 3)")
     m.add_argument("--decoder", choices=("mlp", "neuron"), default=None, help="decoder (default mlp, the paper's)")
+    m.add_argument(
+        "--inr-probes",
+        type=int,
+        default=None,
+        help="probe points whose pre-activations every INR node reads (default 784 = the 28x28 grid; 0 = weights "
+        "only, the paper's encoder)",
+    )
+    m.add_argument(
+        "--cnn-probes",
+        type=int,
+        default=None,
+        help="probe images (from the training pool) for the CNN encoder (default 64; 0 = weights only)",
+    )
+    m.add_argument(
+        "--readout",
+        choices=("full_graph", "last_layer"),
+        default=None,
+        help="encoder readout (default last_layer; full_graph is the paper's)",
+    )
     m.add_argument(
         "--threads",
         type=int,

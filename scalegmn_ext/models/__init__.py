@@ -3,6 +3,7 @@
 from .autoencoder import MLPDecoder, NeuronDecoder, ScaleGMNAutoencoder
 from .config import ScaleGMNConfig
 from .layers import MLP, Canonicalizer, InvariantNet, ScaleEq
+from .probes import ProbeFeatures, default_probe_inputs
 from .public import from_public_yaml, load_public_state_dict, public_config
 from .scalegmn import ScaleGMN, ScaleGMNEquivariant
 
@@ -13,6 +14,8 @@ __all__ = [
     "ScaleGMNAutoencoder",
     "MLPDecoder",
     "NeuronDecoder",
+    "ProbeFeatures",
+    "default_probe_inputs",
     "MLP",
     "Canonicalizer",
     "InvariantNet",

@@ -1,12 +1,19 @@
 """Weight-space autoencoders for model merging (Boufalis et al. 2025).
 
-The encoder is the invariant :class:`~scalegmn_ext.models.ScaleGMN` (``full_graph`` readout): every
-member of a symmetry orbit (hidden permutations x sign flips or positive scales) gets the same
-latent, so the decoder maps the whole orbit to ONE network -- the orbit's canonical
-representative. Networks canonicalised this way are meant to sit in one basin, so that they merge
-by plain linear interpolation. The loss is in function space (the decoded network must compute
-what the input computes), so the decoder may choose any representative; nothing ties it to the
-input's coordinates.
+The encoder is the invariant :class:`~scalegmn_ext.models.ScaleGMN`: every member of a symmetry
+orbit (hidden permutations x sign flips or positive scales) gets the same latent, so the decoder
+maps the whole orbit to ONE network -- the orbit's canonical representative. Networks
+canonicalised this way are meant to sit in one basin, so that they merge by plain linear
+interpolation. The loss is in function space (the decoded network must compute what the input
+computes), so the decoder may choose any representative; nothing ties it to the input's
+coordinates.
+
+The paper's encoder reads the weights only (``probes=None``, ``full_graph`` readout). On trained
+SIRENs at CPU budgets it carries almost no image information and the decoder learns the mean
+digit. ``probes=P`` adds, at every node, what its neuron computes on ``P`` fixed inputs
+(:class:`~scalegmn_ext.models.probes.ProbeFeatures`): equivariant like the biases, so the orbit
+-> one network property stays exact, and the output nodes start from the function itself
+(README, *Model merging*, for the measured difference).
 
 Two decoders share the interface ``latent [B, k] -> (weights, biases)`` (per-layer, torch layout):
 
@@ -32,6 +39,7 @@ from torch import Tensor, nn
 from ..weightspace.architecture import Architecture
 from .config import ScaleGMNConfig
 from .normalization import LayerScales
+from .probes import ProbeFeatures, default_probe_inputs
 from .scalegmn import ScaleGMN
 
 __all__ = ["MLPDecoder", "NeuronDecoder", "ScaleGMNAutoencoder", "DECODERS", "num_parameters_of", "unflatten_params"]
@@ -107,13 +115,18 @@ class ScaleGMNAutoencoder(nn.Module):
 
     Args:
         arch: the architecture of the input (and output) networks.
-        config: the encoder's :class:`ScaleGMNConfig`; ``readout`` is forced to ``"full_graph"``
-            and ``d_out`` to ``latent_dim``. Default: the paper's (d = 128 INR, sign / scale per
-            the activation, forward, 4 layers).
+        config: the encoder's :class:`ScaleGMNConfig`; ``d_out`` is set to ``latent_dim`` and
+            ``node_features`` to the number of probes. Default: the paper's (d = 128 INR, sign /
+            scale per the activation, forward, 4 layers, ``full_graph`` readout).
         latent_dim: latent width (default ``config.d_hid``: 128 for INRs, 256 for CNNs in the paper).
         decoder: ``"mlp"`` (the paper's) or ``"neuron"`` (per-neuron hypernetwork).
         decoder_hidden: ``"mlp"``: hidden widths as multiples of ``d_hid`` (paper: ``(2, 4)``);
             ``"neuron"``: the first entry times ``d_hid`` is the hypernetwork width.
+        probes: ``None`` (the paper: the encoder reads weights only), a number ``P`` of probe
+            inputs (MLPs: points uniform in ``[-1, 1]^n_in``) or the probe inputs themselves
+            (``[P, n_in]``, or ``[P, C, H, W]`` images for CNNs). Every node then also reads what
+            its neuron computes on the probes (:class:`~scalegmn_ext.models.probes.ProbeFeatures`),
+            which keeps the encoder exactly invariant and gives it the function directly.
     """
 
     def __init__(
@@ -125,6 +138,7 @@ class ScaleGMNAutoencoder(nn.Module):
         decoder: str = "mlp",
         decoder_hidden: Sequence[int] = (2, 4),
         impl: str = "fast",
+        probes: int | Tensor | None = None,
     ):
         super().__init__()
         if not isinstance(arch, Architecture):
@@ -141,7 +155,13 @@ class ScaleGMNAutoencoder(nn.Module):
         if not hid or min(hid) <= 0:
             raise ValueError(f"decoder_hidden must be positive multiples of d_hid, got {decoder_hidden!r}")
         self.arch, self.latent_dim, self.decoder_kind, self.decoder_hidden = arch, k, decoder, tuple(decoder_hidden)
-        self.encoder = ScaleGMN(arch, cfg.replace(readout="full_graph", d_out=k), impl=impl)
+        if probes is None or (isinstance(probes, int) and not isinstance(probes, bool) and probes == 0):
+            self.probes = None
+        else:
+            inputs = probes if isinstance(probes, Tensor) else default_probe_inputs(arch, probes)
+            self.probes = ProbeFeatures(arch, inputs.to(torch.get_default_dtype()))
+        nf = 0 if self.probes is None else self.probes.num_probes
+        self.encoder = ScaleGMN(arch, cfg.replace(d_out=k, node_features=nf), impl=impl)
         self.decoder = MLPDecoder(arch, k, hid) if decoder == "mlp" else NeuronDecoder(arch, k, hid[0])
         # identity until fitted (fit_scales): the encoder reads and the decoder writes weights in
         # per-layer normalised units, which keeps the orbit -> one network property exact
@@ -152,6 +172,8 @@ class ScaleGMNAutoencoder(nn.Module):
         input and, inverted, on the decoder's output (:class:`~scalegmn_ext.models.normalization.LayerScales`).
         Returns ``self``."""
         self.scales.fit(list(weights), list(biases))
+        if self.probes is not None:
+            self.probes.fit(list(weights), list(biases))
         return self
 
     @property
@@ -161,12 +183,15 @@ class ScaleGMNAutoencoder(nn.Module):
     def encode(self, weights, biases=None) -> Tensor:
         """Invariant latent ``[B, latent_dim]`` (identical across a symmetry orbit)."""
         if biases is None:  # a WeightGraph: its features are already built, they cannot be rescaled
-            if not self.scales.is_identity:
+            if not self.scales.is_identity or self.probes is not None:
                 raise ValueError(
-                    "this autoencoder normalises each layer (fit_scales): pass per-layer weights and biases, not a graph"
+                    "this autoencoder normalises each layer (fit_scales) or probes the networks: pass per-layer "
+                    "weights and biases, not a graph"
                 )
             return self.encoder(weights, biases)
-        return self.encoder(*self.scales.normalize(weights, biases))
+        # probes see the raw weights (the real function); the message passing the normalised ones
+        extra = None if self.probes is None else self.probes(weights, biases)
+        return self.encoder(*self.scales.normalize(weights, biases), node_features=extra)
 
     def decode(self, z: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Latent ``[B, latent_dim]`` -> the canonical networks' per-layer weights and biases."""

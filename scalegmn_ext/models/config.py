@@ -108,6 +108,10 @@ class ScaleGMNConfig:
             edge update, on the reversed edges; public ``scale``).
         dense_centre: graph layout of dense-layer weights in a CNN's ``Kh*Kw`` edge features:
             centre slot (default) or slot 0 (public; see :func:`scalegmn_ext.weights_to_graph`).
+        node_features: number of extra per-node input features (0: the bias alone). The model's
+            ``forward`` then takes ``node_features=[B, N, node_features]``, whose hidden-node rows
+            must transform like the biases (permuted with the neuron, times its ``q_i``) and whose
+            I/O rows must be invariant, e.g. :class:`~scalegmn_ext.models.probes.ProbeFeatures`.
     """
 
     symmetry: str | None = None
@@ -130,6 +134,7 @@ class ScaleGMNConfig:
     fused_message: bool = True
     fused_edge_update: bool = True
     message_save: bool = False
+    node_features: int = 0
     edge_pos_embed: bool = True
     node_pos_io: str = "sum"
     msg_num_mlps: int = 2
@@ -158,6 +163,8 @@ class ScaleGMNConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ScaleGMNConfig.{name} must be a positive int, got {v!r}")
+        if isinstance(self.node_features, bool) or not isinstance(self.node_features, int) or self.node_features < 0:
+            raise ValueError(f"ScaleGMNConfig.node_features must be an int >= 0, got {self.node_features!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ScaleGMNConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.eps >= 0 or self.eps == float("inf"):

@@ -105,7 +105,7 @@ class _ScaleGMNBase(nn.Module):
         self.impl = impl
         self.structure = graph_structure(arch)
         d, K = cfg.d_hid, arch.edge_dim
-        self.node_init = nn.Linear(1, d, bias=False)
+        self.node_init = nn.Linear(1 + cfg.node_features, d, bias=False)
         self.edge_init = nn.Linear(K, d, bias=False)
         self._edge_pos_on = cfg.pos_embed and cfg.edge_pos_embed
         if cfg.pos_embed:
@@ -147,9 +147,10 @@ class _ScaleGMNBase(nn.Module):
             )
 
     # ---------------------------------------------------------------- inputs ----------------
-    def _graph_features(self, weights, biases) -> tuple[Tensor, Tensor, bool, Architecture]:
-        """``(node [B, N, 1], edge [B, E, K], batched, arch)``; a WeightGraph may hold any
-        compatible architecture."""
+    def _graph_features(self, weights, biases, node_features=None) -> tuple[Tensor, Tensor, bool, Architecture]:
+        """``(node [B, N, 1 + F], edge [B, E, K], batched, arch)``; a WeightGraph may hold any
+        compatible architecture. ``F = config.node_features`` extra columns come from
+        ``node_features`` (checked here)."""
         # Checked here, before any matmul, so that a dtype mismatch names the argument instead of
         # surfacing as torch's "expected m1 and m2 to have the same dtype" deep inside a layer.
         dtype = self.edge_init.weight.dtype
@@ -181,7 +182,40 @@ class _ScaleGMNBase(nn.Module):
                 f"{subject} dtype {g.edge.dtype} but this model's parameters are {dtype}; convert one "
                 f"of them (e.g. {fix}model.to({g.edge.dtype}))"
             )
-        return g.node, g.edge, batched, g.arch
+        return self._with_node_features(g.node, node_features, batched), g.edge, batched, g.arch
+
+    def _with_node_features(self, node: Tensor, extra, batched: bool) -> Tensor:
+        """``[node || extra]`` after checking ``extra`` against ``config.node_features``."""
+        F_ = self.config.node_features
+        if F_ == 0:
+            if extra is not None:
+                raise ValueError("node_features given, but this model's config.node_features is 0")
+            return node
+        B, N = node.shape[0], node.shape[1]
+        want = f"[{B}, {N}, {F_}]" if batched else f"[{N}, {F_}]"
+        if extra is None:
+            raise ValueError(
+                f"this model reads config.node_features={F_} extra node features: pass node_features {want}"
+            )
+        if not isinstance(extra, Tensor):
+            raise TypeError(f"node_features must be a Tensor {want}, got {type(extra).__name__}")
+        x = extra if batched else extra.unsqueeze(0)
+        if tuple(x.shape) != (B, N, F_):
+            raise ValueError(
+                f"node_features must be {want} (networks, graph nodes, features), got {tuple(extra.shape)}"
+            )
+        if x.dtype != node.dtype or x.device != node.device:
+            raise TypeError(
+                f"node_features must be {node.dtype} on {node.device} like the weights, got {x.dtype} on {x.device}"
+            )
+        return torch.cat([node, x], dim=-1)
+
+    def _no_mixed_node_features(self) -> None:
+        if self.config.node_features:
+            raise ValueError(
+                f"config.node_features={self.config.node_features}: extra node features are supported for a batch of "
+                "one architecture (per-layer weights or one WeightGraph), not for a mixed-architecture batch"
+            )
 
     def _mixed(self, weights) -> MixedGraphBatch | None:
         """The input as a :class:`MixedGraphBatch` when it is one (or a list of WeightGraph)."""
@@ -343,11 +377,12 @@ class ScaleGMN(_ScaleGMNBase):
             self.readout_mlp = MLP(d * n_out, d, cfg.d_out, cfg.layer_norm)
             self._outputs_only = True  # the readout reads only the output neurons
 
-    def forward(self, weights, biases=None) -> Tensor:
+    def forward(self, weights, biases=None, node_features: Tensor | None = None) -> Tensor:
         mb = self._mixed(weights)
         if mb is not None:
+            self._no_mixed_node_features()
             return self._forward_mixed(mb)
-        node, edge, batched, arch = self._graph_features(weights, biases)
+        node, edge, batched, arch = self._graph_features(weights, biases, node_features)
         z = self._encode(node, edge, arch)
         return z if batched else z[0]
 
@@ -410,13 +445,15 @@ class ScaleGMNEquivariant(_ScaleGMNBase):
         self.weight_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
         self.bias_scale = nn.Parameter(torch.full((L,), float(self.config.out_scale)))
 
-    def forward(self, weights, biases=None):
+    def forward(self, weights, biases=None, node_features: Tensor | None = None):
         """Per-layer ``(weights, biases)``; for a mixed batch (a :class:`MixedGraphBatch` or a list
-        of WeightGraph), a list with one ``(weights, biases)`` per architecture group."""
+        of WeightGraph), a list with one ``(weights, biases)`` per architecture group.
+        ``node_features``: see ``ScaleGMNConfig.node_features``."""
         mb = self._mixed(weights)
         if mb is not None:
+            self._no_mixed_node_features()
             return self._forward_mixed(mb)
-        node, edge, batched, arch = self._graph_features(weights, biases)
+        node, edge, batched, arch = self._graph_features(weights, biases, node_features)
         ws, bs = self._weights(node, edge, arch)
         if not batched:
             ws, bs = [w[0] for w in ws], [b[0] for b in bs]

@@ -33,7 +33,7 @@ from torch import Tensor
 from .architecture import ACTIVATION_SYMMETRY, Architecture
 from .validation import check_weights
 
-__all__ = ["activation_fn", "forward", "coordinate_grid", "render_inr"]
+__all__ = ["activation_fn", "forward", "preactivations", "coordinate_grid", "render_inr"]
 
 
 def activation_fn(name: str, w0: float = 30.0) -> Callable[[Tensor], Tensor]:
@@ -98,8 +98,9 @@ def _check_x(arch: Architecture, x, B: int, batched: bool, ref: Tensor) -> tuple
 # ----------------------------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------------------------
-def _dense_stack(arch: Architecture, ws, bs, h: Tensor, first: int, act) -> Tensor:
-    """Dense layers ``first..L-1``; ``h`` is ``[P, in]`` (shared) or ``[B, P, in]``."""
+def _dense_stack(arch: Architecture, ws, bs, h: Tensor, first: int, act, record: list | None) -> Tensor:
+    """Dense layers ``first..L-1``; ``h`` is ``[P, in]`` (shared) or ``[B, P, in]``. Appends each
+    layer's pre-activation ``[B, P, out]`` to ``record`` when given."""
     L = arch.num_layers
     for l in range(first, L):
         w, b = ws[l], bs[l]
@@ -108,9 +109,56 @@ def _dense_stack(arch: Architecture, ws, bs, h: Tensor, first: int, act) -> Tens
             h = torch.matmul(h, wt) + b.unsqueeze(1)  # [P, in] @ [B, in, out] -> [B, P, out]
         else:
             h = torch.baddbmm(b.unsqueeze(1), h, wt)
+        if record is not None:
+            record.append(h)
         if l < L - 1:
             h = act(h)
     return h
+
+
+def _evaluate(arch: Architecture, weights, biases, x, record: list | None) -> tuple[Tensor, bool]:
+    """The batched forward shared by :func:`forward` and :func:`preactivations`: ``(out, batched)``
+    with ``out`` ``[B, P, n_out]`` (no output offset); per-layer pre-activations go to ``record``
+    (conv layers: averaged over space, ``[B, P, C]``)."""
+    ws, bs, batched = check_weights(weights, biases, arch, arch_required=True)
+    B = ws[0].shape[0]
+    x, per_net = _check_x(arch, x, B, batched, ws[0])
+    act = activation_fn(arch.activation, arch.w0)
+    L = arch.num_layers
+    P = x.shape[1] if per_net else x.shape[0]
+
+    if not arch.is_cnn:
+        return _dense_stack(arch, ws, bs, x, 0, act, record), batched
+    n_conv = sum(1 for s in arch.layers if s.is_conv)
+    if B == 0:
+        # grouped conv needs groups >= 1; the result is empty anyway. Keep it on the autograd graph.
+        anchor = sum(ws[l].sum() + bs[l].sum() for l in range(n_conv)) * 0 + x.sum() * 0
+        if record is not None:
+            record.extend(anchor.expand(0, P, arch.layout[l + 1]) for l in range(n_conv))
+        h = anchor.expand(0, P, arch.layout[n_conv])
+    else:
+        if per_net:  # [B, P, C, H, W] -> [P, B*C, H, W]
+            h = x.transpose(0, 1).reshape(P, B * x.shape[2], *x.shape[3:])
+            groups0 = B
+        else:  # shared images: one ordinary conv with the B stacked filter banks
+            h = x
+            groups0 = 1
+        for l in range(n_conv):
+            spec, w, b = arch.layers[l], ws[l], bs[l]
+            h = F.conv2d(
+                h,
+                w.reshape(B * spec.out_features, spec.in_features, *spec.kernel_size),
+                b.reshape(B * spec.out_features),
+                stride=spec.stride,
+                padding=spec.padding,
+                groups=groups0 if l == 0 else B,
+            )
+            if record is not None:
+                record.append(h.mean(dim=(2, 3)).reshape(P, B, spec.out_features).transpose(0, 1))
+            if l < L - 1:
+                h = act(h)
+        h = h.mean(dim=(2, 3)).reshape(P, B, arch.layout[n_conv]).transpose(0, 1)  # [B, P, C]
+    return _dense_stack(arch, ws, bs, h, n_conv, act, record), batched
 
 
 def forward(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None, x: Tensor) -> Tensor:
@@ -130,45 +178,27 @@ def forward(arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tens
         ``[B, P, n_out]`` (``[P, n_out]`` for unbatched weights), including ``arch.output_offset``.
         Works for B = 0 (empty output) and is differentiable w.r.t. weights, biases and ``x``.
     """
-    ws, bs, batched = check_weights(weights, biases, arch, arch_required=True)
-    B = ws[0].shape[0]
-    x, per_net = _check_x(arch, x, B, batched, ws[0])
-    act = activation_fn(arch.activation, arch.w0)
-    L = arch.num_layers
-    P = x.shape[1] if per_net else x.shape[0]
-
-    if not arch.is_cnn:
-        out = _dense_stack(arch, ws, bs, x, 0, act)
-    else:
-        n_conv = sum(1 for s in arch.layers if s.is_conv)
-        if B == 0:
-            # grouped conv needs groups >= 1; the result is empty anyway. Keep it on the autograd graph.
-            anchor = sum(ws[l].sum() + bs[l].sum() for l in range(n_conv)) * 0 + x.sum() * 0
-            h = anchor.expand(0, P, arch.layout[n_conv])
-        else:
-            if per_net:  # [B, P, C, H, W] -> [P, B*C, H, W]
-                h = x.transpose(0, 1).reshape(P, B * x.shape[2], *x.shape[3:])
-                groups0 = B
-            else:  # shared images: one ordinary conv with the B stacked filter banks
-                h = x
-                groups0 = 1
-            for l in range(n_conv):
-                spec, w, b = arch.layers[l], ws[l], bs[l]
-                h = F.conv2d(
-                    h,
-                    w.reshape(B * spec.out_features, spec.in_features, *spec.kernel_size),
-                    b.reshape(B * spec.out_features),
-                    stride=spec.stride,
-                    padding=spec.padding,
-                    groups=groups0 if l == 0 else B,
-                )
-                if l < L - 1:
-                    h = act(h)
-            h = h.mean(dim=(2, 3)).reshape(P, B, arch.layout[n_conv]).transpose(0, 1)  # [B, P, C]
-        out = _dense_stack(arch, ws, bs, h, n_conv, act)
+    out, batched = _evaluate(arch, weights, biases, x, None)
     if arch.output_offset:
         out = out + arch.output_offset
     return out if batched else out[0]
+
+
+def preactivations(
+    arch: Architecture, weights: Sequence[Tensor], biases: Sequence[Tensor | None] | None, x: Tensor
+) -> list[Tensor]:
+    """Every layer's pre-activation ``W_l h_{l-1} + b_l`` on the inputs ``x`` (as :func:`forward`).
+
+    Returns one tensor per weight layer, ``[B, P, out_l]`` (``[P, out_l]`` unbatched); a conv
+    layer's map is averaged over space. The last entry is the network output without
+    ``arch.output_offset``. Under a hidden-neuron permutation, sign flip (odd activations) or
+    positive scale (ReLU) the entry of neuron ``i`` permutes with it and is multiplied by its
+    ``q_i`` -- exactly as its bias is -- so these are equivariant node features
+    (:class:`~scalegmn_ext.models.probes.ProbeFeatures`).
+    """
+    record: list[Tensor] = []
+    _, batched = _evaluate(arch, weights, biases, x, record)
+    return record if batched else [r[0] for r in record]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ def autoencoder_state(model: nn.Module) -> dict:
         "latent_dim": ae.latent_dim,
         "decoder": ae.decoder_kind,
         "decoder_hidden": list(ae.decoder_hidden),
+        # the probe inputs themselves travel in the state dict (a buffer); their shape rebuilds it
+        "probe_shape": None if ae.probes is None else list(ae.probes.inputs.shape),
     }
 
 
@@ -71,8 +73,14 @@ def load_autoencoder(path: str, arch: Architecture | None = None, *, map_locatio
             f"architecture it was trained on, or train one for {arch}"
         )
     cfg = ScaleGMNConfig(**ck["encoder_config"])
+    shape = ck.get("probe_shape")  # absent in checkpoints written before probes existed
     model = ScaleGMNAutoencoder(
-        trained_for, cfg, latent_dim=ck["latent_dim"], decoder=ck["decoder"], decoder_hidden=ck["decoder_hidden"]
+        trained_for,
+        cfg.replace(node_features=0),
+        latent_dim=ck["latent_dim"],
+        decoder=ck["decoder"],
+        decoder_hidden=ck["decoder_hidden"],
+        probes=None if shape is None else torch.zeros(shape),
     )
     model.load_state_dict(ck["model"])
     return model.eval()

@@ -29,7 +29,7 @@ from ..._io import atomic_write_json, atomic_write_text, claim_run_folder
 from ...models.autoencoder import ScaleGMNAutoencoder
 from ...models.config import ScaleGMNConfig
 from ...weightspace.architecture import Architecture
-from ...weightspace.functional import render_inr
+from ...weightspace.functional import coordinate_grid, render_inr
 from ...weightspace.symmetry import apply_group_element, random_group_element
 from .. import fit
 from ..data import load_mnist_5k
@@ -64,6 +64,10 @@ class MergeDemoSizes:
     cnn_ae_steps: int = 200
     kd_images: int = 128
     decoder: str = "mlp"
+    #: probe features (models/probes.py): 784 = the 28x28 render grid, n = n uniform points, 0 = none (paper)
+    inr_probes: int = 784
+    cnn_probes: int = 64  #: probe images from the CNN training pool (0 = none, the paper's encoder)
+    readout: str = "last_layer"  #: the encoder's readout ("full_graph": the paper's)
 
     def __post_init__(self):
         for name in ("n_inr", "inr_test", "inr_steps", "members", "n_cnn", "cnn_test", "cnn_epochs", "pairs"):
@@ -84,6 +88,15 @@ class MergeDemoSizes:
             raise ValueError(f"eps must be non-negative noise levels, got {self.eps!r}")
         if self.decoder not in ("mlp", "neuron"):
             raise ValueError(f"decoder must be 'mlp' or 'neuron', got {self.decoder!r}")
+        if self.readout not in ("full_graph", "last_layer"):
+            raise ValueError(f"readout must be 'full_graph' or 'last_layer', got {self.readout!r}")
+        if not 0 <= self.inr_probes <= 4096:
+            raise ValueError(f"inr_probes must be in [0, 4096], got {self.inr_probes!r}")
+        if not 0 <= self.cnn_probes <= min(self.cnn_train_images, 1024):
+            raise ValueError(
+                f"cnn_probes must be in [0, min(cnn_train_images, 1024)] (probe images come from the CNN training "
+                f"pool), got {self.cnn_probes!r}"
+            )
 
 
 DEFAULT = MergeDemoSizes()
@@ -104,6 +117,8 @@ TINY = MergeDemoSizes(
     ae_batch=8,
     cnn_ae_steps=4,
     kd_images=16,
+    inr_probes=16,
+    cnn_probes=4,
 )
 
 
@@ -118,7 +133,15 @@ def _images_for_cnns(n_train: int, seed: int):
         return xtr, ytr, xte, yte, "MNIST-5k"
 
 
-def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, symmetry=None):
+def inr_probe_inputs(n: int):
+    """The INR autoencoder's probes: ``None`` for 0, the 28x28 render grid (the loss's own points)
+    for 784, else ``n`` points uniform in [-1, 1]^2."""
+    if n == 0:
+        return None
+    return coordinate_grid(28, 28) if n == 28 * 28 else n
+
+
+def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, symmetry=None, probes=None):
     torch.manual_seed(sizes.d_hid * 7 + steps)
     c = ScaleGMNConfig(
         d_hid=sizes.d_hid,
@@ -126,8 +149,9 @@ def _train_ae(arch, cfg, sizes, loss, data, out, name, steps, log, progress, sym
         dropout=0.0,
         symmetry=symmetry,
         input_value=0.0 if arch.is_cnn else 1.0,
+        readout=sizes.readout,
     )
-    model = ScaleGMNAutoencoder(arch, c, decoder=sizes.decoder)
+    model = ScaleGMNAutoencoder(arch, c, decoder=sizes.decoder, probes=probes)
     n_val = max(1, len(data) // 8)
     train = NetworkSet([w[n_val:] for w in data.weights], [b[n_val:] for b in data.biases])
     val = NetworkSet([w[:n_val] for w in data.weights], [b[:n_val] for b in data.biases])
@@ -204,9 +228,15 @@ def run_merge_demo(
     cnn_train = NetworkSet([w[:n_ctr] for w in cw], [b[:n_ctr] for b in cb])
 
     # ---------------------------------------------------------------- 2. autoencoders ----
-    log(f"[2/5] Autoencoders (ScaleGMN d={sizes.d_hid}, {sizes.layers} layers, {sizes.decoder} decoder)")
+    log(
+        f"[2/5] Autoencoders (ScaleGMN d={sizes.d_hid}, {sizes.layers} layers, {sizes.readout} readout, probes "
+        f"{sizes.inr_probes} INR / {sizes.cnn_probes} CNN, {sizes.decoder} decoder)"
+    )
     inr_loss = INRRenderLoss(inr_arch)
-    ae, hist = _train_ae(inr_arch, cfg, sizes, inr_loss, inr_train, out, "ae_inr", sizes.ae_steps, log, progress)
+    iprobes = inr_probe_inputs(sizes.inr_probes)
+    ae, hist = _train_ae(
+        inr_arch, cfg, sizes, inr_loss, inr_train, out, "ae_inr", sizes.ae_steps, log, progress, probes=iprobes
+    )
     ae_perm, _ = _train_ae(
         inr_arch,
         cfg,
@@ -219,9 +249,13 @@ def run_merge_demo(
         log,
         progress,
         symmetry="permutation",
+        probes=iprobes,
     )
     kd = DistillationLoss(cnn_arch, xtr, n_images=sizes.kd_images, seed=seed)
-    cae, chist = _train_ae(cnn_arch, cfg, sizes, kd, cnn_train, out, "ae_cnn", sizes.cnn_ae_steps, log, progress)
+    cprobes = xtr[: sizes.cnn_probes] if sizes.cnn_probes else None
+    cae, chist = _train_ae(
+        cnn_arch, cfg, sizes, kd, cnn_train, out, "ae_cnn", sizes.cnn_ae_steps, log, progress, probes=cprobes
+    )
     dec = canonicalize(ae, *inr_test)
     q = reconstruction_quality(inr_arch, inr_test, dec)
     log(f"    INR reconstruction on the test INRs: PSNR {q['psnr_mean']:.1f} dB vs the input INRs' renderings")
