@@ -17,18 +17,11 @@ import torch
 
 from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.reference.canonical import scale_normalize
+from scalegmn_ext.testing import flat_params, max_rel_diff
 from scalegmn_ext.weightspace import symmetry
 
 WIDE = (1e-3, 1e3)
 TOL = 1e-10
-
-
-def _rel(a, b) -> float:
-    return ((a - b).abs().max() / a.abs().max()).item()
-
-
-def _flat(ws, bs):
-    return torch.cat([t.flatten(1) for t in list(ws) + list(bs)], 1)
 
 
 def _extremes(ws, bs, seed: int):
@@ -68,20 +61,22 @@ def test_real_networks_exact(real_nets, net, direction, readout):
         model = (ScaleGMNEquivariant(arch, cfg) if readout == "equivariant" else ScaleGMN(arch, cfg)).double().eval()
         gen = torch.Generator().manual_seed(11)
         w2, b2, g = symmetry.transform(arch, ws, bs, generator=gen, symmetry=sym, scale_range=WIDE)
-        assert _rel(_flat(ws, bs), _flat(w2, b2)) > 0.1  # the input really moved
+        assert max_rel_diff(flat_params(ws, bs), flat_params(w2, b2)) > 0.1  # the input really moved
         with torch.no_grad():
             out, out2 = model(ws, bs), model(w2, b2)
             model.impl = "reference"
             ref = model(ws, bs)
         if readout == "equivariant":
-            expect = _flat(*symmetry.apply_group_element(arch, out[0], out[1], g))
-            got, out, ref = _flat(*out2), _flat(*out), _flat(*ref)
+            expect = flat_params(*symmetry.apply_group_element(arch, out[0], out[1], g))
+            got, out, ref = flat_params(*out2), flat_params(*out), flat_params(*ref)
         else:
             expect, got = out, out2
         assert torch.isfinite(got).all()
-        err = _rel(expect, got)
+        err = max_rel_diff(expect, got)
         assert err <= TOL, f"{net} {sym} {direction} {readout}: symmetry error {err:.2e}"
-        assert _rel(ref, out) <= TOL, f"{net} {sym} {direction} {readout}: fast vs reference {_rel(ref, out):.2e}"
+        assert max_rel_diff(ref, out) <= TOL, (
+            f"{net} {sym} {direction} {readout}: fast vs reference {max_rel_diff(ref, out):.2e}"
+        )
 
 
 @pytest.mark.parametrize("net", ["cnn_relu", "siren"])
@@ -111,8 +106,8 @@ def test_property_fifty_group_elements(real_nets, net):
     with torch.no_grad():
         z, z2 = enc(ws, bs).repeat(K, 1), enc(w2, b2)
         hw, hb = head(ws, bs)
-        expect = _flat(*symmetry.apply_group_element(arch, rep(hw), rep(hb), g))
-        got = _flat(*head(w2, b2))
+        expect = flat_params(*symmetry.apply_group_element(arch, rep(hw), rep(hb), g))
+        got = flat_params(*head(w2, b2))
     per_elem = lambda a, b: ((a - b).abs().amax(1) / a.abs().amax(1)).view(K, n).amax(1)  # noqa: E731
     worst = torch.maximum(per_elem(z, z2), per_elem(expect, got))
     assert worst.max().item() <= TOL, (
@@ -145,7 +140,7 @@ def test_subnormal_and_zero_weights(real_nets, scale_backward):
     with torch.no_grad():
         z, z2 = enc(ws, bs), enc(w2, b2)
     if scale_backward == "gated":
-        assert torch.isfinite(z).all() and _rel(z, z2) <= TOL
+        assert torch.isfinite(z).all() and max_rel_diff(z, z2) <= TOL
     else:
         assert not torch.isfinite(z).all()
 

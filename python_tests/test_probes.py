@@ -19,7 +19,7 @@ from scalegmn_ext.models import ScaleGMN, ScaleGMNConfig, ScaleGMNEquivariant
 from scalegmn_ext.models.autoencoder import ScaleGMNAutoencoder
 from scalegmn_ext.models.probes import ProbeFeatures, default_probe_inputs
 from scalegmn_ext.tasks.data import load_mnist_5k
-from scalegmn_ext.testing import random_weights
+from scalegmn_ext.testing import flat_params, max_rel_diff, random_weights
 from scalegmn_ext.weightspace import symmetry
 from scalegmn_ext.weightspace.architecture import Architecture
 from scalegmn_ext.weightspace.functional import activation_fn, forward, preactivations
@@ -28,14 +28,6 @@ from scalegmn_ext.weightspace.graph import MixedGraphBatch, WeightGraph
 pytestmark = pytest.mark.usefixtures("one_thread")
 WIDE = (1e-3, 1e3)
 TOL = 1e-10
-
-
-def _rel(a, b) -> float:
-    return ((a - b).abs().max() / a.abs().max()).item()
-
-
-def _flat(ws, bs):
-    return torch.cat([t.flatten(1) for t in list(ws) + list(bs)], 1)
 
 
 def _loop_preacts(arch, ws, bs, x):
@@ -87,7 +79,7 @@ def test_models_fed_probe_features_stay_exact(real_nets, net, direction):
     probe = ProbeFeatures(arch, _images(6) if arch.is_cnn else default_probe_inputs(arch, 6)).fit(ws, bs)
     w2, b2, g = symmetry.transform(arch, ws, bs, generator=torch.Generator().manual_seed(11), scale_range=WIDE)
     f, f2 = probe(ws, bs), probe(w2, b2)
-    assert f.shape == (ws[0].shape[0], sum(arch.layout), 6) and _rel(f, f2) > 0.1  # the features moved
+    assert f.shape == (ws[0].shape[0], sum(arch.layout), 6) and max_rel_diff(f, f2) > 0.1  # the features moved
     cfg = ScaleGMNConfig(d_hid=8, num_layers=2, d_out=4, direction=direction, out_scale=1.0, input_value=iv)
     cfg = cfg.replace(node_features=6)
     torch.manual_seed(3)
@@ -95,17 +87,19 @@ def test_models_fed_probe_features_stay_exact(real_nets, net, direction):
     with torch.no_grad():
         z, z2 = enc(ws, bs, node_features=f), enc(w2, b2, node_features=f2)
         hw, hb = head(ws, bs, node_features=f)
-        expect = _flat(*symmetry.apply_group_element(arch, hw, hb, g))
-        got = _flat(*head(w2, b2, node_features=f2))
+        expect = flat_params(*symmetry.apply_group_element(arch, hw, hb, g))
+        got = flat_params(*head(w2, b2, node_features=f2))
         enc.impl = head.impl = "reference"
-        z_ref, h_ref = enc(ws, bs, node_features=f), _flat(*head(ws, bs, node_features=f))
-    assert _rel(z, z2) <= TOL, f"encoder invariance {_rel(z, z2):.2e}"
-    assert _rel(expect, got) <= TOL, f"head equivariance {_rel(expect, got):.2e}"
-    assert _rel(z_ref, z) <= TOL and _rel(h_ref, _flat(hw, hb)) <= TOL  # fast path = reference path
+        z_ref, h_ref = enc(ws, bs, node_features=f), flat_params(*head(ws, bs, node_features=f))
+    assert max_rel_diff(z, z2) <= TOL, f"encoder invariance {max_rel_diff(z, z2):.2e}"
+    assert max_rel_diff(expect, got) <= TOL, f"head equivariance {max_rel_diff(expect, got):.2e}"
+    assert (
+        max_rel_diff(z_ref, z) <= TOL and max_rel_diff(h_ref, flat_params(hw, hb)) <= TOL
+    )  # fast path = reference path
     without = cfg.replace(node_features=0)
     torch.manual_seed(3)
     with torch.no_grad():  # the probes change the latent (the features are really read)
-        assert _rel(z, ScaleGMN(arch, without).double().eval()(ws, bs)) > 1e-3
+        assert max_rel_diff(z, ScaleGMN(arch, without).double().eval()(ws, bs)) > 1e-3
 
 
 @pytest.mark.parametrize("net", ["siren", "cnn_tanh"])
@@ -122,12 +116,12 @@ def test_autoencoder_with_probes_maps_an_orbit_to_one_network(real_nets, net):
     tw, tb = symmetry.apply_group_element(arch, ws, bs, g)
     with torch.no_grad():
         a, b = ae(ws, bs), ae(tw, tb)
-    assert _rel(_flat(*a), _flat(*b)) <= TOL
+    assert max_rel_diff(flat_params(*a), flat_params(*b)) <= TOL
     ae32 = ae.float()
     with torch.no_grad():
         a = ae32([w.float() for w in ws], [v.float() for v in bs])
         b = ae32([w.float() for w in tw], [v.float() for v in tb])
-    assert _rel(_flat(*a), _flat(*b)) <= 1e-5
+    assert max_rel_diff(flat_params(*a), flat_params(*b)) <= 1e-5
 
 
 def test_checkpoint_carries_the_probes(tmp_path):
@@ -148,7 +142,9 @@ def test_checkpoint_carries_the_probes(tmp_path):
     torch.testing.assert_close(m.probes.inputs, ae.probes.inputs.to(m.probes.inputs.dtype))
     torch.testing.assert_close(m.probes.scale, ae.probes.scale)
     with torch.no_grad():
-        torch.testing.assert_close(_flat(*m(data.weights, data.biases)), _flat(*ae.eval()(data.weights, data.biases)))
+        torch.testing.assert_close(
+            flat_params(*m(data.weights, data.biases)), flat_params(*ae.eval()(data.weights, data.biases))
+        )
 
 
 def test_bad_input():

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .weightspace.architecture import Architecture
 
-__all__ = ["DEVICES", "FLOAT_DTYPES", "random_weights", "noncontiguous"]
+__all__ = ["DEVICES", "FLOAT_DTYPES", "random_weights", "noncontiguous", "max_rel_diff", "flat_params"]
 
 #: Devices to parametrise over: CPU always, CUDA when present (CUDA tests skip otherwise).
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -39,3 +39,13 @@ def noncontiguous(t: Tensor) -> Tensor:
     out = buf[..., ::2]
     out.copy_(t)
     return out.requires_grad_(t.requires_grad)
+
+
+def max_rel_diff(a: Tensor, b: Tensor) -> float:
+    """``max |a - b| / max |a|``: the symmetry tests' error measure."""
+    return ((a - b).abs().max() / a.abs().max()).item()
+
+
+def flat_params(weights, biases) -> Tensor:
+    """Per-layer weights and biases ``[B, ...]`` as one ``[B, P]`` tensor (weights first)."""
+    return torch.cat([t.flatten(1) for t in list(weights) + list(biases)], 1)
