@@ -15,7 +15,7 @@ all: test
 setup:
 	bash scripts/setup_env.sh
 
-# The main job: model merging end to end (scalegmn-ext merge-demo, ~6 min on 2 cores).
+# The main job: model merging end to end (scalegmn-ext merge-demo, ~7 min on 2 cores).
 demo: setup
 	$(VENV)/bin/scalegmn-ext merge-demo $(DEMO_ARGS)
 

@@ -890,7 +890,7 @@ def main(argv=None) -> int:
         help="comma-separated weight-noise levels of the orbit experiment (default 0,0.005,0.02)",
     )
     m.add_argument("--ae-steps", type=int, default=None, help="training steps of each INR autoencoder (default 400)")
-    m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 200)")
+    m.add_argument("--cnn-ae-steps", type=int, default=None, help="training steps of the CNN autoencoder (default 500)")
     m.add_argument("--pairs", type=int, default=None, help="CNN pairs (default 20)")
     m.add_argument("--d-hid", type=int, default=None, help="ScaleGMN width (default 32)")
     m.add_argument("--layers", type=int, default=None, help="ScaleGMN message-passing layers (default 3)")

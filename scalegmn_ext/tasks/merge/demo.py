@@ -61,7 +61,7 @@ class MergeDemoSizes:
     layers: int = 3
     ae_steps: int = 400
     ae_batch: int = 32
-    cnn_ae_steps: int = 200
+    cnn_ae_steps: int = 500
     kd_images: int = 128
     decoder: str = "mlp"
     #: probe features (models/probes.py): 784 = the 28x28 render grid, n = n uniform points, 0 = none (paper)
