@@ -6,8 +6,9 @@
 2. Autoencoders: the invariant ScaleGMN encoder (its nodes also read their neurons' values on
    probe inputs, :mod:`scalegmn_ext.models.probes`; ``inr_probes=0, cnn_probes=0,
    readout="full_graph"`` is the paper's weight-only encoder) + decoder, trained with the
-   function-space losses (INR render MSE; CNN distillation KL at T = 0.6) by :class:`~scalegmn_ext.tasks.train.Trainer`
-   (checkpoints in ``out/``; a second run resumes / reuses them). A permutation-only encoder is
+   function-space losses (INR render MSE; CNN distillation KL at T = 0.6) by
+   :class:`~scalegmn_ext.tasks.train.Trainer` (checkpoints in ``out/``; a second run resumes /
+   reuses them). A permutation-only encoder is
    trained with the same budget for the orbit-collapse comparison.
 3. Experiment 1 (INR orbits P / D / PD x noise eps), 2 (orbit collapse, t-SNE) and 3 (CNN pairs:
    accuracy and cross-entropy along the path, merged vs ensemble), with every method.
