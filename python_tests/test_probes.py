@@ -80,6 +80,7 @@ def test_models_fed_probe_features_stay_exact(real_nets, net, direction):
     w2, b2, g = symmetry.transform(arch, ws, bs, generator=torch.Generator().manual_seed(11), scale_range=WIDE)
     f, f2 = probe(ws, bs), probe(w2, b2)
     assert f.shape == (ws[0].shape[0], sum(arch.layout), 6) and max_rel_diff(f, f2) > 0.1  # the features moved
+    torch.testing.assert_close(probe([w[1] for w in ws], [b[1] for b in bs]), f[1])  # one unbatched network
     cfg = ScaleGMNConfig(d_hid=8, num_layers=2, d_out=4, direction=direction, out_scale=1.0, input_value=iv)
     cfg = cfg.replace(node_features=6)
     torch.manual_seed(3)

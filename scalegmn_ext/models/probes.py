@@ -85,9 +85,7 @@ class ProbeFeatures(nn.Module):
 
     def _raw(self, weights, biases) -> tuple[list[Tensor], bool]:
         """Unscaled per-graph-layer features ``[B, n_k, P]`` and whether the input was batched."""
-        ws, bs, batched = check_weights(weights, biases, self.arch, arch_required=True)
-        if not batched:
-            ws, bs = [w.unsqueeze(0) for w in ws], [b.unsqueeze(0) for b in bs]
+        ws, bs, batched = check_weights(weights, biases, self.arch, arch_required=True)  # batch axis added
         x = self.inputs.to(dtype=ws[0].dtype, device=ws[0].device)
         B = ws[0].shape[0]
         first = x.mean(dim=(2, 3)) if self.arch.is_cnn else x  # [P, n_in]
