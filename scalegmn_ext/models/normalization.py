@@ -24,7 +24,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerScales"]
+__all__ = ["LayerScales", "inverse_std"]
+
+
+def inverse_std(std: float) -> float:
+    """``1 / std`` as a normalising constant; 1 where ``std`` is 0 or not finite (nothing to scale)."""
+    return 1.0 / std if 0 < std < float("inf") else 1.0
 
 
 class LayerScales(nn.Module):
@@ -68,10 +73,7 @@ class LayerScales(nn.Module):
             )
 
         def inv_std(ts: Sequence[Tensor]) -> Tensor:
-            out = []
-            for t in ts:
-                s = float(t.detach().double().std()) if t.numel() > 1 else 0.0
-                out.append(1.0 / s if s > 0 and s == s and s != float("inf") else 1.0)
+            out = [inverse_std(float(t.detach().double().std()) if t.numel() > 1 else 0.0) for t in ts]
             return torch.tensor(out, dtype=torch.float64, device=self.w_scale.device)
 
         self.w_scale.copy_(inv_std(weights))

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ..weightspace.architecture import Architecture
 from ..weightspace.functional import preactivations
 from ..weightspace.validation import check_weights
+from .normalization import inverse_std
 
 __all__ = ["ProbeFeatures", "default_probe_inputs"]
 
@@ -119,8 +120,7 @@ class ProbeFeatures(nn.Module):
         out = []
         for k in range(n):
             var = (s2[k] - s1[k] ** 2 / cnt[k]) / max(cnt[k] - 1, 1) if cnt[k] else 0.0
-            std = var**0.5 if var > 0 else 0.0
-            out.append(1.0 / std if 0 < std < float("inf") else 1.0)
+            out.append(inverse_std(var**0.5 if var > 0 else 0.0))
         self.scale.copy_(torch.tensor(out, dtype=torch.float64))
         return self
 

@@ -76,7 +76,7 @@ def load_autoencoder(path: str, arch: Architecture | None = None, *, map_locatio
     shape = ck.get("probe_shape")  # absent in checkpoints written before probes existed
     model = ScaleGMNAutoencoder(
         trained_for,
-        cfg.replace(node_features=0),
+        cfg,  # its node_features is set again from the probes
         latent_dim=ck["latent_dim"],
         decoder=ck["decoder"],
         decoder_hidden=ck["decoder_hidden"],
