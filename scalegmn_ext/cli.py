@@ -572,9 +572,15 @@ def _amortize_eval(args) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(open(os.path.join(args.out, "results.md")).read())
-    print(f"written: {args.out}/results.md, results.json, accuracy_boxplot.png")
+    _print_results(args.out, "accuracy_boxplot.png")
     return 0
+
+
+def _print_results(out: str, also: str) -> None:
+    """Print a run's ``results.md`` and the files it wrote (``results.json`` and ``also``)."""
+    with open(os.path.join(out, "results.md")) as f:
+        print(f.read())
+    print(f"written: {out}/results.md, results.json, {also}")
 
 
 def _add_amortize_parsers(sub) -> None:
@@ -719,8 +725,7 @@ def _task(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if res is not None:
-        print(open(os.path.join(args.out, "results.md")).read())
-        print(f"written: {args.out}/results.md, results.json, checkpoint.pt, best.pt")
+        _print_results(args.out, "checkpoint.pt, best.pt")
     return 0
 
 

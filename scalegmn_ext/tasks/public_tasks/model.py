@@ -128,12 +128,7 @@ def build_task_model(
             fields["scale_backward"] = scale_backward
         fields.update(config or {})
         cfg = ScaleGMNConfig(**fields)
-    sym = cfg.symmetry or arch.symmetry.value
-    if sym != "permutation" and sym != arch.symmetry.value:
-        raise ValueError(
-            f"the model's symmetry {sym!r} does not match the networks' group {arch.symmetry.value!r} "
-            f"({arch.activation} activation): use a {arch.symmetry.value} configuration for {arch}"
-        )
+    # (ScaleGMN itself refuses a symmetry that does not match the networks' group, naming both)
     net = ScaleGMNEquivariant(arch, cfg, residual=True) if equivariant else ScaleGMN(arch, cfg)
     return TaskModel(net, w_scale, b_scale)
 
